@@ -1,0 +1,30 @@
+"""bowlrp: Layer-wise Relevance Propagation for Bag-of-Words kernel-SVM pipelines.
+
+Typical use::
+
+    import bowlrp
+    pipe = bowlrp.ExplainablePipeline([
+        ("sift", bowlrp.DenseSIFT(scales=(2.0, 3.0), steps=(6, 9), rotate=True)),
+        ("bow", bowlrp.BagOfWords(n_words=128, mapping="rank")),
+        ("svm", bowlrp.KernelSVC(kernel="hik")),
+    ]).fit(images, labels)
+    exp = pipe.explain(test_images)
+    exp.pixels[0]          # (H, W) relevance; sums to exp.score[0] - exp.bias[0]
+"""
+
+from .encoders import BagOfWords
+from .features import DenseSIFT, DescriptorSet
+from .pipeline import Explanation, ExplainablePipeline, explain
+from .svm import KernelSVC
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BagOfWords",
+    "DenseSIFT",
+    "DescriptorSet",
+    "Explanation",
+    "ExplainablePipeline",
+    "KernelSVC",
+    "explain",
+]

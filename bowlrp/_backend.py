@@ -1,0 +1,65 @@
+"""The one place that knows about NumPy versus CuPy.
+
+Every encoding, kernel and relevance step asks :func:`get_namespace` for the
+array module of its inputs and is written once against that module.  CuPy is
+optional: it is imported here and nowhere else, lazily, and only when it is
+installed.
+"""
+
+import numpy as np
+
+__all__ = ["get_namespace", "to_numpy", "asarray", "cupy_available"]
+
+
+def _cupy():
+    try:
+        import cupy  # noqa: PLC0415  (optional dependency, imported lazily)
+    except Exception:  # ImportError, or a CUDA runtime that fails to load
+        return None
+    return cupy
+
+
+def cupy_available():
+    """Return True when CuPy imports and sees at least one CUDA device."""
+    cp = _cupy()
+    if cp is None:
+        return False
+    try:
+        return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def get_namespace(*arrays):
+    """Return the array module (``numpy`` or ``cupy``) of ``arrays``.
+
+    Arrays that are ``None`` or Python scalars are ignored.  Mixing NumPy and
+    CuPy arrays raises a ``TypeError`` rather than copying silently.
+    """
+    cp = _cupy()
+    if cp is None:
+        return np
+    kinds = {type(a).__module__.split(".")[0] for a in arrays if isinstance(a, (np.ndarray, cp.ndarray))}
+    if "cupy" in kinds and "numpy" in kinds:
+        raise TypeError(
+            "got a mix of NumPy and CuPy arrays; move all inputs to one device "
+            "(cupy.asarray or cupy.asnumpy) before calling"
+        )
+    return cp if "cupy" in kinds else np
+
+
+def to_numpy(a):
+    """Return ``a`` as a NumPy array (copying from the GPU when needed)."""
+    if isinstance(a, np.ndarray):
+        return a
+    cp = _cupy()
+    if cp is not None and isinstance(a, cp.ndarray):
+        return cp.asnumpy(a)
+    return np.asarray(a)
+
+
+def asarray(a, xp, dtype=None):
+    """Return ``a`` as an array of module ``xp`` (NumPy or CuPy)."""
+    if xp is np:
+        return np.asarray(to_numpy(a), dtype=dtype)
+    return xp.asarray(a, dtype=dtype)

@@ -1,0 +1,500 @@
+"""Toy data of polygons and round shapes (Lapuschkin's thesis, Sec. 2.4.3).
+
+Large grayscale images show dark regular polygons (tetragons to heptagons) and
+dark round :math:`\\ell_p`-balls scattered without overlap over a light, faintly
+patterned background.  Training samples are non-overlapping tiles of such
+images, test samples are overlapping tiles (taken at a fixed stride) of other,
+independently drawn images.  A tile is labelled ``+1`` iff the centre of mass of
+at least one polygon lies inside it.
+
+Every shape is rendered by :func:`_render_shape`, which can be called on its
+own (the tests use it to check polygon areas against the analytic value).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.utils import Bunch, check_random_state
+
+__all__ = ["make_polygons"]
+
+#: Minimal free space (pixels) between the bounding circles of two shapes.
+_GAP = 3.0
+#: Range of the grey value (0 = black, 1 = white) a shape is filled with.
+_INK_RANGE = (0.1, 0.45)
+#: Mean grey value of the background.
+_BACKGROUND_LEVEL = 0.8
+#: Number of plane waves summed into the background pattern.
+_N_WAVES = 4
+#: Candidate centres drawn per batch and batches tried per shape.
+_BATCH = 64
+_MAX_BATCHES = 20
+#: Densest packing of equal discs in the plane; beyond it placement is impossible.
+_MAX_PACKING = np.pi / (2.0 * np.sqrt(3.0))
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """One shape of a large image, in pixel-centre coordinates (row, col).
+
+    ``kind`` is ``"polygon"`` (regular, ``n_vertices`` corners, circumradius
+    ``radius``, first vertex at angle ``angle``) or ``"round"`` (the
+    :math:`\\ell_p` ball ``|u|^p + |v|^p <= radius^p`` in a frame rotated by
+    ``angle``).  ``intensity`` is the fill grey value in [0, 1].
+    """
+
+    kind: str
+    cy: float
+    cx: float
+    radius: float
+    angle: float
+    n_vertices: int = 0
+    p: float = 2.0
+    intensity: float = 0.3
+
+
+def _extent(kind, radius, p):
+    """Radius of the smallest centred disc containing the shape.
+
+    A polygon lies within its circumradius.  An :math:`\\ell_p` ball with
+    ``p >= 2`` reaches out to ``radius * 2**(1/2 - 1/p)`` along its diagonals
+    (up to ``sqrt(2) * radius``); for ``1 <= p <= 2`` it lies within ``radius``.
+    """
+    if kind == "polygon":
+        return float(radius)
+    return float(radius) * max(1.0, 2.0 ** (0.5 - 1.0 / p))
+
+
+def _render_shape(shape, image_shape):
+    """Rasterise one shape onto (a window of) an image of ``image_shape``.
+
+    Returns ``(rows, cols, mask, coverage)``: ``rows`` and ``cols`` are slices
+    of the image window holding the shape, ``mask`` (bool) marks the pixels
+    whose centre lies inside the shape, and ``coverage`` (float32 in [0, 1]) is
+    the anti-aliased ink coverage, ``clip(0.5 - d, 0, 1)`` for an approximate
+    signed distance ``d`` (pixels) from the pixel centre to the shape outline,
+    so ``coverage >= 0.5`` exactly where ``mask`` holds.
+    """
+    H, W = image_shape
+    reach = _extent(shape.kind, shape.radius, shape.p) + 2.0
+    r0 = max(int(np.floor(shape.cy - reach)), 0)
+    r1 = min(int(np.ceil(shape.cy + reach)) + 1, H)
+    c0 = max(int(np.floor(shape.cx - reach)), 0)
+    c1 = min(int(np.ceil(shape.cx + reach)) + 1, W)
+    dy = (np.arange(r0, r1, dtype=np.float64) - shape.cy)[:, None]
+    dx = (np.arange(c0, c1, dtype=np.float64) - shape.cx)[None, :]
+
+    if shape.kind == "polygon":
+        n = int(shape.n_vertices)
+        # Outward edge normals lie halfway between consecutive vertices; the
+        # polygon is the intersection of the half-planes  <x, n_k> <= inradius.
+        normal_angles = shape.angle + np.pi / n + 2.0 * np.pi * np.arange(n) / n
+        inradius = shape.radius * np.cos(np.pi / n)
+        proj = dy[None] * np.sin(normal_angles)[:, None, None] + dx[None] * np.cos(
+            normal_angles
+        )[:, None, None]
+        dist = proj.max(axis=0) - inradius  # exact inside, close outside
+        mask = dist <= 0.0
+    elif shape.kind == "round":
+        p = float(shape.p)
+        cos, sin = np.cos(shape.angle), np.sin(shape.angle)
+        u = np.abs(cos * dx + sin * dy)
+        v = np.abs(-sin * dx + cos * dy)
+        norm = (u**p + v**p) ** (1.0 / p)
+        # First-order distance: (||x||_p - r) / |grad ||x||_p|.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            grad = np.sqrt(u ** (2 * p - 2) + v ** (2 * p - 2)) / norm ** (p - 1)
+        grad = np.where(np.isfinite(grad) & (grad > 0), grad, 1.0)
+        dist = (norm - shape.radius) / grad
+        mask = norm <= shape.radius
+    else:  # pragma: no cover - internal misuse
+        raise ValueError(f"unknown shape kind {shape.kind!r}")
+    coverage = np.clip(0.5 - dist, 0.0, 1.0).astype(np.float32)
+    return slice(r0, r1), slice(c0, c1), mask, coverage
+
+
+def _background(rng, size, tile_size, amplitude, noise_std):
+    """Light background: a few faint low-frequency plane waves plus pixel noise."""
+    idx = np.arange(size, dtype=np.float32)
+    img = np.full((size, size), _BACKGROUND_LEVEL, dtype=np.float32)
+    if amplitude > 0:
+        weights = rng.uniform(0.5, 1.0, _N_WAVES)
+        weights *= amplitude / weights.sum()  # |pattern| <= amplitude
+        theta = rng.uniform(0.0, np.pi, _N_WAVES)
+        k = 2.0 * np.pi / (rng.uniform(0.5, 2.0, _N_WAVES) * tile_size)
+        phase = rng.uniform(0.0, 2.0 * np.pi, _N_WAVES)
+        a = (k * np.sin(theta))[None, :] * idx[:, None] + phase  # (size, K), rows
+        b = (k * np.cos(theta))[None, :] * idx[:, None]  # (size, K), columns
+        # sum_k w_k sin(a_k + b_k) = [w sin a, w cos a] @ [cos b; sin b]: one matmul
+        left = np.concatenate([weights * np.sin(a), weights * np.cos(a)], axis=1)
+        right = np.concatenate([np.cos(b), np.sin(b)], axis=1).T
+        img += (left @ right).astype(np.float32)
+    if noise_std > 0:
+        img += np.float32(noise_std) * rng.standard_normal((size, size), dtype=np.float32)
+    return img
+
+
+def _place_shapes(rng, size, n_shapes, shape_radius, lp_range, density):
+    """Draw shapes and place them by rejection sampling, without overlap."""
+    kinds = np.where(rng.uniform(size=n_shapes) < 0.5, "polygon", "round")
+    radii = rng.uniform(shape_radius[0], shape_radius[1], n_shapes)
+    ps = rng.uniform(lp_range[0], lp_range[1], n_shapes)
+    extents = np.array([_extent(k, r, p) for k, r, p in zip(kinds, radii, ps)])
+    needed = np.pi * ((extents + _GAP / 2.0) ** 2).sum()
+    if needed > _MAX_PACKING * size**2:
+        raise ValueError(
+            f"density={density!r} asks for {n_shapes} non-overlapping shapes in a "
+            f"{size}x{size} image, more than can possibly fit; lower `density` or "
+            "`shape_radius`, or raise `image_size`."
+        )
+    centres = np.empty((n_shapes, 2))
+    shapes = []
+    for i in range(n_shapes):
+        R = extents[i]
+        lo, hi = R, size - 1.0 - R
+        for _ in range(_MAX_BATCHES):
+            cand = rng.uniform(lo, hi, (_BATCH, 2))
+            if i:
+                d2 = ((cand[:, None, :] - centres[None, :i, :]) ** 2).sum(-1)
+                ok = (d2 > (R + extents[None, :i] + _GAP) ** 2).all(axis=1)
+            else:
+                ok = np.ones(_BATCH, dtype=bool)
+            if ok.any():
+                centres[i] = cand[np.argmax(ok)]
+                break
+        else:
+            raise ValueError(
+                f"could not place shape {i + 1} of {n_shapes} without overlap in a "
+                f"{size}x{size} image after {_BATCH * _MAX_BATCHES} attempts; "
+                f"density={density!r} is too high: lower `density` or `shape_radius`."
+            )
+        kind = str(kinds[i])
+        shapes.append(
+            _Shape(
+                kind=kind,
+                cy=float(centres[i, 0]),
+                cx=float(centres[i, 1]),
+                radius=float(radii[i]),
+                angle=float(rng.uniform(0.0, 2.0 * np.pi)),
+                n_vertices=int(rng.integers(4, 8)) if kind == "polygon" else 0,
+                p=float(ps[i]),
+                intensity=float(rng.uniform(*_INK_RANGE)),
+            )
+        )
+    return shapes
+
+
+def _make_big_image(rng, size, tile_size, shape_radius, lp_range, density, amplitude,
+                    noise_std):
+    """One large image: uint8 pixels, polygon / round masks, polygon centres."""
+    expected = density * size**2 / tile_size**2
+    n_shapes = int(np.floor(expected))
+    n_shapes += int(rng.uniform() < expected - n_shapes)  # unbiased rounding
+    img = _background(rng, size, tile_size, amplitude, noise_std)
+    shapes = _place_shapes(rng, size, n_shapes, shape_radius, lp_range, density)
+    poly = np.zeros((size, size), dtype=bool)
+    rnd = np.zeros((size, size), dtype=bool)
+    for s in shapes:
+        rows, cols, mask, cov = _render_shape(s, (size, size))
+        win = img[rows, cols]
+        img[rows, cols] = win + cov * (np.float32(s.intensity) - win)
+        (poly if s.kind == "polygon" else rnd)[rows, cols] |= mask
+    pixels = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+    centres = np.array([(s.cy, s.cx) for s in shapes if s.kind == "polygon"]).reshape(-1, 2)
+    return pixels, poly, rnd, centres
+
+
+def _tile_labels(centres, origins, tile_size):
+    """+1 where the pixel holding some polygon centre lies in the tile, else -1."""
+    pix = np.floor(centres + 0.5).astype(np.int64)  # (m, 2)
+    rel = pix[None, :, :] - origins[:, None, :]  # (T, m, 2)
+    inside = ((rel >= 0) & (rel < tile_size)).all(axis=2).any(axis=1)
+    return np.where(inside, 1, -1).astype(np.int64)
+
+
+def _crop(arrays, origins, tile_size):
+    """Stack the ``tile_size`` crops of each array at ``origins``."""
+    return [
+        np.stack([a[r:r + tile_size, c:c + tile_size] for r, c in origins])
+        for a in arrays
+    ]
+
+
+def _check_rng(random_state):
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    return check_random_state(random_state)
+
+
+def _draw_entropy(rng):
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(0, 2**63 - 1))
+    return int(rng.randint(0, np.iinfo(np.int32).max))
+
+
+def _validate(n_train, n_test_images, image_size, tile_size, test_stride, shape_radius,
+              density, lp_range, background_amplitude, noise_std):
+    def is_int(x):
+        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+    if not is_int(n_train) or n_train < 1:
+        raise ValueError(f"n_train must be an integer >= 1, got {n_train!r}.")
+    if not is_int(n_test_images) or n_test_images < 0:
+        raise ValueError(
+            f"n_test_images must be an integer >= 0 (0 for no test set), got {n_test_images!r}."
+        )
+    if not is_int(tile_size) or tile_size < 1:
+        raise ValueError(f"tile_size must be an integer >= 1, got {tile_size!r}.")
+    if not is_int(image_size) or image_size < tile_size:
+        raise ValueError(
+            f"tile_size={tile_size!r} must not exceed image_size={image_size!r}; "
+            "raise `image_size` or lower `tile_size`."
+        )
+    if not is_int(test_stride) or test_stride < 1:
+        raise ValueError(f"test_stride must be an integer >= 1, got {test_stride!r}.")
+    try:
+        lo, hi = (float(v) for v in shape_radius)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"shape_radius must be a pair (lo, hi) with 0 < lo <= hi, got {shape_radius!r}."
+        ) from None
+    if not (0 < lo <= hi) or not np.isfinite(hi):
+        raise ValueError(
+            f"shape_radius must be a pair (lo, hi) with 0 < lo <= hi, got {shape_radius!r}."
+        )
+    if 2 * hi >= tile_size:
+        raise ValueError(
+            f"shapes of radius up to {hi} (diameter {2 * hi}) do not fit in tiles of "
+            f"{tile_size} pixels; lower shape_radius[1] below tile_size / 2."
+        )
+    try:
+        plo, phi = (float(v) for v in lp_range)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"lp_range must be a pair (lo, hi) with 1 <= lo <= hi, got {lp_range!r}."
+        ) from None
+    if not (1 <= plo <= phi) or not np.isfinite(phi):
+        raise ValueError(
+            f"lp_range must be a pair (lo, hi) with 1 <= lo <= hi (p < 1 gives non-convex, "
+            f"star-like shapes), got {lp_range!r}."
+        )
+    max_extent = max(_extent("polygon", hi, 2.0), _extent("round", hi, phi))
+    if 2 * max_extent + 1 >= image_size:
+        raise ValueError(
+            f"shapes reaching {max_extent:.1f} pixels from their centre do not fit in "
+            f"images of {image_size} pixels; lower `shape_radius` or raise `image_size`."
+        )
+    if not np.isfinite(density) or density <= 0:
+        raise ValueError(
+            f"density must be a positive number (expected shapes per tile_size x tile_size "
+            f"area), got {density!r}."
+        )
+    if not (0 <= background_amplitude <= 0.2):
+        raise ValueError(
+            "background_amplitude must lie in [0, 0.2] (the pattern must stay faint), "
+            f"got {background_amplitude!r}."
+        )
+    if not (0 <= noise_std <= 0.1):
+        raise ValueError(f"noise_std must lie in [0, 0.1], got {noise_std!r}.")
+    return (lo, hi), (plo, phi)
+
+
+def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102,
+                  test_stride=34, shape_radius=(11.0, 17.0), density=1.25,
+                  lp_range=(2.0, 3.5), background_amplitude=0.05, noise_std=0.01,
+                  random_state=None):
+    """Generate the polygons-versus-round-shapes toy data of the LRP thesis.
+
+    Reproduces the toy task of Lapuschkin's thesis, Sec. 2.4.3, Fig. 2.13:
+    large grayscale images show regular polygons (tetragons to heptagons) and
+    round :math:`\\ell_p`-shaped objects, scattered uniformly without overlap.
+    Training samples are non-overlapping ``tile_size`` crops of such images;
+    test samples are overlapping crops, ``test_stride`` pixels apart, of other
+    large images.  A tile is labelled ``+1`` iff the centre of mass of at least
+    one polygon lies within it, ``-1`` otherwise.
+
+    Rendering (grey values on a 0..1 scale, stored as uint8 ``rint(255 * v)``):
+
+    * Background: level 0.8 plus the sum of four plane waves with random
+      orientation, phase and wavelength (0.5 to 2 ``tile_size``), total
+      amplitude at most ``background_amplitude``, plus Gaussian pixel noise of
+      standard deviation ``noise_std``.  It has no edges or corners.
+    * Each shape is a polygon with probability 0.5, otherwise a round shape.
+      Polygons are regular with 4 to 7 vertices (uniform), random rotation and
+      circumradius uniform in ``shape_radius``.  Round shapes are the balls
+      ``|u|^p + |v|^p <= r^p`` in a randomly rotated frame, ``p`` uniform in
+      ``lp_range``, ``r`` uniform in ``shape_radius``.
+    * Shapes are filled with a grey uniform in [0.1, 0.45], with edges
+      anti-aliased over about one pixel; the masks are hard (a pixel belongs to
+      a shape iff its centre lies inside it).
+    * Placement: rejection sampling of centres, uniform over the positions that
+      keep the whole shape inside the image, such that the bounding circles of
+      any two shapes are at least 3 pixels apart.  Placement gives up with a
+      ``ValueError`` after 1280 failed attempts for one shape.
+    * The number of shapes per large image is ``density * image_size**2 /
+      tile_size**2`` (randomly rounded up or down to keep that expectation).
+    * The centre of mass of a regular polygon is its placed centre; a tile
+      ``[r0, r0 + tile_size) x [c0, c0 + tile_size)`` is positive iff it holds
+      the pixel containing some polygon centre, so each polygon makes exactly
+      one non-overlapping training tile positive.
+
+    Large image ``k`` of each split is drawn from its own random stream derived
+    from ``random_state``, so training and test images are different draws, the
+    test set does not depend on ``n_train``, and the first tiles of a larger
+    training set equal a smaller one.
+
+    Parameters
+    ----------
+    n_train : int, default=600
+        Number of training tiles.  Large images (``(image_size // tile_size)**2``
+        tiles each) are generated until there are enough; the first ``n_train``
+        tiles are kept.
+    n_test_images : int, default=2
+        Number of large test images (0 for no test set).
+    image_size : int, default=408
+        Side length of the square large images, in pixels.
+    tile_size : int, default=102
+        Side length of the square sample tiles, in pixels.
+    test_stride : int, default=34
+        Distance between the top-left corners of neighbouring test tiles.
+    shape_radius : (float, float), default=(11.0, 17.0)
+        Range of the (circum)radius of the shapes, in pixels.
+        ``2 * shape_radius[1]`` must be smaller than ``tile_size``.
+    density : float, default=1.25
+        Expected number of shapes (polygons and round ones) per
+        ``tile_size x tile_size`` area.  The default gives about 50% positive
+        training tiles (each polygon centre falls in exactly one tile, and
+        half the shapes are polygons).
+    lp_range : (float, float), default=(2.0, 3.5)
+        Range of the exponent ``p`` of the round shapes; ``p >= 2`` keeps
+        them free of corners (``p = 2`` is a disc, larger ``p`` a rounded
+        square).  ``p`` must be at least 1.
+    background_amplitude : float, default=0.05
+        Largest deviation of the smooth background pattern from its level
+        0.8, on the 0..1 grey scale; at most 0.2.
+    noise_std : float, default=0.01
+        Standard deviation of the Gaussian pixel noise, on the 0..1 scale.
+    random_state : int, RandomState, Generator or None, default=None
+        Seed of the generator; see :func:`sklearn.utils.check_random_state`.
+        A ``RandomState`` or ``Generator`` is advanced by one draw.
+
+    Returns
+    -------
+    data : sklearn.utils.Bunch
+        With fields (``T`` test tiles, ``t = tile_size``, ``s = image_size``)
+
+        images : uint8 ndarray of shape (n_train, t, t)
+            Training tiles.
+        labels : int ndarray of shape (n_train,)
+            ``+1`` / ``-1`` training labels.
+        polygon_masks, round_masks : bool ndarray of shape (n_train, t, t)
+            Pixels of polygons / round shapes in each training tile.
+        test_images : uint8 ndarray of shape (T, t, t)
+            Test tiles, row-major over positions, one large image after another.
+        test_labels : int ndarray of shape (T,)
+        test_polygon_masks, test_round_masks : bool ndarray of shape (T, t, t)
+        test_origins : int ndarray of shape (T, 2)
+            (row, col) of each test tile's top-left corner in its large image.
+        test_source : int ndarray of shape (T,)
+            Index of the large test image each test tile was cropped from.
+        test_big_images : uint8 ndarray of shape (n_test_images, s, s)
+        test_big_polygon_masks, test_big_round_masks : bool ndarray of shape (n_test_images, s, s)
+        DESCR : str
+            Description of the data and the parameters used.
+
+    Raises
+    ------
+    ValueError
+        For invalid parameters, or when ``density`` is too high to place the
+        shapes without overlap.
+
+    Examples
+    --------
+    >>> from bowlrp.datasets import make_polygons
+    >>> data = make_polygons(n_train=20, n_test_images=1, random_state=0)
+    >>> data.images.shape
+    (20, 102, 102)
+    >>> sorted(set(data.labels.tolist()))
+    [-1, 1]
+    >>> data.test_images.shape  # 10 x 10 positions, 34 pixels apart
+    (100, 102, 102)
+    """
+    shape_radius, lp_range = _validate(
+        n_train, n_test_images, image_size, tile_size, test_stride, shape_radius,
+        density, lp_range, background_amplitude, noise_std,
+    )
+    entropy = _draw_entropy(_check_rng(random_state))
+
+    def big_image(split, k):
+        rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(split, k)))
+        return _make_big_image(rng, image_size, tile_size, shape_radius, lp_range,
+                               density, background_amplitude, noise_std)
+
+    # --- training: non-overlapping tiles of as many large images as needed
+    n_side = image_size // tile_size
+    starts = np.arange(n_side) * tile_size
+    train_origins = np.stack(np.meshgrid(starts, starts, indexing="ij"), -1).reshape(-1, 2)
+    per_image = len(train_origins)
+    n_big = -(-n_train // per_image)
+    images, labels, pmasks, rmasks = [], [], [], []
+    for k in range(n_big):
+        pixels, poly, rnd, centres = big_image(0, k)
+        keep = train_origins[: min(per_image, n_train - k * per_image)]
+        im, pm, rm = _crop((pixels, poly, rnd), keep, tile_size)
+        images.append(im)
+        pmasks.append(pm)
+        rmasks.append(rm)
+        labels.append(_tile_labels(centres, keep, tile_size))
+
+    # --- testing: overlapping tiles at stride test_stride
+    tstarts = np.arange(0, image_size - tile_size + 1, test_stride)
+    test_grid = np.stack(np.meshgrid(tstarts, tstarts, indexing="ij"), -1).reshape(-1, 2)
+    big_images = np.zeros((n_test_images, image_size, image_size), dtype=np.uint8)
+    big_poly = np.zeros((n_test_images, image_size, image_size), dtype=bool)
+    big_round = np.zeros((n_test_images, image_size, image_size), dtype=bool)
+    t_images, t_labels, t_pmasks, t_rmasks = [], [], [], []
+    for k in range(n_test_images):
+        big_images[k], big_poly[k], big_round[k], centres = big_image(1, k)
+        im, pm, rm = _crop((big_images[k], big_poly[k], big_round[k]), test_grid, tile_size)
+        t_images.append(im)
+        t_pmasks.append(pm)
+        t_rmasks.append(rm)
+        t_labels.append(_tile_labels(centres, test_grid, tile_size))
+
+    def cat(parts, dtype):
+        if parts:
+            return np.concatenate(parts)
+        return np.zeros((0, tile_size, tile_size), dtype=dtype)
+
+    n_test = n_test_images * len(test_grid)
+    labels = np.concatenate(labels)
+    test_labels = np.concatenate(t_labels) if t_labels else np.zeros(0, dtype=np.int64)
+    descr = (
+        "Polygons vs. round shapes toy data (Lapuschkin's LRP thesis, Sec. 2.4.3, "
+        "Fig. 2.13).\n"
+        f"{n_train} training tiles ({tile_size}x{tile_size}, non-overlapping crops of "
+        f"{n_big} large {image_size}x{image_size} images), {int((labels == 1).sum())} "
+        f"positive; {n_test} test tiles (crops at stride {test_stride} of {n_test_images} "
+        f"other large images), {int((test_labels == 1).sum())} positive.\n"
+        "Label +1 iff the centre of mass of at least one regular polygon (4-7 vertices) "
+        "lies in the tile; round shapes are l_p balls.\n"
+        f"Parameters: shape_radius={shape_radius}, density={density} shapes per tile "
+        f"area, lp_range={lp_range}, background_amplitude={background_amplitude}, "
+        f"noise_std={noise_std}, random_state={random_state!r}."
+    )
+    return Bunch(
+        images=np.concatenate(images),
+        labels=labels,
+        polygon_masks=np.concatenate(pmasks),
+        round_masks=np.concatenate(rmasks),
+        test_images=cat(t_images, np.uint8),
+        test_labels=test_labels,
+        test_polygon_masks=cat(t_pmasks, bool),
+        test_round_masks=cat(t_rmasks, bool),
+        test_origins=np.tile(test_grid, (n_test_images, 1)).astype(np.int64).reshape(-1, 2),
+        test_source=np.repeat(np.arange(n_test_images, dtype=np.int64), len(test_grid)),
+        test_big_images=big_images,
+        test_big_polygon_masks=big_poly,
+        test_big_round_masks=big_round,
+        DESCR=descr,
+    )

@@ -1,0 +1,354 @@
+"""Bag-of-Words encoding of local descriptors, forward and backward.
+
+Forward (thesis Sec. 2.4.1, eq. 2.65, 2.86): a k-means vocabulary per
+descriptor level (one per SIFT scale, the blocks concatenated); each
+descriptor ``l`` is mapped to the words ``d`` by hard assignment or by the
+rank mapping ``m_d(l) = p ** -rk_d(l)`` for the ``n`` nearest words; the
+mappings are sum-pooled per image and block and normalised.
+
+Backward (eq. 2.77-2.80): the relevance ``R_d`` of a word is redistributed to
+the descriptors mapped to it in proportion to their contribution; words no
+descriptor of the image maps to spread their relevance uniformly over the
+descriptors of their block (the zero-mapping case of eq. 2.79).
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.cluster import KMeans
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from .._backend import asarray, get_namespace, to_numpy
+from ..base import ExplainableTransformerMixin
+from ..rules import get_rule
+
+__all__ = ["BagOfWords", "check_descriptor_sets"]
+
+_MAPPINGS = ("hard", "rank")
+_NORMALIZE = ("l1", "count", None)
+_CHUNK = 1 << 16  # descriptors per distance computation (bounds memory to ~70 MB)
+
+
+def check_descriptor_sets(X, name="X"):
+    """Return ``(descriptors, levels, n_levels)`` lists for a batch of descriptor sets.
+
+    Accepts a list of objects with ``descriptors`` (n_i, D) and ``levels``
+    (n_i,) attributes (such as :class:`bowlrp.features.DescriptorSet`) or a list
+    of plain 2-D arrays (one level).
+    """
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        raise TypeError(
+            f"{name} must be a list with one descriptor set per image (the output of "
+            f"DenseSIFT.transform, or a list of (n_i, D) arrays), got an array of shape {X.shape}"
+        )
+    if not isinstance(X, (list, tuple, np.ndarray)):
+        raise TypeError(f"{name} must be a list of descriptor sets, got {type(X).__name__}")
+    if len(X) == 0:
+        raise ValueError(f"{name} is empty: pass at least one descriptor set")
+    descs, levels, n_levels = [], [], 1
+    width = None
+    for i, s in enumerate(X):
+        if hasattr(s, "descriptors") and hasattr(s, "levels"):
+            d, lv = s.descriptors, np.asarray(s.levels, dtype=np.intp)
+            n_levels = max(n_levels, int(getattr(s, "n_levels", lv.max() + 1 if lv.size else 1)))
+        else:
+            d = s
+            lv = None
+        xp = get_namespace(d)
+        if not hasattr(d, "ndim") or d.ndim != 2:
+            raise ValueError(
+                f"{name}[{i}] must be a descriptor set or a 2-D (n_descriptors, n_dims) array; "
+                f"got {type(d).__name__} with shape {getattr(d, 'shape', None)}"
+            )
+        if d.dtype.kind not in "fiu":
+            raise TypeError(f"{name}[{i}] has dtype {d.dtype}; descriptors must be real numbers")
+        if d.size and not bool(xp.isfinite(d).all()):
+            raise ValueError(f"{name}[{i}] contains NaN or infinite values")
+        if width is None:
+            width = d.shape[1]
+        elif d.shape[1] != width:
+            raise ValueError(
+                f"{name}[{i}] has descriptors of dimension {d.shape[1]}, earlier ones {width}"
+            )
+        if lv is None:
+            lv = np.zeros(d.shape[0], dtype=np.intp)
+        elif lv.shape != (d.shape[0],):
+            raise ValueError(f"{name}[{i}].levels must have one entry per descriptor")
+        descs.append(d)
+        levels.append(lv)
+    return descs, levels, n_levels
+
+
+class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
+    """Visual-word histograms with one k-means vocabulary per descriptor level.
+
+    Parameters
+    ----------
+    n_words : int, default=128
+        Vocabulary size per level (the thesis' toy: 128 per SIFT scale).
+    mapping : {"rank", "hard"}, default="rank"
+        ``"rank"``: ``m_d(l) = rank_base ** -rk_d(l)`` for the ``n_ranks``
+        nearest words, ranks counted from 1 (eq. 2.86); ``"hard"``: 1 for the
+        nearest word (vector quantisation).
+    rank_base : float, default=2.0
+        ``p`` of eq. 2.86, must be > 1.
+    n_ranks : int, default=4
+        ``n`` of eq. 2.86: how many nearest words a descriptor maps to.
+    normalize : {"l1", "count", None}, default="l1"
+        Per block: ``"l1"`` divides the pooled histogram by its sum (the toy
+        experiment), ``"count"`` by the number of descriptors of the block
+        (the ``1/|L|`` of eq. 2.65), ``None`` keeps raw sums.
+    max_descriptors : int, default=50000
+        Descriptors per level sampled (uniformly, without replacement) from the
+        training set for k-means.
+    n_init : int, default=1
+        k-means restarts.
+    max_iter : int, default=100
+        k-means iterations.
+    random_state : int, RandomState or None
+        Seeds the descriptor sample and k-means.
+
+    Attributes
+    ----------
+    vocabularies_ : list of ndarray of shape (n_words, n_dims)
+        Cluster centres per level.
+    n_levels_ : int
+        Number of descriptor levels (vocabularies).
+    block_sizes_ : tuple of int
+        Output features per level; the output is the concatenation of blocks.
+    n_features_out_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> sets = [rng.random((50, 8)) for _ in range(4)]
+    >>> bow = BagOfWords(n_words=5, random_state=0).fit(sets)
+    >>> bow.transform(sets).shape
+    (4, 5)
+    """
+
+    _relevance_input = "descriptors"
+
+    def __init__(
+        self,
+        n_words=128,
+        mapping="rank",
+        rank_base=2.0,
+        n_ranks=4,
+        normalize="l1",
+        max_descriptors=50000,
+        n_init=1,
+        max_iter=100,
+        random_state=None,
+    ):
+        self.n_words = n_words
+        self.mapping = mapping
+        self.rank_base = rank_base
+        self.n_ranks = n_ranks
+        self.normalize = normalize
+        self.max_descriptors = max_descriptors
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ params
+    def _check_params(self):
+        def _int(name, lo):
+            v = getattr(self, name)
+            if not isinstance(v, Integral) or isinstance(v, bool) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+        _int("n_words", 1)
+        _int("n_ranks", 1)
+        _int("max_descriptors", 1)
+        _int("n_init", 1)
+        _int("max_iter", 1)
+        if self.mapping not in _MAPPINGS:
+            raise ValueError(f"unknown mapping {self.mapping!r}; valid mappings are {list(_MAPPINGS)}")
+        if self.normalize not in _NORMALIZE:
+            raise ValueError(f"unknown normalize {self.normalize!r}; valid values are {list(_NORMALIZE)}")
+        if not isinstance(self.rank_base, Real) or not self.rank_base > 1:
+            raise ValueError(f"rank_base must be a number > 1, got {self.rank_base!r}")
+        if self.mapping == "rank" and self.n_ranks > self.n_words:
+            raise ValueError(f"n_ranks={self.n_ranks} exceeds n_words={self.n_words}")
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, X, y=None):
+        """Learn one k-means vocabulary per level from sampled training descriptors.
+
+        Parameters
+        ----------
+        X : list of descriptor sets
+            Output of :meth:`bowlrp.DenseSIFT.transform` (or 2-D arrays).
+        y : ignored
+        """
+        self._check_params()
+        descs, levels, n_levels = check_descriptor_sets(X)
+        rng = check_random_state(self.random_state)
+        vocabularies = []
+        for s in range(n_levels):
+            pool = [np.asarray(to_numpy(d)[lv == s], dtype=np.float32) for d, lv in zip(descs, levels)]
+            pool = np.concatenate(pool) if pool else np.empty((0, descs[0].shape[1]), np.float32)
+            if len(pool) > self.max_descriptors:
+                pool = pool[rng.choice(len(pool), self.max_descriptors, replace=False)]
+            if len(pool) < self.n_words:
+                raise ValueError(
+                    f"level {s} has only {len(pool)} training descriptors, fewer than "
+                    f"n_words={self.n_words}; use more training images or a smaller vocabulary"
+                )
+            km = KMeans(
+                n_clusters=self.n_words,
+                n_init=self.n_init,
+                max_iter=self.max_iter,
+                random_state=rng.randint(np.iinfo(np.int32).max),
+            ).fit(pool)
+            vocabularies.append(km.cluster_centers_.astype(np.float32))
+        self.vocabularies_ = vocabularies
+        self.n_levels_ = n_levels
+        self.n_dims_in_ = descs[0].shape[1]
+        self.block_sizes_ = (self.n_words,) * n_levels
+        self.n_features_out_ = self.n_words * n_levels
+        return self
+
+    # ----------------------------------------------------------------- forward
+    def _assign(self, D, vocab, xp):
+        """Word indices (n, r) and mapping values (n, r) of descriptors ``D`` (eq. 2.86)."""
+        V = asarray(vocab, xp, dtype=xp.float32)
+        r = 1 if self.mapping == "hard" else self.n_ranks
+        idx = xp.empty((D.shape[0], r), dtype=xp.intp)
+        vnorm = (V * V).sum(1)
+        for a in range(0, D.shape[0], _CHUNK):
+            Dc = asarray(D[a : a + _CHUNK], xp, dtype=xp.float32)
+            d2 = vnorm[None, :] - 2.0 * (Dc @ V.T)  # ||l||^2 is constant per row
+            if r == 1:
+                idx[a : a + _CHUNK, 0] = xp.argmin(d2, axis=1)
+            else:
+                part = xp.argpartition(d2, r - 1, axis=1)[:, :r]
+                order = xp.argsort(xp.take_along_axis(d2, part, axis=1), axis=1, kind="stable")
+                idx[a : a + _CHUNK] = xp.take_along_axis(part, order, axis=1)
+        if self.mapping == "hard":
+            vals = xp.ones((D.shape[0], 1), dtype=xp.float64)
+        else:
+            ranks = xp.arange(1, r + 1, dtype=xp.float64)
+            vals = xp.broadcast_to(float(self.rank_base) ** -ranks, (D.shape[0], r)).copy()
+        return idx, vals
+
+    def _forward(self, X):
+        """Encode ``X`` and return ``(features, trace)`` for :meth:`_relevance`.
+
+        The trace holds, per image, the sparse forward messages ``z_ld``
+        (word index and value of each descriptor's mapping, already scaled by
+        the block normalisation, eq. 2.77) and each descriptor's block.
+        """
+        check_is_fitted(self, "vocabularies_")
+        descs, levels, n_levels = check_descriptor_sets(X)
+        if n_levels > self.n_levels_ or any(d.shape[1] != self.n_dims_in_ for d in descs):
+            raise ValueError(
+                f"descriptors do not match the fitted vocabularies ({self.n_levels_} level(s) of "
+                f"dimension {self.n_dims_in_})"
+            )
+        xp = get_namespace(*descs)
+        n, K, L = len(descs), self.n_words, self.n_levels_
+        counts = np.array([len(d) for d in descs])
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        allD = xp.concatenate([asarray(d, xp, dtype=xp.float32) for d in descs])
+        allL = xp.asarray(np.concatenate(levels))
+        image_of = xp.asarray(np.repeat(np.arange(n), counts))
+        r = 1 if self.mapping == "hard" else self.n_ranks
+        idx = xp.zeros((allD.shape[0], r), dtype=xp.intp)
+        vals = xp.zeros((allD.shape[0], r), dtype=xp.float64)
+        for s in range(L):
+            sel = xp.nonzero(allL == s)[0]
+            if sel.size:
+                i_s, v_s = self._assign(allD[sel], self.vocabularies_[s], xp)
+                idx[sel] = i_s + s * K
+                vals[sel] = v_s
+        # sum pooling per image and block, then the per-block normalisation
+        group = image_of * L + allL  # (image, block) of each descriptor
+        cols = (image_of[:, None] * (L * K) + idx).ravel()
+        hist = xp.bincount(cols, weights=vals.ravel(), minlength=n * L * K).reshape(n, L, K)
+        if self.normalize == "l1":
+            scale = hist.sum(2)
+        elif self.normalize == "count":
+            scale = xp.bincount(group, minlength=n * L).reshape(n, L).astype(xp.float64)
+        else:
+            scale = xp.ones((n, L))
+        scale = xp.where(scale > 0, scale, 1.0)
+        features = (hist / scale[:, :, None]).reshape(n, L * K)
+        vals = vals / scale.reshape(-1)[group][:, None]
+        trace = {
+            "idx": idx,
+            "vals": vals,
+            "group": group,
+            "image_of": image_of,
+            "offsets": offsets,
+            "features": features,
+        }
+        return features, trace
+
+    def transform(self, X):
+        """Return the Bag-of-Words features, shape ``(n_images, n_features_out_)``."""
+        return self._forward(X)[0]
+
+    # ---------------------------------------------------------------- backward
+    def _relevance(self, relevance, trace, rule="z"):
+        """Redistribute feature relevance to descriptors (eq. 2.78-2.80).
+
+        Parameters
+        ----------
+        relevance : array of shape (n_images, n_features_out_)
+            Relevance of each Bag-of-Words dimension (``R^(3)_d``).
+        trace : dict
+            From :meth:`_forward` on the same images.
+        rule : str or Rule
+            ``"z"`` (proportional, eq. 2.78).
+
+        Returns
+        -------
+        list of arrays of shape (n_i,)
+            Relevance of each descriptor of each image (``R^(2)_l``, eq. 2.80).
+            Words of a block that no descriptor of the image maps to spread
+            their relevance uniformly over the block's descriptors (eq. 2.79);
+            a block without descriptors spreads it over all the image's
+            descriptors.
+        """
+        rule = get_rule(rule)
+        idx, vals, group = trace["idx"], trace["vals"], trace["group"]
+        image_of, offsets = trace["image_of"], trace["offsets"]
+        xp = get_namespace(idx, vals)
+        R = asarray(relevance, xp, dtype=xp.float64)
+        n, DK = R.shape
+        L = self.n_levels_
+        K = DK // L
+        counts = np.diff(offsets)
+        if (counts == 0).any():
+            bad = int(np.flatnonzero(counts == 0)[0])
+            raise ValueError(f"image {bad} has no descriptors: its relevance cannot be attributed")
+        cols = (image_of[:, None] * DK + idx).ravel()
+        v, reached = rule.fractions(vals.ravel(), cols, n * DK, xp)
+        Rflat = R.reshape(-1)
+        per_desc = (v * Rflat[cols]).reshape(idx.shape).sum(1)
+        # zero-mapping case (eq. 2.79): unreached words spread over their block
+        lost = xp.where(reached, 0.0, Rflat).reshape(n * L, K).sum(1)
+        n_in_group = xp.bincount(group, minlength=n * L)
+        empty = n_in_group == 0
+        lost_img = xp.where(empty, lost, 0.0).reshape(n, L).sum(1)  # blocks without descriptors
+        per_desc = per_desc + xp.where(empty, 0.0, lost / xp.maximum(n_in_group, 1))[group]
+        per_desc = per_desc + (lost_img / xp.asarray(counts))[image_of]
+        return [per_desc[offsets[i] : offsets[i + 1]] for i in range(n)]
+
+    def get_feature_names_out(self, input_features=None):
+        """Names ``level{s}_word{k}`` of the output features."""
+        check_is_fitted(self, "vocabularies_")
+        return np.array(
+            [f"level{s}_word{k}" for s in range(self.n_levels_) for k in range(self.n_words)], dtype=object
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = False
+        return tags

@@ -1,0 +1,602 @@
+"""Dense SIFT descriptors and the flat rule that maps their relevance to pixels.
+
+The local features of the Bag-of-Words pipelines of the thesis (Sec. 2.4.3)
+are SIFT descriptors (Lowe, 2004) computed densely: for every scale
+``sigma`` a regular grid of keypoints, all with that scale, optionally
+rotated to the dominant gradient orientation.  The descriptor itself is
+OpenCV's (``cv2.SIFT_create().compute``) on keypoints of ``size = 2 sigma``
+and ``octave = 0``; OpenCV then uses spatial bins of width
+``3 * size / 2 = 3 sigma``, so the 4 x 4 bins cover a square of side
+``12 sigma`` (``4 * 3 * 3 = 36`` pixels for ``sigma = 3``).
+
+Relevance of a descriptor is mapped to pixels by the flat rule
+(eq. 2.84, 2.85): it is spread evenly over the pixels of that square.
+"""
+
+import math
+import numbers
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from .._backend import asarray, get_namespace
+from .._validation import check_images, images_to_uint8_gray
+from ..base import ExplainableTransformerMixin
+
+__all__ = ["DescriptorSet", "DenseSIFT", "flat_pixel_relevance", "grid_centers"]
+
+#: Number of spatial bins per side of a SIFT descriptor (OpenCV, Lowe 2004).
+SPATIAL_BINS = 4
+#: Width of a spatial bin in units of sigma (OpenCV's ``SIFT_DESCR_SCL_FCTR``).
+BIN_WIDTH_SIGMAS = 3.0
+#: Number of bins of the orientation histogram (Lowe 2004, Sec. 5).
+ORI_BINS = 36
+#: Std of the Gaussian orientation window in units of sigma (Lowe 2004).
+ORI_WINDOW_SIGMAS = 1.5
+#: The Gaussian orientation window is truncated at this many std (OpenCV).
+ORI_RADIUS_STDS = 3.0
+#: Blur OpenCV assumes is already present in an input image.
+_INIT_SIGMA = 0.5
+
+_RULES = ("flat",)
+
+
+def box_side(sigma):
+    """Side in pixels of the square a descriptor of scale ``sigma`` covers.
+
+    ``4 bins x 3 sigma = 12 sigma``, rounded to whole pixels (at least 1).
+    """
+    return max(1, int(round(SPATIAL_BINS * BIN_WIDTH_SIGMAS * float(sigma))))
+
+
+def _axis_centers(length, side, step):
+    """Integer centres along one axis such that every box fits; centred grid."""
+    span = length - side  # range of admissible first-pixel positions
+    if span < 0:
+        return np.empty(0, dtype=np.intp)
+    n = span // step + 1
+    slack = span - (n - 1) * step
+    first = side // 2 + slack // 2
+    return first + step * np.arange(n, dtype=np.intp)
+
+
+def grid_centers(image_shape, sigma, step):
+    """Keypoint centres of one scale level of the dense grid.
+
+    The box of side ``s = round(12 sigma)`` around an integer centre ``c`` is
+    the half-open pixel range ``[c - s // 2, c - s // 2 + s)``.  Centres are
+    placed every ``step`` pixels so that every box lies inside the image
+    (a margin of about ``6 sigma``), and the grid is centred in the image: the
+    slack left over is split evenly between both sides (the extra pixel of an
+    odd slack goes to the far side).  Along an axis of length ``L`` there are
+    ``(L - s) // step + 1`` centres, none when ``L < s``.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(H, W)``.
+    sigma : float
+        Scale of the level.
+    step : int
+        Grid step in pixels.
+
+    Returns
+    -------
+    centers : ndarray of shape (n, 2), dtype intp
+        ``(x, y) = (column, row)`` pixel coordinates, in row-major order
+        (``y`` outer, ``x`` inner).
+
+    Examples
+    --------
+    >>> from bowlrp.features.sift import grid_centers
+    >>> grid_centers((40, 30), 2.0, 6)[:3].tolist()
+    [[12, 14], [18, 14], [12, 20]]
+    """
+    side = box_side(sigma)
+    ys = _axis_centers(int(image_shape[0]), side, int(step))
+    xs = _axis_centers(int(image_shape[1]), side, int(step))
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    return np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.intp, copy=False)
+
+
+def _boxes(centers, sigma, image_shape):
+    """Half-open ``(row0, col0, row1, col1)`` squares of side ``round(12 sigma)``, clipped."""
+    side = box_side(sigma)
+    centers = np.asarray(centers)
+    x = np.rint(centers[:, 0]).astype(np.intp)
+    y = np.rint(centers[:, 1]).astype(np.intp)
+    r0, c0 = y - side // 2, x - side // 2
+    H, W = image_shape
+    boxes = np.stack([r0, c0, r0 + side, c0 + side], axis=1)
+    boxes[:, 0] = np.clip(boxes[:, 0], 0, H)
+    boxes[:, 2] = np.clip(boxes[:, 2], 0, H)
+    boxes[:, 1] = np.clip(boxes[:, 1], 0, W)
+    boxes[:, 3] = np.clip(boxes[:, 3], 0, W)
+    return boxes.astype(np.intp, copy=False)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class DescriptorSet:
+    """The local descriptors of one image and their geometry.
+
+    Descriptors are ordered by scale level, then row-major over the grid of
+    that level.
+
+    Attributes
+    ----------
+    descriptors : ndarray of shape (n, 128), dtype float32
+        OpenCV SIFT descriptors, as OpenCV scales them (unit length, clipped at
+        0.2, renormalised, times 512, saturated to 0..255).
+    centers : ndarray of shape (n, 2), dtype float64
+        Keypoint centres ``(x, y) = (column, row)`` in pixels.
+    sigmas : ndarray of shape (n,), dtype float64
+        Scale ``sigma`` of each descriptor (the keypoint size is ``2 sigma``).
+    levels : ndarray of shape (n,), dtype intp
+        Index of each descriptor's scale level (position in ``DenseSIFT.scales``).
+    angles : ndarray of shape (n,), dtype float64
+        Orientation of each descriptor in degrees, in the convention of
+        ``cv2.KeyPoint.angle`` (image coordinates, ``y`` pointing down:
+        ``atan2(dI/drow, dI/dcol)``, in ``[0, 360)``); 0 when rotation is off.
+    boxes : ndarray of shape (n, 4), dtype intp
+        ``(row0, col0, row1, col1)``, half-open: the square of side
+        ``round(12 sigma)`` around the centre, clipped to the image.  This is
+        ``area(l)`` of eq. 2.84, the pixels the flat rule spreads relevance over.
+    image_shape : tuple of int
+        ``(H, W)`` of the image.
+    n_levels : int
+        Number of scale levels (``len(DenseSIFT.scales)``); a level may hold
+        no descriptors only if the set was built by hand.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.features.sift import DenseSIFT
+    >>> ds = DenseSIFT(scales=(2.0,), steps=6).transform(np.zeros((1, 24, 36)))[0]
+    >>> len(ds), ds.descriptors.shape, ds.boxes[0].tolist()
+    (3, (3, 128), [0, 0, 24, 24])
+    """
+
+    descriptors: np.ndarray
+    centers: np.ndarray
+    sigmas: np.ndarray
+    levels: np.ndarray
+    angles: np.ndarray
+    boxes: np.ndarray
+    image_shape: tuple
+    n_levels: int
+    _level_bounds: np.ndarray = field(init=False, compare=False)
+
+    def __post_init__(self):
+        def coerce(name, dtype, shape_tail):
+            arr = np.asarray(getattr(self, name), dtype=dtype)
+            if shape_tail is not None:
+                arr = arr.reshape((-1,) + shape_tail) if arr.size == 0 else arr
+            object.__setattr__(self, name, arr)
+            return arr
+
+        d = coerce("descriptors", np.float32, (128,))
+        n = d.shape[0]
+        coerce("centers", np.float64, (2,))
+        coerce("sigmas", np.float64, ())
+        levels = coerce("levels", np.intp, ())
+        coerce("angles", np.float64, ())
+        coerce("boxes", np.intp, (4,))
+        object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
+        object.__setattr__(self, "n_levels", int(self.n_levels))
+        expected = {
+            "descriptors": (n, 128),
+            "centers": (n, 2),
+            "sigmas": (n,),
+            "levels": (n,),
+            "angles": (n,),
+            "boxes": (n, 4),
+        }
+        for name, shape in expected.items():
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"DescriptorSet.{name} must have shape {shape}, got {getattr(self, name).shape}")
+        if n and (np.any(np.diff(levels) < 0) or levels[0] < 0 or levels[-1] >= self.n_levels):
+            raise ValueError("DescriptorSet.levels must be sorted and lie in 0..n_levels-1")
+        bounds = np.searchsorted(levels, np.arange(self.n_levels + 1), side="left")
+        object.__setattr__(self, "_level_bounds", bounds)
+
+    def __len__(self):
+        return self.descriptors.shape[0]
+
+    def __repr__(self):
+        counts = [s.stop - s.start for s in self.level_slices]
+        return f"DescriptorSet(n={len(self)}, image_shape={self.image_shape}, per_level={counts})"
+
+    def level_slice(self, level):
+        """Slice of the descriptors of scale level ``level``."""
+        if not 0 <= level < self.n_levels:
+            raise IndexError(f"level must be in 0..{self.n_levels - 1}, got {level}")
+        b = self._level_bounds
+        return slice(int(b[level]), int(b[level + 1]))
+
+    @property
+    def level_slices(self):
+        """Tuple with the slice of every scale level (descriptors are sorted by level)."""
+        return tuple(self.level_slice(k) for k in range(self.n_levels))
+
+    @property
+    def areas(self):
+        """Number of pixels ``|area(l)|`` of each (clipped) box (eq. 2.84)."""
+        b = self.boxes
+        return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+
+    def keypoints(self):
+        """The ``cv2.KeyPoint`` list these descriptors were computed from."""
+        return _make_keypoints(self.centers, self.sigmas, self.angles)
+
+
+def _make_keypoints(centers, sigmas, angles):
+    return [
+        cv2.KeyPoint(float(x), float(y), 2.0 * float(s), float(a), 0.0, 0, -1)
+        for (x, y), s, a in zip(centers.tolist(), sigmas.tolist(), angles.tolist())
+    ]
+
+
+def _dominant_orientations(gray, centers, sigma):
+    """Dominant gradient orientation at integer ``centers`` (Lowe 2004, Sec. 5).
+
+    The image is smoothed to scale ``sigma``; each pixel's gradient magnitude
+    is split linearly between the two nearest of 36 orientation bins; each of
+    the 36 channel images is blurred with the Gaussian window of std
+    ``1.5 sigma`` (truncated at 3 std, as OpenCV); the histograms of all
+    keypoints are read at their centres at once, smoothed circularly with
+    ``[1, 4, 6, 4, 1] / 16`` (as OpenCV), and the peak is refined by parabolic
+    interpolation.  The cost is ``O(36 H W)`` per level, with no loop over
+    keypoints.
+
+    Returns angles in degrees in the ``cv2.KeyPoint.angle`` convention
+    (``atan2(dI/drow, dI/dcol)`` with rows pointing down, in ``[0, 360)``).
+    """
+    H, W = gray.shape
+    img = gray.astype(np.float32)
+    s = math.sqrt(max(sigma * sigma - _INIT_SIGMA**2, 0.01))
+    img = cv2.GaussianBlur(img, (0, 0), s, borderType=cv2.BORDER_REFLECT_101)
+    # Central differences; the outermost rows/columns get no gradient, as in OpenCV.
+    dx = np.zeros_like(img)
+    dy = np.zeros_like(img)
+    dx[1:-1, 1:-1] = img[1:-1, 2:] - img[1:-1, :-2]
+    dy[1:-1, 1:-1] = img[2:, 1:-1] - img[:-2, 1:-1]  # rows point down: the KeyPoint convention
+    mag = np.hypot(dx, dy).ravel()
+    pos = (np.degrees(np.arctan2(dy, dx)).ravel() % 360.0) * (ORI_BINS / 360.0)
+    b0 = np.floor(pos)
+    w1 = (pos - b0).astype(np.float32)
+    b0 = b0.astype(np.intp) % ORI_BINS
+    b1 = (b0 + 1) % ORI_BINS
+    pix = np.arange(H * W, dtype=np.intp)
+    # Interleaved (H, W, 36) layout so one cv2 call blurs all channels.
+    idx = np.concatenate([pix * ORI_BINS + b0, pix * ORI_BINS + b1])
+    wts = np.concatenate([mag * (1.0 - w1), mag * w1])
+    chans = np.bincount(idx, weights=wts, minlength=H * W * ORI_BINS).astype(np.float32)
+    chans = chans.reshape(H, W, ORI_BINS)
+
+    sw = ORI_WINDOW_SIGMAS * sigma
+    radius = max(1, int(round(ORI_RADIUS_STDS * sw)))
+    g = cv2.getGaussianKernel(2 * radius + 1, sw, cv2.CV_32F)
+    one = np.ones((1, 1), np.float32)
+    x = np.asarray(centers[:, 0], dtype=np.intp)
+    y = np.asarray(centers[:, 1], dtype=np.intp)
+    # Separable window: filter along rows everywhere, keep only the rows that
+    # hold centres, then filter those along columns.
+    rows, row_inv = np.unique(y, return_inverse=True)
+    tmp = cv2.sepFilter2D(chans, -1, one, g, borderType=cv2.BORDER_CONSTANT)[rows]
+    tmp = np.ascontiguousarray(tmp)
+    tmp = cv2.sepFilter2D(tmp, -1, g, one, borderType=cv2.BORDER_CONSTANT)
+    tmp = tmp.reshape(rows.size, W, ORI_BINS)
+    hist = tmp[row_inv.ravel(), x].astype(np.float64)  # (n, 36)
+
+    # Circular smoothing of the histogram, as OpenCV does.
+    hist = (
+        6.0 * hist
+        + 4.0 * (np.roll(hist, 1, axis=1) + np.roll(hist, -1, axis=1))
+        + (np.roll(hist, 2, axis=1) + np.roll(hist, -2, axis=1))
+    ) / 16.0
+    j = np.argmax(hist, axis=1)
+    k = np.arange(hist.shape[0])
+    c = hist[k, j]
+    left = hist[k, (j - 1) % ORI_BINS]
+    right = hist[k, (j + 1) % ORI_BINS]
+    denom = left - 2.0 * c + right
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = np.where(denom < 0, 0.5 * (left - right) / denom, 0.0)
+    angles = ((j + offset) * (360.0 / ORI_BINS)) % 360.0
+    angles[c <= 0] = 0.0  # flat patch: no gradient, no orientation
+    return angles
+
+
+def _check_params(scales, steps, rotate, n_jobs):
+    """Validate DenseSIFT parameters; return ``(scales, steps)`` as tuples."""
+    if isinstance(scales, numbers.Real) and not isinstance(scales, bool):
+        scales = (scales,)
+    try:
+        scales = tuple(scales)
+    except TypeError:
+        raise ValueError(f"scales must be a positive number or a non-empty sequence of them, got {scales!r}") from None
+    if not scales or not all(
+        isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) and s > 0 for s in scales
+    ):
+        raise ValueError(
+            f"scales must be a non-empty sequence of finite positive numbers (sigma per level), got {scales!r}"
+        )
+    scales = tuple(float(s) for s in scales)
+
+    def valid_step(s):
+        return isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) and s >= 1 and s == int(s)
+
+    if isinstance(steps, numbers.Real) and not isinstance(steps, bool):
+        steps = (steps,) * len(scales)
+    try:
+        steps = tuple(steps)
+    except TypeError:
+        raise ValueError(f"steps must be a positive integer or a sequence of them, got {steps!r}") from None
+    if len(steps) != len(scales):
+        raise ValueError(
+            f"steps must be a single positive integer or have one entry per scale: got {len(steps)} "
+            f"steps for {len(scales)} scales"
+        )
+    if not all(valid_step(s) for s in steps):
+        raise ValueError(f"steps must be positive integers (grid step in pixels per level), got {steps!r}")
+    steps = tuple(int(s) for s in steps)
+    if not isinstance(rotate, (bool, np.bool_)):
+        raise ValueError(f"rotate must be True or False, got {rotate!r}")
+    if n_jobs is not None and (not isinstance(n_jobs, numbers.Integral) or isinstance(n_jobs, bool) or n_jobs == 0):
+        raise ValueError(f"n_jobs must be None or a non-zero integer (-1 for all cores), got {n_jobs!r}")
+    return scales, steps
+
+
+def _describe_images(images, scales, steps, rotate, offset):
+    """Compute the DescriptorSets of a chunk of images (one SIFT object per chunk)."""
+    sift = cv2.SIFT_create()
+    out = []
+    for i, img in enumerate(images):
+        gray = images_to_uint8_gray(img)
+        H, W = gray.shape
+        centers, sigmas, levels, angles = [], [], [], []
+        for level, (sigma, step) in enumerate(zip(scales, steps)):
+            c = grid_centers((H, W), sigma, step)
+            if len(c) == 0:
+                sizes = ", ".join(f"sigma={s:g}: {box_side(s)}x{box_side(s)}" for s in scales)
+                raise ValueError(
+                    f"image {offset + i} of shape {(H, W)} is too small for a descriptor of scale "
+                    f"sigma={sigma:g}, whose square needs {box_side(sigma)}x{box_side(sigma)} pixels; "
+                    f"minimum image size per level: {sizes}. Use larger images or smaller scales."
+                )
+            centers.append(c)
+            sigmas.append(np.full(len(c), sigma))
+            levels.append(np.full(len(c), level, dtype=np.intp))
+            angles.append(_dominant_orientations(gray, c, sigma) if rotate else np.zeros(len(c)))
+        centers = np.concatenate(centers).astype(np.float64)
+        sigmas = np.concatenate(sigmas)
+        levels = np.concatenate(levels)
+        angles = np.concatenate(angles)
+        kps = _make_keypoints(centers, sigmas, angles)
+        kps_out, desc = sift.compute(gray, kps)
+        if desc is None or len(kps_out) != len(kps):  # pragma: no cover - OpenCV keeps provided keypoints
+            raise RuntimeError("OpenCV SIFT dropped keypoints; cannot align descriptors with the grid")
+        boxes = np.concatenate(
+            [_boxes(centers[levels == k], s, (H, W)) for k, s in enumerate(scales)], axis=0
+        )
+        out.append(
+            DescriptorSet(
+                descriptors=desc.astype(np.float32, copy=False),
+                centers=centers,
+                sigmas=sigmas,
+                levels=levels,
+                angles=angles,
+                boxes=boxes,
+                image_shape=(H, W),
+                n_levels=len(scales),
+            )
+        )
+    return out
+
+
+def flat_pixel_relevance(descriptor_set, relevance):
+    """Spread descriptor relevance evenly over the pixels of each box (flat rule).
+
+    Implements eq. 2.84 and 2.85: every pixel of ``area(l)`` contributes
+    equally (``z_pl = 1``), so ``R_{p<-l} = R_l / |area(l)|`` and
+    ``R_p = sum_{l : p in area(l)} R_l / |area(l)|``.  The boxes are the
+    (clipped) squares of ``descriptor_set.boxes``, so the map conserves
+    relevance: ``sum_p R_p = sum_l R_l`` up to rounding.
+
+    The sum over overlapping boxes is computed with a 2-D difference array
+    (four signed corners per box, scattered with ``bincount``) and two
+    cumulative sums: ``O(n + H W)``.  The computation runs on the array
+    module of ``relevance`` (NumPy or CuPy).
+
+    Parameters
+    ----------
+    descriptor_set : DescriptorSet
+        Geometry of the descriptors of one image.
+    relevance : array of shape (n,)
+        Relevance ``R_l`` of each descriptor (NumPy or CuPy).
+
+    Returns
+    -------
+    pixel_relevance : array of shape (H, W), float64
+        ``R_p`` for every pixel, in the array module of ``relevance``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.features.sift import DenseSIFT, flat_pixel_relevance
+    >>> ds = DenseSIFT(scales=(2.0,), steps=6).transform(np.zeros((1, 24, 36)))[0]
+    >>> R = flat_pixel_relevance(ds, np.array([1.0, -2.0, 4.0]))
+    >>> R.shape, bool(np.isclose(R.sum(), 3.0))
+    ((24, 36), True)
+    """
+    xp = get_namespace(relevance)
+    H, W = descriptor_set.image_shape
+    n = len(descriptor_set)
+    relevance = asarray(relevance, xp, dtype=xp.float64)
+    if relevance.shape != (n,):
+        raise ValueError(
+            f"relevance must have shape ({n},), one value per descriptor of the set, got {tuple(relevance.shape)}"
+        )
+    areas = descriptor_set.areas
+    if n and areas.min() <= 0:
+        raise ValueError("every box must hold at least one pixel for the flat rule to conserve relevance")
+    boxes = asarray(descriptor_set.boxes, xp, dtype=xp.int64)
+    v = relevance / asarray(areas, xp, dtype=xp.float64)
+    r0, c0, r1, c1 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    stride = W + 1
+    idx = xp.concatenate([r0 * stride + c0, r0 * stride + c1, r1 * stride + c0, r1 * stride + c1])
+    wts = xp.concatenate([v, -v, -v, v])
+    diff = xp.bincount(idx, weights=wts, minlength=(H + 1) * stride).reshape(H + 1, stride)
+    out = xp.cumsum(xp.cumsum(diff, axis=0), axis=1)
+    return out[:H, :W]
+
+
+class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
+    """Dense multi-scale SIFT descriptors on a regular grid, with LRP back to pixels.
+
+    For every scale ``sigma`` in ``scales`` keypoints of that scale are placed
+    on a grid of step ``step`` pixels and described with OpenCV's SIFT
+    (``cv2.SIFT_create().compute`` on ``cv2.KeyPoint(x, y, size=2 sigma)``,
+    ``octave=0``).  The descriptor's 4 x 4 spatial bins are ``3 sigma`` wide,
+    so it covers a square of side ``12 sigma``; the grid keeps these squares
+    inside the image and is centred (see :func:`grid_centers`).  The thesis'
+    toy experiment (Sec. 2.4.3) uses ``sigma in {2, 3}`` with steps 6 and 9
+    and rotated descriptors.
+
+    The transformer is stateless: :meth:`fit` only validates the parameters.
+
+    Parameters
+    ----------
+    scales : sequence of float, default=(2.0, 3.0)
+        Scale ``sigma`` of each level.
+    steps : int or sequence of int, default=(6, 9)
+        Grid step in pixels of each level; one int is used for all levels.
+    rotate : bool, default=False
+        Rotate every descriptor to the dominant gradient orientation in a
+        Gaussian window of std ``1.5 sigma`` around its centre (36-bin
+        magnitude-weighted histogram with parabolic peak interpolation, as in
+        Lowe's SIFT); otherwise all descriptors are upright (angle 0).
+    n_jobs : int, default=None
+        Number of joblib workers (threads) over chunks of images; ``None``
+        means 1 unless in a ``joblib.parallel_config`` context, -1 all cores.
+
+    See Also
+    --------
+    flat_pixel_relevance : the flat rule (eq. 2.84, 2.85) used by the backward step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.features.sift import DenseSIFT
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.random((2, 102, 102))
+    >>> sift = DenseSIFT(scales=(2.0, 3.0), steps=(6, 9), rotate=True)
+    >>> sets = sift.fit_transform(images)
+    >>> len(sets), sets[0].descriptors.shape
+    (2, (260, 128))
+    >>> [s.stop - s.start for s in sets[0].level_slices]
+    [196, 64]
+
+    Relevance of the descriptors goes back to pixels with the flat rule:
+
+    >>> sets, trace = sift._forward(images)
+    >>> maps = sift._relevance([np.ones(len(s)) for s in sets], trace)
+    >>> maps[0].shape, bool(np.isclose(maps[0].sum(), 260.0))
+    ((102, 102), True)
+    """
+
+    def __init__(self, scales=(2.0, 3.0), steps=(6, 9), rotate=False, n_jobs=None):
+        self.scales = scales
+        self.steps = steps
+        self.rotate = rotate
+        self.n_jobs = n_jobs
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = []
+        return tags
+
+    def fit(self, X, y=None):
+        """Validate the parameters; DenseSIFT learns nothing.
+
+        Parameters
+        ----------
+        X : list of ndarray or ndarray
+            Ignored (images, see :meth:`transform`).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : DenseSIFT
+        """
+        _check_params(self.scales, self.steps, self.rotate, self.n_jobs)
+        return self
+
+    def transform(self, X):
+        """Compute the dense SIFT descriptors of every image.
+
+        Parameters
+        ----------
+        X : list of ndarray or ndarray
+            Images, see :func:`bowlrp._validation.check_images`: ``(H, W)``
+            grayscale or ``(H, W, 3)`` RGB, float in ``[0, 1]`` or integer in
+            ``0..255``; converted to 8-bit grayscale.
+
+        Returns
+        -------
+        descriptor_sets : list of DescriptorSet
+            One per image, descriptors ordered by level then row-major.
+        """
+        scales, steps = _check_params(self.scales, self.steps, self.rotate, self.n_jobs)
+        images = check_images(X, name="X")
+        rotate = bool(self.rotate)
+        n_jobs = effective_n_jobs(self.n_jobs) if self.n_jobs is not None else 1
+        if n_jobs == 1 or len(images) == 1:
+            return _describe_images(images, scales, steps, rotate, 0)
+        n_chunks = min(len(images), 4 * n_jobs)
+        bounds = np.linspace(0, len(images), n_chunks + 1).astype(int)
+        results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+            delayed(_describe_images)(images[a:b], scales, steps, rotate, a)
+            for a, b in zip(bounds[:-1], bounds[1:])
+            if b > a
+        )
+        return [ds for chunk in results for ds in chunk]
+
+    def _forward(self, X):
+        """Return ``(transform(X), trace)``; the trace is the descriptor sets' geometry."""
+        sets = self.transform(X)
+        return sets, sets
+
+    def _relevance(self, relevance, trace, rule=None):
+        """Map descriptor relevance to pixel relevance with the flat rule (eq. 2.84, 2.85).
+
+        Parameters
+        ----------
+        relevance : list of array of shape (n_i,)
+            Relevance of each descriptor of each image (NumPy or CuPy).
+        trace : list of DescriptorSet
+            The trace returned by :meth:`_forward`.
+        rule : {None, "flat"}, default=None
+            Only the flat rule is defined for SIFT (``None`` means ``"flat"``).
+
+        Returns
+        -------
+        pixel_relevance : list of array of shape (H_i, W_i), float64
+            Conserves relevance per image: ``R_p.sum() == R_l.sum()``.
+        """
+        if rule is not None and rule not in _RULES:
+            raise ValueError(f"unknown rule {rule!r} for DenseSIFT; valid rules are {list(_RULES)} (or None)")
+        if len(relevance) != len(trace):
+            raise ValueError(
+                f"relevance has {len(relevance)} entries but the trace has {len(trace)} images; "
+                "pass one relevance array per image"
+            )
+        return [flat_pixel_relevance(ds, r) for ds, r in zip(trace, relevance)]

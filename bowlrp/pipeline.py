@@ -1,0 +1,213 @@
+"""Explaining a whole pipeline: one forward walk, one backward walk.
+
+:func:`explain` runs the steps of a fitted scikit-learn ``Pipeline`` forward,
+each explainable step returning its output and a trace, decomposes the final
+classifier's score over its input features, and walks the steps backward,
+each turning the relevance of its output into relevance of its input (thesis
+Algorithm 2).  :class:`ExplainablePipeline` is a ``Pipeline`` with an
+``explain`` method doing the same.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+
+from ._backend import to_numpy
+from .base import ExplainableClassifierMixin, ExplainableTransformerMixin
+from .rules import get_rule
+from .viz import gray_rgb, heatmap_rgb, merge_tiles, save_png, side_by_side
+
+__all__ = ["Explanation", "explain", "ExplainablePipeline"]
+
+
+@dataclass
+class Explanation:
+    """The result of explaining a batch of inputs.
+
+    Each stage's relevance is kept, so conservation can be checked layer by
+    layer: ``pixels[i].sum() + bias[i] == descriptors[i].sum() + bias[i] ==
+    features[i].sum() + bias[i] == score[i]`` up to ``residual[i]``.
+
+    Attributes
+    ----------
+    pixels : list of ndarray (H_i, W_i) or None
+        Pixel relevance per image (eq. 2.85); ``None`` when the pipeline does
+        not start from images.
+    descriptors : list of ndarray (n_i,) or None
+        Relevance of each local descriptor (eq. 2.80).
+    features : ndarray (n, n_features)
+        Relevance of each feature the classifier sees (eq. 2.72).
+    bias : ndarray (n,)
+        Relevance kept by the classifier's bias.
+    score : ndarray (n,)
+        The explained score ``f(x)``.
+    target : ndarray (n,)
+        The class explained for each input.
+    residual : ndarray (n,)
+        ``score - sum(input relevance) - bias``, at the input layer: zero up to
+        rounding for exact rules.
+    rule : str
+        The name of the mapping-stage rule used.
+    """
+
+    pixels: list
+    descriptors: list
+    features: np.ndarray
+    bias: np.ndarray
+    score: np.ndarray
+    target: np.ndarray
+    residual: np.ndarray
+    rule: str = "z"
+    stages: dict = field(default_factory=dict, repr=False)
+
+    def __len__(self):
+        return len(self.score)
+
+    def heatmap(self, i=0, scale=None):
+        """RGB heatmap (uint8) of image ``i`` (eq. 2.62 with own or given scale)."""
+        if self.pixels is None:
+            raise ValueError("this explanation has no pixel relevance (the pipeline does not start from images)")
+        return heatmap_rgb(self.pixels[i], scale)
+
+    def save_png(self, path, i=0, image=None, scale=None):
+        """Write the heatmap of input ``i`` as a PNG; with ``image``, side by side.
+
+        Parameters
+        ----------
+        path : str or path-like
+        i : int
+            Which explained input.
+        image : array or None
+            The input image, drawn left of the heatmap when given.
+        scale : float or None
+            Common normalisation ``S`` (eq. 2.62); ``None``: the map's own maximum.
+        """
+        heat = self.heatmap(i, scale)
+        if image is not None:
+            heat = side_by_side(gray_rgb(image), heat)
+        return save_png(path, heat)
+
+    def merge(self, origins, shape, indices=None):
+        """Merge the pixel maps of tiles into one large map (average of overlaps).
+
+        Parameters
+        ----------
+        origins : array (n_tiles, 2)
+            (row, col) of each tile in the large image.
+        shape : (H, W)
+            Shape of the large image.
+        indices : array of int or None
+            Which explained tiles belong to this large image (default: all).
+        """
+        if self.pixels is None:
+            raise ValueError("this explanation has no pixel relevance to merge")
+        idx = range(len(self)) if indices is None else np.asarray(indices)
+        return merge_tiles([self.pixels[k] for k in idx], origins, shape)
+
+
+def _steps(pipeline):
+    check_is_fitted(pipeline)
+    steps = [(n, s) for n, s in pipeline.steps if s is not None and s != "passthrough"]
+    *transformers, (last_name, last) = steps
+    if not isinstance(last, ExplainableClassifierMixin):
+        raise TypeError(
+            f"the last step {last_name!r} ({type(last).__name__}) cannot be explained; "
+            "use an explainable classifier such as bowlrp.KernelSVC"
+        )
+    for name, step in transformers:
+        if not isinstance(step, ExplainableTransformerMixin):
+            raise TypeError(
+                f"step {name!r} ({type(step).__name__}) has no relevance rule; explainable steps are "
+                "bowlrp.DenseSIFT and bowlrp.BagOfWords"
+            )
+    return transformers, (last_name, last)
+
+
+def explain(pipeline, X, target=None, rule="z", bias="keep"):
+    """Explain the decisions of a fitted pipeline on ``X`` with LRP.
+
+    Parameters
+    ----------
+    pipeline : sklearn.pipeline.Pipeline
+        Fitted; every step explainable (e.g. ``DenseSIFT``, ``BagOfWords``,
+        ``KernelSVC``).
+    X : images or whatever the first step takes
+    target : None, label or array of labels
+        What to explain.  Binary models: ``None`` explains ``f(x)``, so positive
+        relevance speaks for ``classes_[1]``; ``classes_[0]`` explains ``-f(x)``.
+        Multi-class: ``None`` explains the predicted class.
+    rule : str or bowlrp.rules.Rule
+        Rule for the mapping stages (``"z"``: proportional, eq. 2.78-2.79).
+    bias : {"keep", "uniform"}
+        Keep the classifier's bias as its own term (eq. 2.72) or spread it over
+        the features (eq. 2.73).
+
+    Returns
+    -------
+    Explanation
+
+    Examples
+    --------
+    >>> import bowlrp
+    >>> from bowlrp.datasets import make_polygons
+    >>> data = make_polygons(n_train=60, n_test_images=1, random_state=0)
+    >>> pipe = bowlrp.ExplainablePipeline([
+    ...     ("sift", bowlrp.DenseSIFT()),
+    ...     ("bow", bowlrp.BagOfWords(n_words=16, random_state=0)),
+    ...     ("svm", bowlrp.KernelSVC(kernel="hik")),
+    ... ]).fit(data.images, data.labels)
+    >>> exp = bowlrp.explain(pipe, data.test_images[:2])
+    >>> bool(abs(exp.pixels[0].sum() + exp.bias[0] - exp.score[0]) < 1e-8 * abs(exp.score[0]) + 1e-12)
+    True
+    """
+    transformers, (_, last) = _steps(pipeline)
+    rule_obj = get_rule(rule)
+    Xt, traces = X, []
+    for _, step in transformers:
+        Xt, tr = step._forward(Xt)
+        traces.append(tr)
+    out = last._explain_output(Xt, target=target, bias=bias)
+    stages = {getattr(last, "_relevance_input", "features"): out.features}
+    R = out.features
+    for (_, step), tr in zip(reversed(transformers), reversed(traces)):
+        R = step._relevance(R, tr, rule_obj)
+        stages[getattr(step, "_relevance_input", type(step).__name__)] = R
+    bias_np = to_numpy(out.bias)
+    score = to_numpy(out.score)
+    totals = np.array([float(to_numpy(r).sum()) for r in R]) if isinstance(R, list) else to_numpy(R).sum(1)
+    residual = score - totals - bias_np
+
+    def as_list(v):
+        return None if v is None else [to_numpy(a) for a in v]
+
+    return Explanation(
+        pixels=as_list(stages.get("pixels")),
+        descriptors=as_list(stages.get("descriptors")),
+        features=to_numpy(out.features),
+        bias=bias_np,
+        score=score,
+        target=to_numpy(out.target),
+        residual=residual,
+        rule=rule_obj.name,
+        stages=stages,
+    )
+
+
+class ExplainablePipeline(Pipeline):
+    """A scikit-learn ``Pipeline`` that can explain its decisions.
+
+    Examples
+    --------
+    >>> import bowlrp
+    >>> pipe = bowlrp.ExplainablePipeline([
+    ...     ("sift", bowlrp.DenseSIFT(scales=(2.0, 3.0), steps=(6, 9), rotate=True)),
+    ...     ("bow", bowlrp.BagOfWords(n_words=128, mapping="rank")),
+    ...     ("svm", bowlrp.KernelSVC(kernel="hik")),
+    ... ])
+    """
+
+    def explain(self, X, target=None, rule="z", bias="keep"):
+        """Explain the pipeline's decisions on ``X``; see :func:`bowlrp.explain`."""
+        return explain(self, X, target=target, rule=rule, bias=bias)

@@ -1,0 +1,112 @@
+"""Heatmap rendering: eq. 2.62 normalisation, a diverging colour map, PNG files."""
+
+import os
+
+import cv2
+import numpy as np
+
+from ._backend import to_numpy
+
+__all__ = ["normalize_relevance", "heatmap_rgb", "gray_rgb", "save_png", "merge_tiles", "side_by_side"]
+
+# Diverging map in the spirit of matplotlib's "seismic": dark blue, blue,
+# white at zero, red, dark red.  Anchors at -1, -0.5, 0, 0.5, 1.
+_ANCHORS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+_COLOURS = np.array(
+    [[0.0, 0.0, 0.3], [0.0, 0.0, 1.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.5, 0.0, 0.0]]
+)
+
+
+def normalize_relevance(R, scale=None):
+    """Scale relevance into [-1, 1] by ``S = max |R|`` (eq. 2.62); zero stays zero.
+
+    Parameters
+    ----------
+    R : array
+        Relevance map(s).
+    scale : float or None
+        A common ``S`` for several maps (joint scale); ``None`` uses ``max |R|``
+        of ``R`` itself (own scale).  An all-zero map stays zero.
+    """
+    R = np.asarray(to_numpy(R), dtype=np.float64)
+    S = float(np.max(np.abs(R))) if scale is None else float(scale)
+    if not np.isfinite(S) or S < 0:
+        raise ValueError(f"scale must be a finite non-negative number, got {scale!r}")
+    return R / S if S > 0 else np.zeros_like(R)
+
+
+def heatmap_rgb(R, scale=None):
+    """Colour a relevance map: red positive, blue negative, white zero.
+
+    Returns a uint8 array of shape ``R.shape + (3,)`` in RGB order.
+    """
+    r = np.clip(normalize_relevance(R, scale), -1.0, 1.0)
+    rgb = np.stack([np.interp(r, _ANCHORS, _COLOURS[:, c]) for c in range(3)], axis=-1)
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def gray_rgb(image):
+    """An image (uint8 or float in [0, 1], gray or RGB) as uint8 RGB."""
+    img = np.asarray(to_numpy(image))
+    if img.dtype.kind == "f":
+        img = np.round(np.clip(img, 0, 1) * 255)
+    img = img.astype(np.uint8)
+    return np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
+
+
+def side_by_side(*panels, gap=4):
+    """Concatenate RGB panels of equal height horizontally with white gaps."""
+    h = max(p.shape[0] for p in panels)
+    out = []
+    for k, p in enumerate(panels):
+        if p.shape[0] != h:
+            raise ValueError("panels must have the same height")
+        if k:
+            out.append(np.full((h, gap, 3), 255, np.uint8))
+        out.append(p)
+    return np.concatenate(out, axis=1)
+
+
+def save_png(path, rgb):
+    """Write a uint8 RGB (or gray) array as a PNG file; folders are created."""
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    arr = np.asarray(rgb)
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(path, arr):
+        raise OSError(f"could not write PNG file {path!r}")
+    return path
+
+
+def merge_tiles(maps, origins, shape):
+    """Merge tile maps into one map by averaging where tiles overlap (Sec. 2.4.3).
+
+    Parameters
+    ----------
+    maps : sequence of arrays (h_i, w_i)
+        Per-tile maps (e.g. ``Explanation.pixels`` of the tiles).
+    origins : array of shape (n_tiles, 2)
+        (row, col) of each tile's top-left corner in the large image.
+    shape : (H, W)
+        Shape of the large image.
+
+    Returns
+    -------
+    ndarray of shape (H, W)
+        The average of the tile maps covering each pixel; 0 where none does.
+    """
+    origins = np.asarray(origins, dtype=np.intp)
+    if origins.ndim != 2 or origins.shape != (len(maps), 2):
+        raise ValueError(f"origins must have shape ({len(maps)}, 2), got {origins.shape}")
+    total = np.zeros(shape, dtype=np.float64)
+    count = np.zeros(shape, dtype=np.float64)
+    for m, (r, c) in zip(maps, origins):
+        m = np.asarray(to_numpy(m), dtype=np.float64)
+        if r < 0 or c < 0 or r + m.shape[0] > shape[0] or c + m.shape[1] > shape[1]:
+            raise ValueError(f"tile at ({r}, {c}) of shape {m.shape} does not fit in {tuple(shape)}")
+        total[r : r + m.shape[0], c : c + m.shape[1]] += m
+        count[r : r + m.shape[0], c : c + m.shape[1]] += 1
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)

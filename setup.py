@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+with open("README.md", encoding="utf-8") as fh:
+    long_description = fh.read()
+
+setup(
+    name="bowlrp",
+    version="0.1.0",
+    description=(
+        "Layer-wise Relevance Propagation for Bag-of-Words / Fisher-vector "
+        "kernel-SVM image classifiers"
+    ),
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["bowlrp", "bowlrp.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "numpy>=1.22",
+        "scipy>=1.8",
+        "scikit-learn>=1.6",
+        "opencv-python-headless>=4.5",
+        "joblib>=1.2",
+        "threadpoolctl>=3.1",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "gpu": ["cupy>=12"],
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "plot": ["matplotlib>=3.5"],
+    },
+    entry_points={"console_scripts": ["bowlrp=bowlrp.__main__:main"]},
+)
