@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from .._backend import asarray, get_namespace
 from .._validation import check_images, images_to_uint8_gray
 from ..base import ExplainableTransformerMixin
+from ..rules import Rule
 
 __all__ = ["DescriptorSet", "DenseSIFT", "flat_pixel_relevance", "grid_centers"]
 
@@ -142,8 +143,9 @@ class DescriptorSet:
         ``atan2(dI/drow, dI/dcol)``, in ``[0, 360)``); 0 when rotation is off.
     boxes : ndarray of shape (n, 4), dtype intp
         ``(row0, col0, row1, col1)``, half-open: the square of side
-        ``round(12 sigma)`` around the centre, clipped to the image.  This is
-        ``area(l)`` of eq. 2.84, the pixels the flat rule spreads relevance over.
+        ``round(12 sigma)`` around the centre, clipped to the image (axis-aligned
+        also for rotated descriptors).  This is ``area(l)`` of eq. 2.84, the
+        pixels the flat rule spreads relevance over.
     image_shape : tuple of int
         ``(H, W)`` of the image.
     n_levels : int
@@ -199,6 +201,16 @@ class DescriptorSet:
                 raise ValueError(f"DescriptorSet.{name} must have shape {shape}, got {getattr(self, name).shape}")
         if n and (np.any(np.diff(levels) < 0) or levels[0] < 0 or levels[-1] >= self.n_levels):
             raise ValueError("DescriptorSet.levels must be sorted and lie in 0..n_levels-1")
+        b = self.boxes
+        H, W = self.image_shape
+        if n and (
+            b[:, 0].min() < 0 or b[:, 1].min() < 0 or b[:, 2].max() > H or b[:, 3].max() > W
+            or np.any(b[:, 2] < b[:, 0]) or np.any(b[:, 3] < b[:, 1])
+        ):
+            raise ValueError(
+                "DescriptorSet.boxes must be half-open (row0, col0, row1, col1) ranges inside the "
+                f"image of shape {self.image_shape} (clip them to 0..H and 0..W)"
+            )
         bounds = np.searchsorted(levels, np.arange(self.n_levels + 1), side="left")
         object.__setattr__(self, "_level_bounds", bounds)
 
@@ -239,57 +251,81 @@ def _make_keypoints(centers, sigmas, angles):
     ]
 
 
+def _window_sum(arr, axis, centers, weights):
+    """``out[i] = sum_t weights[t] * arr[centers[i] + t - r]`` along ``axis`` (zero outside).
+
+    A separable Gaussian window evaluated only where it is needed: one
+    vectorised pass per filter tap (``2 r + 1`` of them), none per keypoint.
+    """
+    r = (len(weights) - 1) // 2
+    n = arr.shape[axis]
+    lo = max(0, r - int(centers.min()))
+    hi = max(0, int(centers.max()) + r + 1 - n)
+    if lo or hi:  # zero padding, only for windows that leave the image
+        pad = [(0, 0)] * arr.ndim
+        pad[axis] = (lo, hi)
+        arr = np.pad(arr, pad)
+    start = centers - r + lo
+    out = None
+    for t, w in enumerate(weights):
+        term = np.take(arr, start + t, axis=axis)
+        term *= w
+        out = term if out is None else out.__iadd__(term)
+    return out
+
+
 def _dominant_orientations(gray, centers, sigma):
     """Dominant gradient orientation at integer ``centers`` (Lowe 2004, Sec. 5).
 
-    The image is smoothed to scale ``sigma``; each pixel's gradient magnitude
-    is split linearly between the two nearest of 36 orientation bins; each of
-    the 36 channel images is blurred with the Gaussian window of std
-    ``1.5 sigma`` (truncated at 3 std, as OpenCV); the histograms of all
-    keypoints are read at their centres at once, smoothed circularly with
-    ``[1, 4, 6, 4, 1] / 16`` (as OpenCV), and the peak is refined by parabolic
-    interpolation.  The cost is ``O(36 H W)`` per level, with no loop over
-    keypoints.
+    The image is smoothed to scale ``sigma`` (assuming the 0.5 pixel blur
+    OpenCV assumes for any input); each pixel's gradient magnitude is split
+    linearly between the two nearest of 36 orientation bins, giving 36
+    channel images; these are weighted with the Gaussian window of std
+    ``1.5 sigma`` (truncated at 3 std, as OpenCV) around every centre at once,
+    as a separable filter evaluated only at the rows and then the columns that
+    hold centres.  The histograms are smoothed circularly with
+    ``[1, 4, 6, 4, 1] / 16`` (as OpenCV) and the peak is refined by parabolic
+    interpolation.  Cost ``O(36 H W)`` plus ``O(36 (n_rows W + n) k)`` for a
+    window of ``k`` taps, with no Python loop over keypoints.
 
     Returns angles in degrees in the ``cv2.KeyPoint.angle`` convention
     (``atan2(dI/drow, dI/dcol)`` with rows pointing down, in ``[0, 360)``).
+    OpenCV's ``compute`` turns it into ``360 - angle``, the angle of its own
+    gradients (``dy = I(y-1, x) - I(y+1, x)``, up positive), so the
+    descriptor is built in the frame of the dominant gradient.
     """
     H, W = gray.shape
-    img = gray.astype(np.float32)
     s = math.sqrt(max(sigma * sigma - _INIT_SIGMA**2, 0.01))
-    img = cv2.GaussianBlur(img, (0, 0), s, borderType=cv2.BORDER_REFLECT_101)
+    img = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), s, borderType=cv2.BORDER_REFLECT_101)
     # Central differences; the outermost rows/columns get no gradient, as in OpenCV.
     dx = np.zeros_like(img)
     dy = np.zeros_like(img)
     dx[1:-1, 1:-1] = img[1:-1, 2:] - img[1:-1, :-2]
     dy[1:-1, 1:-1] = img[2:, 1:-1] - img[:-2, 1:-1]  # rows point down: the KeyPoint convention
-    mag = np.hypot(dx, dy).ravel()
-    pos = (np.degrees(np.arctan2(dy, dx)).ravel() % 360.0) * (ORI_BINS / 360.0)
-    b0 = np.floor(pos)
-    w1 = (pos - b0).astype(np.float32)
-    b0 = b0.astype(np.intp) % ORI_BINS
-    b1 = (b0 + 1) % ORI_BINS
-    pix = np.arange(H * W, dtype=np.intp)
-    # Interleaved (H, W, 36) layout so one cv2 call blurs all channels.
-    idx = np.concatenate([pix * ORI_BINS + b0, pix * ORI_BINS + b1])
-    wts = np.concatenate([mag * (1.0 - w1), mag * w1])
-    chans = np.bincount(idx, weights=wts, minlength=H * W * ORI_BINS).astype(np.float32)
+    mag, ang = cv2.cartToPolar(dx, dy, angleInDegrees=True)
+    mag = mag.ravel()
+    pos = ang.ravel() * np.float32(ORI_BINS / 360.0)
+    b0 = pos.astype(np.intp)
+    w1 = pos - b0
+    b0 %= ORI_BINS
+    b1 = b0 + 1
+    b1[b1 == ORI_BINS] = 0
+    pix = np.arange(H * W)
+    chans = np.zeros((H * W, ORI_BINS), np.float32)
+    chans[pix, b0] = mag * (1.0 - w1)
+    chans[pix, b1] = mag * w1  # b1 != b0: plain assignment, no accumulation needed
     chans = chans.reshape(H, W, ORI_BINS)
 
     sw = ORI_WINDOW_SIGMAS * sigma
     radius = max(1, int(round(ORI_RADIUS_STDS * sw)))
-    g = cv2.getGaussianKernel(2 * radius + 1, sw, cv2.CV_32F)
-    one = np.ones((1, 1), np.float32)
+    g = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sw) ** 2).astype(np.float32)
     x = np.asarray(centers[:, 0], dtype=np.intp)
     y = np.asarray(centers[:, 1], dtype=np.intp)
-    # Separable window: filter along rows everywhere, keep only the rows that
-    # hold centres, then filter those along columns.
     rows, row_inv = np.unique(y, return_inverse=True)
-    tmp = cv2.sepFilter2D(chans, -1, one, g, borderType=cv2.BORDER_CONSTANT)[rows]
-    tmp = np.ascontiguousarray(tmp)
-    tmp = cv2.sepFilter2D(tmp, -1, g, one, borderType=cv2.BORDER_CONSTANT)
-    tmp = tmp.reshape(rows.size, W, ORI_BINS)
-    hist = tmp[row_inv.ravel(), x].astype(np.float64)  # (n, 36)
+    cols, col_inv = np.unique(x, return_inverse=True)
+    tmp = _window_sum(chans, 0, rows, g)  # (n_rows, W, 36)
+    tmp = _window_sum(tmp, 1, cols, g)  # (n_rows, n_cols, 36)
+    hist = tmp[row_inv.ravel(), col_inv.ravel()].astype(np.float64)  # (n, 36)
 
     # Circular smoothing of the histogram, as OpenCV does.
     hist = (
@@ -508,6 +544,9 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
     ((102, 102), True)
     """
 
+    #: Name under which the pipeline walk stores this stage's input relevance.
+    _relevance_input = "pixels"
+
     def __init__(self, scales=(2.0, 3.0), steps=(6, 9), rotate=False, n_jobs=None):
         self.scales = scales
         self.steps = steps
@@ -584,15 +623,18 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
             Relevance of each descriptor of each image (NumPy or CuPy).
         trace : list of DescriptorSet
             The trace returned by :meth:`_forward`.
-        rule : {None, "flat"}, default=None
+        rule : {None, "flat"} or bowlrp.rules.Rule, default=None
             Only the flat rule is defined for SIFT (``None`` means ``"flat"``).
+            A :class:`bowlrp.rules.Rule` object is the rule the pipeline walk
+            passes to every stage for the mapping stages; it does not apply to
+            the pixel step and the flat rule is used.
 
         Returns
         -------
         pixel_relevance : list of array of shape (H_i, W_i), float64
             Conserves relevance per image: ``R_p.sum() == R_l.sum()``.
         """
-        if rule is not None and rule not in _RULES:
+        if rule is not None and not isinstance(rule, Rule) and rule not in _RULES:
             raise ValueError(f"unknown rule {rule!r} for DenseSIFT; valid rules are {list(_RULES)} (or None)")
         if len(relevance) != len(trace):
             raise ValueError(
