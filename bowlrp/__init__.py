@@ -16,6 +16,7 @@ from .encoders import BagOfWords
 from .features import DenseSIFT, DescriptorSet
 from .pipeline import Explanation, ExplainablePipeline, explain
 from .svm import KernelSVC
+from . import datasets, viz  # noqa: E402  (subpackages users reach as bowlrp.datasets, bowlrp.viz)
 
 __version__ = "0.1.0"
 

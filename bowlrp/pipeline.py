@@ -90,21 +90,29 @@ class Explanation:
         return save_png(path, heat)
 
     def merge(self, origins, shape, indices=None):
-        """Merge the pixel maps of tiles into one large map (average of overlaps).
+        """Merge the pixel maps of tiles into one large map (average of overlaps, Sec. 2.4.3).
 
         Parameters
         ----------
-        origins : array (n_tiles, 2)
-            (row, col) of each tile in the large image.
+        origins : array (len(self), 2)
+            (row, col) of each explained tile in its large image.
         shape : (H, W)
             Shape of the large image.
         indices : array of int or None
             Which explained tiles belong to this large image (default: all).
+
+        Examples
+        --------
+        ``exp.merge(data.test_origins, (408, 408), indices=np.flatnonzero(data.test_source == 0))``
         """
         if self.pixels is None:
             raise ValueError("this explanation has no pixel relevance to merge")
-        idx = range(len(self)) if indices is None else np.asarray(indices)
-        return merge_tiles([self.pixels[k] for k in idx], origins, shape)
+        origins = np.asarray(origins)
+        if origins.shape != (len(self), 2):
+            raise ValueError(f"origins must have one (row, col) per explained tile: shape ({len(self)}, 2), "
+                             f"got {origins.shape}")
+        idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.intp)
+        return merge_tiles([self.pixels[k] for k in idx], origins[idx], shape)
 
 
 def _steps(pipeline):

@@ -123,6 +123,16 @@ def test_zero_mapping_case_spreads_uniformly_within_block():
     np.testing.assert_allclose(bow._relevance(R, trace, "z")[0], [1.5, 1.5])
 
 
+def test_more_ranks_than_words_maps_every_word():
+    rng = np.random.default_rng(6)
+    sets = _sets(rng, n_levels=1)
+    bow = BagOfWords(n_words=3, n_ranks=10, normalize=None, random_state=0).fit(sets)
+    X = bow.transform(sets)
+    for s, x in zip(sets, X):
+        np.testing.assert_allclose(x, _ref_encode(bow, s)[1], rtol=1e-12)
+        np.testing.assert_allclose(x.sum(), len(s.descriptors) * (0.5 + 0.25 + 0.125))
+
+
 def test_plain_arrays_are_one_level():
     rng = np.random.default_rng(3)
     arrays = [rng.random((20, 5)) for _ in range(4)]

@@ -140,6 +140,11 @@ def test_save_png_and_merge(tmp_path):
     np.testing.assert_allclose(merged[:10, :10], exp.pixels[0][:10, :10])
     np.testing.assert_allclose(merged[30, 30], np.mean([p[30 - r, 30 - c] for p, (r, c) in
                                                         zip(exp.pixels, [(0, 0), (0, 10), (10, 0), (10, 10)])]))
+    two = exp.merge([[0, 0], [0, 10], [10, 0], [10, 10]], (60, 60), indices=[1, 2])
+    np.testing.assert_allclose(two[0, 10:50], exp.pixels[1][0, :40])
+    assert two[0, 0] == 0 and two[59, 59] == 0  # no tile covers these pixels
+    with pytest.raises(ValueError, match="one \\(row, col\\) per explained tile"):
+        exp.merge([[0, 0]], (60, 60))
 
 
 @pytest.fixture(scope="module")

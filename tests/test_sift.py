@@ -502,8 +502,8 @@ def test_sklearn_protocol_pickle_clone():
     assert restored.get_params() == sift.get_params()
     tags = sift.__sklearn_tags__()
     assert tags.requires_fit is False and tags.input_tags.two_d_array is False
-    assert sift.fit(None) is sift
     img = [_textured((45, 45))]
+    assert sift.fit(img) is sift
     a, b = sift.transform(img)[0], restored.transform(img)[0]
     np.testing.assert_array_equal(a.descriptors, b.descriptors)
 

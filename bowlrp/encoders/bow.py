@@ -95,7 +95,8 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
     rank_base : float, default=2.0
         ``p`` of eq. 2.86, must be > 1.
     n_ranks : int, default=4
-        ``n`` of eq. 2.86: how many nearest words a descriptor maps to.
+        ``n`` of eq. 2.86: how many nearest words a descriptor maps to (all
+        ``n_words`` when larger, as eq. 2.86 reads then).
     normalize : {"l1", "count", None}, default="l1"
         Per block: ``"l1"`` divides the pooled histogram by its sum (the toy
         experiment), ``"count"`` by the number of descriptors of the block
@@ -172,8 +173,6 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"unknown normalize {self.normalize!r}; valid values are {list(_NORMALIZE)}")
         if not isinstance(self.rank_base, Real) or not self.rank_base > 1:
             raise ValueError(f"rank_base must be a number > 1, got {self.rank_base!r}")
-        if self.mapping == "rank" and self.n_ranks > self.n_words:
-            raise ValueError(f"n_ranks={self.n_ranks} exceeds n_words={self.n_words}")
 
     # --------------------------------------------------------------------- fit
     def fit(self, X, y=None):
@@ -214,10 +213,14 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         return self
 
     # ----------------------------------------------------------------- forward
+    def _n_mapped(self):
+        """How many words each descriptor maps to."""
+        return 1 if self.mapping == "hard" else min(self.n_ranks, self.n_words)
+
     def _assign(self, D, vocab, xp):
         """Word indices (n, r) and mapping values (n, r) of descriptors ``D`` (eq. 2.86)."""
         V = asarray(vocab, xp, dtype=xp.float32)
-        r = 1 if self.mapping == "hard" else self.n_ranks
+        r = self._n_mapped()
         idx = xp.empty((D.shape[0], r), dtype=xp.intp)
         vnorm = (V * V).sum(1)
         for a in range(0, D.shape[0], _CHUNK):
@@ -257,7 +260,7 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         allD = xp.concatenate([asarray(d, xp, dtype=xp.float32) for d in descs])
         allL = xp.asarray(np.concatenate(levels))
         image_of = xp.asarray(np.repeat(np.arange(n), counts))
-        r = 1 if self.mapping == "hard" else self.n_ranks
+        r = self._n_mapped()
         idx = xp.zeros((allD.shape[0], r), dtype=xp.intp)
         vals = xp.zeros((allD.shape[0], r), dtype=xp.float64)
         for s in range(L):

@@ -563,7 +563,7 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         return tags
 
     def fit(self, X, y=None):
-        """Validate the parameters; DenseSIFT learns nothing.
+        """Validate the parameters and the images; DenseSIFT learns nothing.
 
         Parameters
         ----------
@@ -577,6 +577,7 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         self : DenseSIFT
         """
         _check_params(self.scales, self.steps, self.rotate, self.n_jobs)
+        check_images(X, name="X")
         return self
 
     def transform(self, X):
