@@ -104,6 +104,22 @@ def test_plain_sklearn_pipeline_and_stateless():
     np.testing.assert_allclose([p.sum() for p in uni.pixels], uni.score, rtol=1e-10)
 
 
+def test_fitted_pipeline_pickles_and_clones():
+    import pickle
+
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(7)
+    X = _random_images(rng, 12, (50, 50))
+    pipe = toy_pipeline(n_words=4).fit(X, np.arange(12) % 2)
+    restored = pickle.loads(pickle.dumps(pipe))
+    np.testing.assert_array_equal(restored.explain(X[:2]).pixels[1], pipe.explain(X[:2]).pixels[1])
+    fresh = clone(pipe)
+    assert fresh.get_params()["bow__n_words"] == 4
+    with pytest.raises(NotFittedError):
+        fresh.explain(X[:2])
+
+
 def test_errors_for_users():
     rng = np.random.default_rng(5)
     X = _random_images(rng, 12, (50, 50))
