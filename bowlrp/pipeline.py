@@ -133,7 +133,7 @@ def _steps(pipeline):
     return transformers, (last_name, last)
 
 
-def explain(pipeline, X, target=None, rule="z", bias="keep"):
+def explain(pipeline, X, target=None, rule="z", bias="keep", **rule_params):
     """Explain the decisions of a fitted pipeline on ``X`` with LRP.
 
     Parameters
@@ -147,7 +147,11 @@ def explain(pipeline, X, target=None, rule="z", bias="keep"):
         relevance speaks for ``classes_[1]``; ``classes_[0]`` explains ``-f(x)``.
         Multi-class: ``None`` explains the predicted class.
     rule : str or bowlrp.rules.Rule
-        Rule for the mapping stages (``"z"``: proportional, eq. 2.78-2.79).
+        Rule for the mapping stages: ``"z"`` (proportional, eq. 2.78-2.79,
+        exact), ``"epsilon"`` (eq. 2.22), ``"alphabeta"`` (eq. 2.26), ``"abs"``
+        (magnitudes only, eq. 2.7), ``"flat"`` (eq. 2.27).
+    **rule_params
+        Parameters of the rule, e.g. ``epsilon=1.0`` or ``alpha=2, beta=-1``.
     bias : {"keep", "uniform"}
         Keep the classifier's bias as its own term (eq. 2.72) or spread it over
         the features (eq. 2.73).
@@ -171,7 +175,7 @@ def explain(pipeline, X, target=None, rule="z", bias="keep"):
     True
     """
     transformers, (_, last) = _steps(pipeline)
-    rule_obj = get_rule(rule)
+    rule_obj = get_rule(rule, **rule_params)
     Xt, traces = X, []
     for _, step in transformers:
         Xt, tr = step._forward(Xt)
@@ -216,6 +220,6 @@ class ExplainablePipeline(Pipeline):
     ... ])
     """
 
-    def explain(self, X, target=None, rule="z", bias="keep"):
+    def explain(self, X, target=None, rule="z", bias="keep", **rule_params):
         """Explain the pipeline's decisions on ``X``; see :func:`bowlrp.explain`."""
-        return explain(self, X, target=target, rule=rule, bias=bias)
+        return explain(self, X, target=target, rule=rule, bias=bias, **rule_params)

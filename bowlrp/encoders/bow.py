@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._backend import asarray, get_namespace, to_numpy
 from ..base import ExplainableTransformerMixin
-from ..rules import get_rule
+from ..rules import get_rule, redistribute_sparse
 
 __all__ = ["BagOfWords", "check_descriptor_sets"]
 
@@ -307,7 +307,8 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         trace : dict
             From :meth:`_forward` on the same images.
         rule : str or Rule
-            ``"z"`` (proportional, eq. 2.78).
+            A rule of :mod:`bowlrp.rules`: ``"z"`` (proportional, eq. 2.78),
+            ``"epsilon"``, ``"alphabeta"``, ``"abs"``, ``"flat"``.
 
         Returns
         -------
@@ -331,9 +332,9 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
             bad = int(np.flatnonzero(counts == 0)[0])
             raise ValueError(f"image {bad} has no descriptors: its relevance cannot be attributed")
         cols = (image_of[:, None] * DK + idx).ravel()
-        v, reached = rule.fractions(vals.ravel(), cols, n * DK, xp)
         Rflat = R.reshape(-1)
-        per_desc = (v * Rflat[cols]).reshape(idx.shape).sum(1)
+        messages, reached = redistribute_sparse(rule, vals.ravel(), cols, n * DK, Rflat, xp)
+        per_desc = messages.reshape(idx.shape).sum(1)
         # zero-mapping case (eq. 2.79): unreached words spread over their block
         lost = xp.where(reached, 0.0, Rflat).reshape(n * L, K).sum(1)
         n_in_group = xp.bincount(group, minlength=n * L)
