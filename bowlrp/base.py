@@ -22,6 +22,7 @@ and the last stage (the classifier) implements
 """
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -62,7 +63,12 @@ class OutputRelevance:
     target : ndarray of shape (n_samples,)
         The class label explained for each sample.
     residual : ndarray of shape (n_samples,)
-        ``score - features.sum(1) - bias``: zero up to rounding for exact rules.
+        ``score - features.sum(1) - bias``: zero up to rounding for exact rules,
+        the Taylor remainder for Taylor decompositions.
+    root : ndarray of shape (n_samples, n_features) or None
+        Taylor decompositions: the root point ``x~`` used for each sample.
+    root_found : ndarray of shape (n_samples,) or None
+        Taylor decompositions: whether a root with ``|f(x~)| <= tol`` was found.
     """
 
     features: np.ndarray
@@ -70,3 +76,5 @@ class OutputRelevance:
     score: np.ndarray
     target: np.ndarray
     residual: np.ndarray
+    root: Optional[np.ndarray] = None
+    root_found: Optional[np.ndarray] = None

@@ -9,14 +9,16 @@ Algorithm 2).  :class:`ExplainablePipeline` is a ``Pipeline`` with an
 """
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ._backend import to_numpy
-from .base import ExplainableClassifierMixin, ExplainableTransformerMixin
+from .base import ExplainableTransformerMixin
 from .rules import get_rule
+from .svm.adapters import as_explainable
 from .viz import gray_rgb, heatmap_rgb, merge_tiles, save_png, side_by_side
 
 __all__ = ["Explanation", "explain", "ExplainablePipeline"]
@@ -50,6 +52,11 @@ class Explanation:
         rounding for exact rules.
     rule : str
         The name of the mapping-stage rule used.
+    root : ndarray (n, n_features) or None
+        Taylor decompositions: the root point on the decision boundary used
+        for each input (in the classifier's feature space).
+    root_found : ndarray (n,) of bool or None
+        Taylor decompositions: whether a root with ``|f| <= 1e-5`` was found.
     """
 
     pixels: list
@@ -60,6 +67,8 @@ class Explanation:
     target: np.ndarray
     residual: np.ndarray
     rule: str = "z"
+    root: Optional[np.ndarray] = None
+    root_found: Optional[np.ndarray] = None
     stages: dict = field(default_factory=dict, repr=False)
 
     def __len__(self):
@@ -119,21 +128,21 @@ def _steps(pipeline):
     check_is_fitted(pipeline)
     steps = [(n, s) for n, s in pipeline.steps if s is not None and s != "passthrough"]
     *transformers, (last_name, last) = steps
-    if not isinstance(last, ExplainableClassifierMixin):
-        raise TypeError(
-            f"the last step {last_name!r} ({type(last).__name__}) cannot be explained; "
-            "use an explainable classifier such as bowlrp.KernelSVC"
-        )
+    try:
+        last = as_explainable(last)
+    except TypeError as err:
+        raise TypeError(f"the last step {last_name!r} cannot be explained: {err}") from None
     for name, step in transformers:
         if not isinstance(step, ExplainableTransformerMixin):
             raise TypeError(
                 f"step {name!r} ({type(step).__name__}) has no relevance rule; explainable steps are "
-                "bowlrp.DenseSIFT and bowlrp.BagOfWords"
+                "bowlrp.DenseSIFT and the bowlrp encoders"
             )
     return transformers, (last_name, last)
 
 
-def explain(pipeline, X, target=None, rule="z", bias="keep", **rule_params):
+def explain(pipeline, X, target=None, rule="z", bias="keep", decomposition="auto", references=None,
+            **rule_params):
     """Explain the decisions of a fitted pipeline on ``X`` with LRP.
 
     Parameters
@@ -152,9 +161,19 @@ def explain(pipeline, X, target=None, rule="z", bias="keep", **rule_params):
         (magnitudes only, eq. 2.7), ``"flat"`` (eq. 2.27).
     **rule_params
         Parameters of the rule, e.g. ``epsilon=1.0`` or ``alpha=2, beta=-1``.
-    bias : {"keep", "uniform"}
-        Keep the classifier's bias as its own term (eq. 2.72) or spread it over
-        the features (eq. 2.73).
+    bias : {"keep", "uniform", "weights"}
+        Keep the classifier's bias as its own term (eq. 2.72), spread it evenly
+        over the features (eq. 2.73), or along ``w`` for linear models (eq. 2.74).
+    decomposition : {"auto", "exact", "taylor"}
+        How the classifier's score is split over its features: ``"auto"`` is
+        exact for sum-decomposable kernels (linear, hik, additive_chi2) and a
+        Taylor decomposition at a root on the decision boundary otherwise (rbf,
+        chi2; eq. 2.75-2.76).
+    references : inputs like ``X``, or None
+        Taylor reference samples (thesis: about 50 samples of the other
+        class), given as pipeline inputs; they are transformed by the
+        pipeline's stages.  Default: the samples the classifier kept at fit
+        time.
 
     Returns
     -------
@@ -180,7 +199,11 @@ def explain(pipeline, X, target=None, rule="z", bias="keep", **rule_params):
     for _, step in transformers:
         Xt, tr = step._forward(Xt)
         traces.append(tr)
-    out = last._explain_output(Xt, target=target, bias=bias)
+    refs = references
+    if refs is not None:
+        for _, step in transformers:
+            refs = step.transform(refs)
+    out = last._explain_output(Xt, target=target, bias=bias, decomposition=decomposition, references=refs)
     stages = {getattr(last, "_relevance_input", "features"): out.features}
     R = out.features
     for (_, step), tr in zip(reversed(transformers), reversed(traces)):
@@ -203,6 +226,8 @@ def explain(pipeline, X, target=None, rule="z", bias="keep", **rule_params):
         target=to_numpy(out.target),
         residual=residual,
         rule=rule_obj.name,
+        root=None if out.root is None else to_numpy(out.root),
+        root_found=None if out.root_found is None else to_numpy(out.root_found),
         stages=stages,
     )
 
@@ -220,6 +245,8 @@ class ExplainablePipeline(Pipeline):
     ... ])
     """
 
-    def explain(self, X, target=None, rule="z", bias="keep", **rule_params):
+    def explain(self, X, target=None, rule="z", bias="keep", decomposition="auto", references=None,
+                **rule_params):
         """Explain the pipeline's decisions on ``X``; see :func:`bowlrp.explain`."""
-        return explain(self, X, target=target, rule=rule, bias=bias, **rule_params)
+        return explain(self, X, target=target, rule=rule, bias=bias, decomposition=decomposition,
+                       references=references, **rule_params)

@@ -76,7 +76,7 @@ def test_matches_slow_reference_chain():
     sets = sift.transform(X[:3])
     feats = bow.transform(sets)
     for i in range(3):
-        Rf = _terms_ref("hik", feats[i], svm.support_vectors_, svm.dual_coef_[0], svm.dimension_weights_)
+        Rf = _terms_ref("hik", feats[i], svm.support_vectors_, svm.dual_coef_[0], svm.kernel_.dimension_weights())
         np.testing.assert_allclose(exp.features[i], Rf, rtol=1e-10, atol=1e-13)
         Rl = _ref_backward(bow, sets[i], Rf)
         np.testing.assert_allclose(exp.descriptors[i], Rl, rtol=1e-9, atol=1e-12)

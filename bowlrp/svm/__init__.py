@@ -1,6 +1,6 @@
-"""Kernel SVM classifiers and their kernels."""
+"""Kernel SVM classifiers, their kernels and their decomposition."""
 
-from .kernels import KERNELS, get_kernel
-from .svc import KernelSVC
+from .kernels import KERNELS, kernel_names, make_kernel
+from .svc import KernelOneClassSVM, KernelSVC
 
-__all__ = ["KernelSVC", "KERNELS", "get_kernel"]
+__all__ = ["KernelSVC", "KernelOneClassSVM", "KERNELS", "kernel_names", "make_kernel"]
