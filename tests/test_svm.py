@@ -224,6 +224,8 @@ def test_errors_are_clear():
         KernelSVC(blocks=(3, 3)).fit(X, y)
     with pytest.raises(ValueError, match="block_weights"):
         KernelSVC(blocks=(2, 2), block_weights=(1.0, -1.0)).fit(X, y)
+    with pytest.raises(ValueError, match="n_candidates"):
+        KernelSVC(kernel="rbf", n_candidates=0).fit(X, y)
     with pytest.raises(ValueError, match="C must be"):
         KernelSVC(C=0).fit(X, y)
     with pytest.raises(NotFittedError):
@@ -316,7 +318,8 @@ def taylor_data():
 @pytest.mark.parametrize("name", ["rbf", "chi2"])
 def test_taylor_roots_relevance_and_residual(name, taylor_data):
     X, y = taylor_data
-    m = KernelSVC(kernel=name, C=10.0, blocks=(2, 4), block_weights=(1.0, 0.5), random_state=0).fit(X, y)
+    m = KernelSVC(kernel=name, C=10.0, blocks=(2, 4), block_weights=(1.0, 0.5), n_candidates=None,
+                  random_state=0).fit(X, y)
     out = m._explain_output(X[:12])
     F = m.decision_function(X[:12])
     np.testing.assert_allclose(out.score, F)

@@ -78,7 +78,7 @@ def spread_bias(R, Rb, mode, w_rows, xp):
     return R + share * Rb[:, None], xp.zeros_like(Rb)
 
 
-def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100):
+def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100, n_candidates=None):
     """Nearest root of ``score`` on the segments between each ``x`` and its references.
 
     Illinois (regula falsi) search on ``x~ = g x + (1 - g) r`` for every pair
@@ -96,6 +96,11 @@ def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100):
         ``score`` of input ``a`` at reference ``b``.
     x_scores : array (n,)
     tol, max_iter : stopping rule.
+    n_candidates : int or None
+        Search only the segments to the ``n_candidates`` opposite-side
+        references nearest to each input (None: all of them).  The nearest
+        root almost always lies towards a near reference; fewer segments make
+        the search proportionally cheaper.
 
     Returns
     -------
@@ -109,6 +114,13 @@ def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100):
     xp = get_namespace(X)
     n, m = ref_scores.shape
     opposite = (ref_scores * x_scores[:, None]) < 0
+    if n_candidates is not None and n_candidates < m:
+        d2 = (X * X).sum(1)[:, None] + (refs * refs).sum(1)[None, :] - 2.0 * (X @ refs.T)
+        d2 = xp.where(opposite, d2, xp.inf)
+        near = xp.argsort(d2, axis=1)[:, :n_candidates]
+        keep = xp.zeros_like(opposite)
+        xp.put_along_axis(keep, near, True, axis=1)
+        opposite = opposite & keep
     pa, pb = xp.nonzero(opposite)
     ga = xp.zeros(pa.shape[0])  # parameter of the reference end
     gb = xp.ones(pa.shape[0])  # parameter of the input end
@@ -160,7 +172,7 @@ def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100):
 
 
 def explain_expansion(expansion, X, rows, signs, labels, bias="keep", decomposition="auto",
-                      references=None, tol=1e-5, max_iter=100):
+                      references=None, tol=1e-5, max_iter=100, n_candidates=10):
     """Decompose ``signs * f_rows(x)`` of a kernel expansion over the features of ``X``.
 
     Parameters
@@ -179,6 +191,9 @@ def explain_expansion(expansion, X, rows, signs, labels, bias="keep", decomposit
     references : array (m, D) or None
         Taylor reference samples (required for Taylor).
     tol, max_iter : root search stopping rule (``|f(x~)| <= tol``).
+    n_candidates : int or None
+        Segments searched per input: to its nearest opposite-side references
+        (see :func:`find_roots`).
 
     Returns
     -------
@@ -217,7 +232,8 @@ def explain_expansion(expansion, X, rows, signs, labels, bias="keep", decomposit
             out = expansion.outputs(P, xp)
             return out[xp.arange(P.shape[0]), rows_x[owners]] * signs_x[owners]
 
-        root, Rb, found = find_roots(score_at, X, refs, ref_scores, score, tol=tol, max_iter=max_iter)
+        root, Rb, found = find_roots(score_at, X, refs, ref_scores, score, tol=tol, max_iter=max_iter,
+                                     n_candidates=n_candidates)
         R = (X - root) * kern.gradient(root, SV, coef, xp)
     R, Rb = spread_bias(R, Rb, bias, w_rows, xp)
     residual = score - R.sum(1) - Rb

@@ -52,6 +52,9 @@ class _KernelModel(ExplainableClassifierMixin, BaseEstimator):
             raise ValueError(f"gamma must be a positive number or 'mean', got {g!r}")
         if not isinstance(self.n_references, Integral) or self.n_references < 1:
             raise ValueError(f"n_references must be a positive integer, got {self.n_references!r}")
+        nc = self.n_candidates
+        if nc is not None and (not isinstance(nc, Integral) or nc < 1):
+            raise ValueError(f"n_candidates must be a positive integer or None, got {nc!r}")
         return sizes, beta
 
     def _check_nonnegative(self, X):
@@ -157,6 +160,10 @@ class KernelSVC(ClassifierMixin, _KernelModel):
         libsvm iteration limit (-1: none).
     n_references : int, default=50
         Taylor reference samples kept per output and sign (thesis: about 50).
+    n_candidates : int or None, default=10
+        The Taylor root is searched on the segments from ``x`` to its
+        ``n_candidates`` nearest references of the opposite sign (None: to all
+        of them, as in the thesis; slower in proportion).
     random_state : int, RandomState or None
         Seeds the choice of reference samples.
 
@@ -201,6 +208,7 @@ class KernelSVC(ClassifierMixin, _KernelModel):
         tol=1e-3,
         max_iter=-1,
         n_references=50,
+        n_candidates=10,
         random_state=None,
     ):
         self.kernel = kernel
@@ -212,6 +220,7 @@ class KernelSVC(ClassifierMixin, _KernelModel):
         self.tol = tol
         self.max_iter = max_iter
         self.n_references = n_references
+        self.n_candidates = n_candidates
         self.random_state = random_state
 
     def fit(self, X, y):
@@ -289,7 +298,8 @@ class KernelSVC(ClassifierMixin, _KernelModel):
         F = to_numpy(self._expansion().outputs(X, get_namespace(X)))
         rows, signs, labels = _target_rows(self.classes_, F, target)
         return explain_expansion(self._expansion(), X, rows, signs, labels, bias=bias,
-                                 decomposition=decomposition, references=references)
+                                 decomposition=decomposition, references=references,
+                                 n_candidates=self.n_candidates)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -309,7 +319,7 @@ class KernelOneClassSVM(OutlierMixin, _KernelModel):
 
     Parameters
     ----------
-    kernel, gamma, blocks, block_weights, n_references, random_state
+    kernel, gamma, blocks, block_weights, n_references, n_candidates, random_state
         As in :class:`KernelSVC`.
     nu : float, default=0.5
         Upper bound on the fraction of training outliers (libsvm's nu).
@@ -325,7 +335,7 @@ class KernelOneClassSVM(OutlierMixin, _KernelModel):
     """
 
     def __init__(self, kernel="hik", nu=0.5, gamma="mean", blocks=None, block_weights=None, tol=1e-3,
-                 n_references=50, random_state=None):
+                 n_references=50, n_candidates=10, random_state=None):
         self.kernel = kernel
         self.nu = nu
         self.gamma = gamma
@@ -333,6 +343,7 @@ class KernelOneClassSVM(OutlierMixin, _KernelModel):
         self.block_weights = block_weights
         self.tol = tol
         self.n_references = n_references
+        self.n_candidates = n_candidates
         self.random_state = random_state
 
     def fit(self, X, y=None):
@@ -371,7 +382,7 @@ class KernelOneClassSVM(OutlierMixin, _KernelModel):
         n = X.shape[0]
         return explain_expansion(self._expansion(), X, np.zeros(n, dtype=np.intp), np.ones(n),
                                  np.ones(n, dtype=int), bias=bias, decomposition=decomposition,
-                                 references=references)
+                                 references=references, n_candidates=self.n_candidates)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
