@@ -27,6 +27,8 @@ setup(
         "gpu": ["cupy>=12"],
         "test": ["pytest>=7", "hypothesis>=6"],
         "plot": ["matplotlib>=3.5"],
+        # peers for benchmarks/peers.py only; nothing in the package imports them
+        "bench": ["shap", "lime"],
     },
     entry_points={"console_scripts": ["bowlrp=bowlrp.__main__:main"]},
 )

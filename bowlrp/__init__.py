@@ -15,8 +15,9 @@ Typical use::
 from .encoders import BagOfWords
 from .features import DenseSIFT, DescriptorSet
 from .pipeline import Explanation, ExplainablePipeline, explain
-from .svm import KernelSVC
-from . import datasets, viz  # noqa: E402  (subpackages users reach as bowlrp.datasets, bowlrp.viz)
+from .svm import KernelOneClassSVM, KernelSVC
+from .cnn import CNNClassifier
+from . import cnn, datasets, evaluation, viz  # noqa: E402  (subpackages users reach as bowlrp.<name>)
 
 __version__ = "0.1.0"
 
@@ -27,5 +28,7 @@ __all__ = [
     "Explanation",
     "ExplainablePipeline",
     "KernelSVC",
+    "KernelOneClassSVM",
+    "CNNClassifier",
     "explain",
 ]

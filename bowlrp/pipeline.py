@@ -161,6 +161,9 @@ def explain(pipeline, X, target=None, rule="z", bias="keep", decomposition="auto
         (magnitudes only, eq. 2.7), ``"flat"`` (eq. 2.27).
     **rule_params
         Parameters of the rule, e.g. ``epsilon=1.0`` or ``alpha=2, beta=-1``.
+        A pipeline ending in a :class:`bowlrp.CNNClassifier` is explained by
+        the network's own :meth:`~bowlrp.CNNClassifier.explain`, which takes
+        ``method=`` and ``composite=`` here instead of a mapping rule.
     bias : {"keep", "uniform", "weights"}
         Keep the classifier's bias as its own term (eq. 2.72), spread it evenly
         over the features (eq. 2.73), or along ``w`` for linear models (eq. 2.74).
@@ -193,6 +196,12 @@ def explain(pipeline, X, target=None, rule="z", bias="keep", decomposition="auto
     >>> bool(abs(exp.pixels[0].sum() + exp.bias[0] - exp.score[0]) < 1e-8 * abs(exp.score[0]) + 1e-12)
     True
     """
+    from .cnn import CNNClassifier  # noqa: PLC0415  (cnn imports this module)
+
+    final = [s for _, s in pipeline.steps if s is not None and s != "passthrough"][-1]
+    if isinstance(final, CNNClassifier):  # a network explains itself with its own rules
+        Xt = pipeline[:-1].transform(X) if len(pipeline) > 1 else X
+        return final.explain(Xt, target=target, **rule_params)
     transformers, (_, last) = _steps(pipeline)
     rule_obj = get_rule(rule, **rule_params)
     Xt, traces = X, []

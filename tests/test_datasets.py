@@ -214,3 +214,48 @@ def test_density_too_high_for_rejection_sampling_fails_cleanly():
     # below the packing bound, but beyond what random sequential placement reaches
     with pytest.raises(ValueError, match="lower `density`"):
         make_polygons(n_train=4, n_test_images=0, density=9.0, random_state=0)
+
+
+# ---------------------------------------------------------------- G1 options: context and watermark
+
+
+def test_context_and_watermark_default_off_leave_data_unchanged():
+    a = make_polygons(n_train=16, n_test_images=1, random_state=11)
+    b = make_polygons(n_train=16, n_test_images=1, random_state=11, context=0.0, watermark=0.0)
+    for key in a:
+        if key != "DESCR":
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert not a.has_watermark.any() and not a.test_has_watermark.any()
+    assert "Context" not in a.DESCR and "Watermark" not in a.DESCR
+
+
+def test_context_texture_correlates_with_label_and_keeps_labels():
+    base = make_polygons(n_train=64, n_test_images=0, random_state=12)
+    ctx = make_polygons(n_train=64, n_test_images=0, random_state=12, context=1.0)
+    np.testing.assert_array_equal(base.labels, ctx.labels)
+    np.testing.assert_array_equal(base.polygon_masks, ctx.polygon_masks)
+    # the stripes change pixels outside every shape, around polygons only at context=1
+    diff = (base.images != ctx.images) & ~base.polygon_masks & ~base.round_masks
+    changed = diff.reshape(64, -1).mean(1)
+    assert changed[ctx.labels == 1].mean() > 5 * changed[ctx.labels == -1].mean()
+    assert "Context" in ctx.DESCR
+
+
+def test_watermark_on_positive_tiles_only():
+    d = make_polygons(n_train=48, n_test_images=1, random_state=13, watermark=1.0)
+    base = make_polygons(n_train=48, n_test_images=1, random_state=13)
+    np.testing.assert_array_equal(d.has_watermark, d.labels == 1)
+    np.testing.assert_array_equal(d.test_has_watermark, d.test_labels == 1)
+    t = d.images.shape[1]
+    corner = d.images[:, t - 8:t - 3, 3:8]
+    assert (corner[d.has_watermark][:, ::2, ::2] == 26).all()  # dark checkerboard pixels
+    np.testing.assert_array_equal(d.images[~d.has_watermark], base.images[~d.has_watermark])
+    half = make_polygons(n_train=48, n_test_images=0, random_state=13, watermark=0.5)
+    assert 0 < half.has_watermark.sum() < (half.labels == 1).sum()
+
+
+@pytest.mark.parametrize("kw", [dict(context=1.5), dict(context=-0.1), dict(watermark=2),
+                                dict(context_amplitude=0.0), dict(watermark=True)])
+def test_context_watermark_validation(kw):
+    with pytest.raises(ValueError, match="context|watermark"):
+        make_polygons(n_train=4, n_test_images=0, random_state=0, **kw)

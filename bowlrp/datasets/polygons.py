@@ -184,14 +184,52 @@ def _place_shapes(rng, size, n_shapes, shape_radius, lp_range, density):
     return shapes
 
 
+#: Period (pixels) and half-width of the context texture's stripes around a shape.
+_CONTEXT_PERIOD = 4.0
+#: Outer radius of the textured ring around a shape, as a multiple of its extent.
+_CONTEXT_REACH = 1.6
+#: The planted watermark: a 5 x 5 pattern of dark (1) and light (0) pixels.
+_WATERMARK = np.array([[1, 0, 1, 0, 1],
+                       [0, 1, 0, 1, 0],
+                       [1, 0, 1, 0, 1],
+                       [0, 1, 0, 1, 0],
+                       [1, 0, 1, 0, 1]], dtype=np.float32)
+
+
+def _draw_context(rng, img, shapes, context, amplitude):
+    """Paint stripes around the shapes, more often around polygons (the label's context).
+
+    Each polygon gets a textured disc of radius ``1.6 * extent`` with
+    probability ``(1 + context) / 2``, each round shape with probability
+    ``(1 - context) / 2``; shapes are drawn over it afterwards, so the texture
+    shows only around them.  Draws from ``rng`` only when called.
+    """
+    size = img.shape[0]
+    for s in shapes:
+        p = (1.0 + context) / 2.0 if s.kind == "polygon" else (1.0 - context) / 2.0
+        use, theta = rng.uniform() < p, rng.uniform(0.0, np.pi)
+        if not use:
+            continue
+        reach = _CONTEXT_REACH * _extent(s.kind, s.radius, s.p)
+        r0, r1 = max(int(s.cy - reach), 0), min(int(np.ceil(s.cy + reach)) + 1, size)
+        c0, c1 = max(int(s.cx - reach), 0), min(int(np.ceil(s.cx + reach)) + 1, size)
+        dy = (np.arange(r0, r1) - s.cy)[:, None]
+        dx = (np.arange(c0, c1) - s.cx)[None, :]
+        inside = dy**2 + dx**2 <= reach**2
+        stripes = np.sin(2.0 * np.pi * (dx * np.cos(theta) + dy * np.sin(theta)) / _CONTEXT_PERIOD)
+        img[r0:r1, c0:c1] += (amplitude * stripes * inside).astype(np.float32)
+
+
 def _make_big_image(rng, size, tile_size, shape_radius, lp_range, density, amplitude,
-                    noise_std):
+                    noise_std, context=0.0, context_amplitude=0.15):
     """One large image: uint8 pixels, polygon / round masks, polygon centres."""
     expected = density * size**2 / tile_size**2
     n_shapes = int(np.floor(expected))
     n_shapes += int(rng.uniform() < expected - n_shapes)  # unbiased rounding
     img = _background(rng, size, tile_size, amplitude, noise_std)
     shapes = _place_shapes(rng, size, n_shapes, shape_radius, lp_range, density)
+    if context > 0:  # after every other draw: the default images stay bit-for-bit the same
+        _draw_context(rng, img, shapes, context, context_amplitude)
     poly = np.zeros((size, size), dtype=bool)
     rnd = np.zeros((size, size), dtype=bool)
     for s in shapes:
@@ -233,7 +271,14 @@ def _draw_entropy(rng):
 
 
 def _validate(n_train, n_test_images, image_size, tile_size, test_stride, shape_radius,
-              density, lp_range, background_amplitude, noise_std):
+              density, lp_range, background_amplitude, noise_std, context=0.0,
+              context_amplitude=0.15, watermark=0.0):
+    for name, v in (("context", context), ("watermark", watermark)):
+        if not (isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and 0 <= v <= 1):
+            raise ValueError(f"{name} must be a number in [0, 1] (0: off), got {v!r}.")
+    if not (isinstance(context_amplitude, (int, float, np.number)) and 0 < context_amplitude <= 0.3):
+        raise ValueError(f"context_amplitude must lie in (0, 0.3], got {context_amplitude!r}.")
+
     def is_int(x):
         return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
@@ -302,7 +347,7 @@ def _validate(n_train, n_test_images, image_size, tile_size, test_stride, shape_
 def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102,
                   test_stride=34, shape_radius=(14.0, 21.0), density=1.25,
                   lp_range=(2.0, 2.6), background_amplitude=0.05, noise_std=0.01,
-                  random_state=None):
+                  context=0.0, context_amplitude=0.15, watermark=0.0, random_state=None):
     """Generate the polygons-versus-round-shapes toy data of the LRP thesis.
 
     Reproduces the toy task of Lapuschkin's thesis, Sec. 2.4.3, Fig. 2.13:
@@ -377,6 +422,22 @@ def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102
         0.8, on the 0..1 grey scale; at most 0.2.
     noise_std : float, default=0.01
         Standard deviation of the Gaussian pixel noise, on the 0..1 scale.
+    context : float in [0, 1], default=0.0
+        Strength of a background context that correlates with the label (G1):
+        a disc of stripes (period 4 px, random orientation, radius 1.6 times
+        the shape's extent, drawn under the shapes) surrounds each polygon
+        with probability ``(1 + context) / 2`` and each round shape with
+        probability ``(1 - context) / 2``.  ``0`` draws no texture at all, and
+        the data are then bit-for-bit those of earlier versions.  At ``1``
+        the texture alone nearly decides the label.
+    context_amplitude : float, default=0.15
+        Amplitude of the stripes on the 0..1 grey scale (at most 0.3).
+    watermark : float in [0, 1], default=0.0
+        Probability that a positive tile (train and test) carries a planted
+        artefact: a 5 x 5 checkerboard of dark (0.1) pixels 3 px from the
+        tile's bottom-left corner, pasted into the tile after cropping (the
+        "copyright tag" of the horse class, thesis Ch. 4).  ``has_watermark``
+        and ``test_has_watermark`` say which tiles carry it.
     random_state : int, RandomState, Generator or None, default=None
         Seed of the generator; see :func:`sklearn.utils.check_random_state`.
         A ``RandomState`` or ``Generator`` is advanced by one draw.
@@ -402,6 +463,8 @@ def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102
             Index of the large test image each test tile was cropped from.
         test_big_images : uint8 ndarray of shape (n_test_images, s, s)
         test_big_polygon_masks, test_big_round_masks : bool ndarray of shape (n_test_images, s, s)
+        has_watermark, test_has_watermark : bool ndarray of shape (n_train,), (T,)
+            Tiles carrying the planted watermark (all False unless ``watermark > 0``).
         DESCR : str
             Description of the data and the parameters used.
 
@@ -424,14 +487,15 @@ def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102
     """
     shape_radius, lp_range = _validate(
         n_train, n_test_images, image_size, tile_size, test_stride, shape_radius,
-        density, lp_range, background_amplitude, noise_std,
+        density, lp_range, background_amplitude, noise_std, context, context_amplitude, watermark,
     )
     entropy = _draw_entropy(_check_rng(random_state))
 
     def big_image(split, k):
         rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(split, k)))
         return _make_big_image(rng, image_size, tile_size, shape_radius, lp_range,
-                               density, background_amplitude, noise_std)
+                               density, background_amplitude, noise_std, context,
+                               context_amplitude)
 
     # --- training: non-overlapping tiles of as many large images as needed
     n_side = image_size // tile_size
@@ -472,6 +536,15 @@ def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102
     n_test = n_test_images * len(test_grid)
     labels = np.concatenate(labels)
     test_labels = np.concatenate(t_labels) if t_labels else np.zeros(0, dtype=np.int64)
+    train_images, test_images = np.concatenate(images), cat(t_images, np.uint8)
+    marks = []
+    for split, (tiles, lab) in enumerate(((train_images, labels), (test_images, test_labels))):
+        mark = np.zeros(len(lab), dtype=bool)
+        if watermark > 0:  # own random stream: the rest of the data does not change
+            rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(2, split)))
+            mark = (lab == 1) & (rng.uniform(size=len(lab)) < watermark)
+            _stamp_watermark(tiles, mark)
+        marks.append(mark)
     descr = (
         "Polygons vs. round shapes toy data (Lapuschkin's LRP thesis, Sec. 2.4.3, "
         "Fig. 2.13).\n"
@@ -485,12 +558,18 @@ def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102
         f"area, lp_range={lp_range}, background_amplitude={background_amplitude}, "
         f"noise_std={noise_std}, random_state={random_state!r}."
     )
+    if context > 0:
+        descr += (f"\nContext: stripes (amplitude {context_amplitude}) around a polygon with "
+                  f"probability {(1 + context) / 2:g}, around a round shape with {(1 - context) / 2:g}.")
+    if watermark > 0:
+        descr += (f"\nWatermark: a 5x5 checkerboard at the bottom-left of {int(marks[0].sum())} "
+                  f"training and {int(marks[1].sum())} test tiles (positive tiles, probability {watermark:g}).")
     return Bunch(
-        images=np.concatenate(images),
+        images=train_images,
         labels=labels,
         polygon_masks=np.concatenate(pmasks),
         round_masks=np.concatenate(rmasks),
-        test_images=cat(t_images, np.uint8),
+        test_images=test_images,
         test_labels=test_labels,
         test_polygon_masks=cat(t_pmasks, bool),
         test_round_masks=cat(t_rmasks, bool),
@@ -499,5 +578,22 @@ def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102
         test_big_images=big_images,
         test_big_polygon_masks=big_poly,
         test_big_round_masks=big_round,
+        has_watermark=marks[0],
+        test_has_watermark=marks[1],
         DESCR=descr,
     )
+
+
+def _stamp_watermark(tiles, mark):
+    """Paste the watermark (dark pixels 0.1) 3 px from the bottom-left corner of ``tiles[mark]``."""
+    t = tiles.shape[1]
+    h, w = _WATERMARK.shape
+    if not mark.any() or t < h + 6:
+        return
+    rows, cols = slice(t - 3 - h, t - 3), slice(3, 3 + w)
+    ink = np.uint8(np.rint(0.1 * 255))
+    sub = tiles[mark][:, rows, cols]
+    sub[:, _WATERMARK > 0] = ink
+    block = tiles[mark]
+    block[:, rows, cols] = sub
+    tiles[mark] = block
