@@ -12,7 +12,7 @@ Typical use::
     exp.pixels[0]          # (H, W) relevance; sums to exp.score[0] - exp.bias[0]
 """
 
-from .encoders import BagOfWords
+from .encoders import BagOfWords, FisherVectorEncoder
 from .features import DenseSIFT, DescriptorSet
 from .pipeline import Explanation, ExplainablePipeline, explain
 from .svm import KernelOneClassSVM, KernelSVC
@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BagOfWords",
+    "FisherVectorEncoder",
     "DenseSIFT",
     "DescriptorSet",
     "Explanation",

@@ -11,12 +11,17 @@ import numpy as np
 __all__ = ["get_namespace", "to_numpy", "asarray", "cupy_available"]
 
 
+_CUPY = []  # [module or None] once looked up; the import is tried once per process
+
+
 def _cupy():
-    try:
-        import cupy  # noqa: PLC0415  (optional dependency, imported lazily)
-    except Exception:  # ImportError, or a CUDA runtime that fails to load
-        return None
-    return cupy
+    if not _CUPY:
+        try:
+            import cupy  # noqa: PLC0415  (optional dependency, imported lazily)
+        except Exception:  # ImportError, or a CUDA runtime that fails to load
+            cupy = None
+        _CUPY.append(cupy)
+    return _CUPY[0]
 
 
 def cupy_available():

@@ -37,8 +37,9 @@ class Explanation:
     pixels : list of ndarray (H_i, W_i) or None
         Pixel relevance per image (eq. 2.85); ``None`` when the pipeline does
         not start from images.
-    descriptors : list of ndarray (n_i,) or None
-        Relevance of each local descriptor (eq. 2.80).
+    descriptors : list of ndarray (n_i,) or (n_i, n_dims), or None
+        Relevance of each local descriptor (eq. 2.80); per descriptor
+        dimension (eq. D.3) for encoders that go that deep (Fisher vectors).
     features : ndarray (n, n_features)
         Relevance of each feature the classifier sees (eq. 2.72).
     bias : ndarray (n,)
@@ -136,7 +137,7 @@ def _steps(pipeline):
         if not isinstance(step, ExplainableTransformerMixin):
             raise TypeError(
                 f"step {name!r} ({type(step).__name__}) has no relevance rule; explainable steps are "
-                "bowlrp.DenseSIFT and the bowlrp encoders"
+                "bowlrp.DenseSIFT, bowlrp.BagOfWords and bowlrp.FisherVectorEncoder"
             )
     return transformers, (last_name, last)
 

@@ -20,6 +20,7 @@ epsilon=1.0)``); an unknown name answers with the valid ones, and parameters
 are validated when a rule is built.
 """
 
+import math
 from numbers import Real
 
 __all__ = [
@@ -134,7 +135,9 @@ class Epsilon(Rule):
 
     Not exact: the stabiliser absorbs relevance, and without a bias term what
     reaches the inputs is ``R_j z_j / (z_j + epsilon sign(z_j))`` (eq. 2.23 with
-    ``b_j = 0``).  Outputs without a non-zero message are not reached.
+    ``b_j = 0``).  Outputs without a non-zero message are not reached, nor
+    (with ``epsilon=0``) outputs whose messages cancel to ``z_j = 0``: like the
+    proportional rule, the stage then applies its zero-mapping case.
 
     Parameters
     ----------
@@ -146,15 +149,16 @@ class Epsilon(Rule):
     phis = ("z",)
 
     def __init__(self, epsilon=1.0):
-        if not isinstance(epsilon, Real) or isinstance(epsilon, bool) or not epsilon >= 0:
-            raise ValueError(f"epsilon must be a number >= 0, got {epsilon!r}")
+        if not isinstance(epsilon, Real) or isinstance(epsilon, bool) or not 0 <= epsilon < math.inf:
+            raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
         self.epsilon = float(epsilon)
 
     def scales(self, sums, support, R, xp):
         (zj,) = sums
         sign = xp.where(zj >= 0, 1.0, -1.0)
         den = zj + self.epsilon * sign
-        return (_safe_div(R, den, support & (den != 0), xp),), support
+        reached = support & (den != 0)
+        return (_safe_div(R, den, reached, xp),), reached
 
 
 class AlphaBeta(Rule):
@@ -179,9 +183,9 @@ class AlphaBeta(Rule):
 
     def __init__(self, alpha=2.0, beta=-1.0):
         for n, v in (("alpha", alpha), ("beta", beta)):
-            if not isinstance(v, Real) or isinstance(v, bool):
-                raise ValueError(f"{n} must be a number, got {v!r}")
-        if abs(alpha + beta - 1.0) > 1e-12 or alpha < 1:
+            if not isinstance(v, Real) or isinstance(v, bool) or not math.isfinite(v):
+                raise ValueError(f"{n} must be a finite number, got {v!r}")
+        if not (abs(alpha + beta - 1.0) <= 1e-12 and alpha >= 1):
             raise ValueError(
                 f"alpha-beta needs alpha + beta = 1 and alpha >= 1 (eq. 2.26), got alpha={alpha}, beta={beta}; "
                 "e.g. alpha=2, beta=-1 or alpha=1, beta=0"

@@ -5,8 +5,8 @@ import pytest
 
 from bowlrp import BagOfWords, KernelSVC
 from bowlrp._backend import cupy_available, get_namespace, to_numpy
-from bowlrp.rules import get_rule
-from bowlrp.svm import KERNELS, get_kernel
+from bowlrp.rules import get_rule, redistribute_sparse
+from bowlrp.svm import make_kernel
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cupy_available(), reason="CuPy with a CUDA device is not available")]
 
@@ -18,23 +18,28 @@ def cp():
     return cupy
 
 
-@pytest.mark.parametrize("name", sorted(KERNELS))
+@pytest.mark.parametrize("name", ["linear", "hik", "additive_chi2", "rbf", "chi2"])
 def test_kernels_on_gpu(cp, name):
     rng = np.random.default_rng(0)
-    X, Y, w, coef = rng.random((6, 5)), rng.random((4, 5)), rng.random(5), rng.normal(size=(6, 4))
-    kern = get_kernel(name)
-    g = kern.gram(cp.asarray(X), cp.asarray(Y), cp.asarray(w), cp)
-    t = kern.dimension_terms(cp.asarray(X), cp.asarray(Y), cp.asarray(coef), cp.asarray(w), cp)
-    assert get_namespace(g, t) is cp
-    np.testing.assert_allclose(to_numpy(g), kern.gram(X, Y, w, np), rtol=1e-12)
-    np.testing.assert_allclose(to_numpy(t), kern.dimension_terms(X, Y, coef, w, np), rtol=1e-12)
+    X, Y, coef = rng.random((6, 5)), rng.random((4, 5)), rng.normal(size=(6, 4))
+    kern = make_kernel(name, (2, 3), (1.0, 0.5), (1.5, 0.7) if name in ("rbf", "chi2") else None)
+    Xg, Yg, cg = cp.asarray(X), cp.asarray(Y), cp.asarray(coef)
+    g = kern.gram(Xg, Yg, cp)
+    assert get_namespace(g) is cp
+    np.testing.assert_allclose(to_numpy(g), kern.gram(X, Y, np), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(kern.gradient(Xg, Yg, cg, cp)), kern.gradient(X, Y, coef, np), rtol=1e-10)
+    if kern.sum_decomposable:
+        np.testing.assert_allclose(to_numpy(kern.dimension_terms(Xg, Yg, cg, cp)),
+                                   kern.dimension_terms(X, Y, coef, np), rtol=1e-12)
 
 
-def test_proportional_rule_on_gpu(cp):
-    z, cols = np.array([1.0, 2.0, 3.0, 0.0]), np.array([0, 0, 2, 3])
-    v, reached = get_rule("z").fractions(cp.asarray(z), cp.asarray(cols), 4, cp)
-    v0, r0 = get_rule("z").fractions(z, cols, 4, np)
-    np.testing.assert_allclose(to_numpy(v), v0)
+@pytest.mark.parametrize("name", ["z", "epsilon", "alphabeta", "abs", "flat"])
+def test_rules_on_gpu(cp, name):
+    z, cols, R = np.array([1.0, -2.0, 3.0, 0.5]), np.array([0, 0, 2, 3]), np.array([1.0, 2.0, -1.0, 0.5])
+    rule = get_rule(name)
+    m, reached = redistribute_sparse(rule, cp.asarray(z), cp.asarray(cols), 4, cp.asarray(R), cp)
+    m0, r0 = redistribute_sparse(rule, z, cols, 4, R, np)
+    np.testing.assert_allclose(to_numpy(m), m0)
     np.testing.assert_array_equal(to_numpy(reached), r0)
 
 
@@ -52,11 +57,12 @@ def test_bow_forward_backward_on_gpu(cp):
         np.testing.assert_allclose(to_numpy(a), b, rtol=1e-6, atol=1e-9)
 
 
-def test_svm_decomposition_on_gpu(cp):
+@pytest.mark.parametrize("kernel", ["hik", "rbf"])
+def test_svm_decomposition_on_gpu(cp, kernel):
     rng = np.random.default_rng(2)
     X = rng.random((40, 6))
     y = (X[:, 0] > X[:, 1]).astype(int)
-    svm = KernelSVC(kernel="hik").fit(X, y)
+    svm = KernelSVC(kernel=kernel, random_state=0).fit(X, y)
     out = svm._explain_output(X[:5])
     out_g = svm._explain_output(cp.asarray(X[:5]))
     np.testing.assert_allclose(to_numpy(out_g.features), out.features, rtol=1e-10)

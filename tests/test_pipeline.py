@@ -185,8 +185,11 @@ def test_toy_polygons_reduced(toy):
 def test_demo_cli_writes_files(tmp_path):
     main(["demo", "--out", str(tmp_path), "--n-train", "160", "--n-test-images", "1", "--n-words", "16"])
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary["mean_pixel_relevance"]) == {"polygons", "round_shapes", "background"}
-    assert 0 <= summary["test_accuracy"] <= 1
-    assert summary["conservation"]["max_relative_residual"] < 1e-8
+    assert set(summary["models"]) == {"hik", "chi2"}
+    for name, m in summary["models"].items():
+        assert set(m["mean_pixel_relevance"]) == {"polygons", "round_shapes", "background"}
+        assert 0 <= m["test_accuracy"] <= 1
+    assert summary["models"]["hik"]["residual"]["max_relative"] < 1e-8
+    assert summary["models"]["chi2"]["residual"]["roots_found"] > 0.9
     img = cv2.imread(str(tmp_path / "test_image_0.png"))
-    assert img is not None and img.shape[0] == 408
+    assert img is not None and img.shape[:2] == (408, 3 * 408 + 2 * 4)  # image | HIK | chi2

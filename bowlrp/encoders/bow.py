@@ -2,16 +2,21 @@
 
 Forward (thesis Sec. 2.4.1, eq. 2.65, 2.86): a k-means vocabulary per
 descriptor level (one per SIFT scale, the blocks concatenated); each
-descriptor ``l`` is mapped to the words ``d`` by hard assignment or by the
-rank mapping ``m_d(l) = p ** -rk_d(l)`` for the ``n`` nearest words; the
-mappings are sum-pooled per image and block and normalised.
+descriptor ``l`` is mapped to the words ``d`` by hard assignment, by the rank
+mapping ``m_d(l) = p ** -rk_d(l)`` or by soft (kernel-codebook) assignment
+over its ``n`` nearest words; the mappings are pooled per image and block (sum
+pooling, p-means pooling eq. 2.65/2.81, or max pooling) and normalised.
 
-Backward (eq. 2.77-2.80): the relevance ``R_d`` of a word is redistributed to
-the descriptors mapped to it in proportion to their contribution; words no
-descriptor of the image maps to spread their relevance uniformly over the
-descriptors of their block (the zero-mapping case of eq. 2.79).
+Backward (eq. 2.77-2.83): the relevance ``R_d`` of a word is redistributed to
+the descriptors mapped to it by a rule of :mod:`bowlrp.rules` applied to the
+forward messages ``z_ld`` -- ``m_d(l)`` for sum pooling, proportional to
+``m_d(l) ** p`` for p-means pooling (eq. 2.82) and to the indicator of the
+maximal mapping for max pooling (eq. 2.83); words no descriptor of the image
+maps to spread their relevance uniformly over the descriptors of their block
+(the zero-mapping case of eq. 2.79).
 """
 
+import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -26,9 +31,31 @@ from ..rules import get_rule, redistribute_sparse
 
 __all__ = ["BagOfWords", "check_descriptor_sets"]
 
-_MAPPINGS = ("hard", "rank")
+_MAPPINGS = ("hard", "rank", "soft")
 _NORMALIZE = ("l1", "count", None)
+_POOLINGS = ("sum", "max", "a float p >= 1 (p-means)")
 _CHUNK = 1 << 16  # descriptors per distance computation (bounds memory to ~70 MB)
+_SOFT_CHUNK_ELEMS = 1 << 22  # float64 elements per soft-assignment distance block (~32 MB)
+# Mapping values below this are set to 0: a word reached only by a vanishing
+# message would need R_d / z_d, which overflows once z_d is subnormal.  (The
+# rank mapping is affected only beyond rank 332 for rank_base=2.)
+_TINY = 1e-100
+
+
+def _segment_max(values, segments, n_segments, xp):
+    """Maximum of ``values`` per segment id (0 where a segment has no entry).
+
+    One sort (``lexsort`` by segment, then value) instead of ``maximum.at``, so
+    the same code runs on NumPy and CuPy.
+    """
+    out = xp.zeros(n_segments, dtype=values.dtype)
+    if values.size == 0:
+        return out
+    order = xp.lexsort(xp.stack([values, segments.astype(xp.float64)]))
+    seg, val = segments[order], values[order]
+    last = xp.concatenate([seg[1:] != seg[:-1], xp.ones(1, dtype=bool)])
+    out[seg[last]] = val[last]
+    return out
 
 
 def check_descriptor_sets(X, name="X"):
@@ -88,19 +115,41 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
     ----------
     n_words : int, default=128
         Vocabulary size per level (the thesis' toy: 128 per SIFT scale).
-    mapping : {"rank", "hard"}, default="rank"
+    mapping : {"rank", "hard", "soft"}, default="rank"
         ``"rank"``: ``m_d(l) = rank_base ** -rk_d(l)`` for the ``n_ranks``
         nearest words, ranks counted from 1 (eq. 2.86); ``"hard"``: 1 for the
-        nearest word (vector quantisation).
+        nearest word (vector quantisation); ``"soft"``: kernel-codebook
+        assignment (van Gemert et al.) over the ``n_ranks`` nearest words,
+        ``m_d(l) = exp(-soft_beta ||l - c_d||^2)`` normalised to sum 1 over
+        those words (computed in float64 relative to the nearest word, so the
+        nearest word always gets the largest value and the sum is never 0;
+        weights below 1e-100 are set to 0 so that no ``R_d / z_d`` overflows).
     rank_base : float, default=2.0
         ``p`` of eq. 2.86, must be > 1.
     n_ranks : int, default=4
         ``n`` of eq. 2.86: how many nearest words a descriptor maps to (all
-        ``n_words`` when larger, as eq. 2.86 reads then).
+        ``n_words`` when larger, as eq. 2.86 reads then); also the number of
+        words of the soft assignment.
+    soft_beta : float >= 0 or "auto", default="auto"
+        Bandwidth ``beta`` of the soft assignment (``1 / (2 sigma^2)`` of a
+        Gaussian kernel); ignored by the other mappings.  ``"auto"`` sets it
+        per level at fit time to the inverse mean squared distance of the
+        training descriptors to their nearest word (``soft_betas_``), which
+        adapts it to the descriptors' scale.  ``0`` spreads each descriptor
+        evenly over its ``n_ranks`` nearest words.
+    pooling : "sum", "max" or float p >= 1, default="sum"
+        How the mappings of a block's descriptors are aggregated per word:
+        ``"sum"`` adds them; a number ``p`` takes the p-mean
+        ``(1/|L| sum_l m_d(l)^p)^(1/p)`` over the block's descriptors ``L``
+        (eq. 2.65, 2.81; ``p=1`` is the mean); ``"max"`` (or ``p=inf``) the
+        maximum, the limit ``p -> inf``.
     normalize : {"l1", "count", None}, default="l1"
-        Per block: ``"l1"`` divides the pooled histogram by its sum (the toy
-        experiment), ``"count"`` by the number of descriptors of the block
-        (the ``1/|L|`` of eq. 2.65), ``None`` keeps raw sums.
+        Per block, after pooling: ``"l1"`` divides the pooled histogram by its
+        sum (the toy experiment), ``"count"`` by the number of descriptors of
+        the block (the ``1/|L|`` of eq. 2.65 for sum pooling), ``None`` keeps
+        the pooled values.  p-means and max pooling take only ``"l1"`` or
+        ``None``: the p-mean already holds the ``1/|L|``, and dividing a maximum
+        by the descriptor count has no meaning, so ``"count"`` raises there.
     max_descriptors : int, default=50000
         Descriptors per level sampled (uniformly, without replacement) from the
         training set for k-means.
@@ -117,6 +166,9 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         Cluster centres per level.
     n_levels_ : int
         Number of descriptor levels (vocabularies).
+    soft_betas_ : tuple of float
+        Soft-assignment bandwidth per level (``soft_beta``, or the fitted value
+        for ``"auto"``); only with ``mapping="soft"``.
     block_sizes_ : tuple of int
         Output features per level; the output is the concatenation of blocks.
     n_features_out_ : int
@@ -139,6 +191,8 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         mapping="rank",
         rank_base=2.0,
         n_ranks=4,
+        soft_beta="auto",
+        pooling="sum",
         normalize="l1",
         max_descriptors=50000,
         n_init=1,
@@ -149,6 +203,8 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         self.mapping = mapping
         self.rank_base = rank_base
         self.n_ranks = n_ranks
+        self.soft_beta = soft_beta
+        self.pooling = pooling
         self.normalize = normalize
         self.max_descriptors = max_descriptors
         self.n_init = n_init
@@ -173,6 +229,31 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"unknown normalize {self.normalize!r}; valid values are {list(_NORMALIZE)}")
         if not isinstance(self.rank_base, Real) or not self.rank_base > 1:
             raise ValueError(f"rank_base must be a number > 1, got {self.rank_base!r}")
+        sb = self.soft_beta
+        if not (sb == "auto" if isinstance(sb, str) else
+                isinstance(sb, Real) and not isinstance(sb, bool) and 0 <= sb < math.inf):
+            raise ValueError(f"soft_beta must be 'auto' or a finite number >= 0, got {sb!r}")
+        p = self._pool_p()
+        if p is not None and self.normalize == "count":
+            raise ValueError(
+                f"normalize='count' divides by the number of descriptors, which pooling={self.pooling!r} "
+                "already does (the 1/|L| of the p-mean, eq. 2.65) or which has no meaning for a maximum; "
+                "use normalize='l1' or normalize=None"
+            )
+
+    def _pool_p(self):
+        """``None`` for sum pooling, else the p of the p-mean (``inf`` for max pooling)."""
+        v = self.pooling
+        if isinstance(v, str):
+            if v == "sum":
+                return None
+            if v == "max":
+                return math.inf
+        elif isinstance(v, Real) and not isinstance(v, bool) and v >= 1:
+            return float(v)
+        raise ValueError(
+            f"unknown pooling {v!r}; valid poolings are 'sum', 'max' or a number p >= 1 (p-means, eq. 2.65)"
+        )
 
     # --------------------------------------------------------------------- fit
     def fit(self, X, y=None):
@@ -187,7 +268,7 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         self._check_params()
         descs, levels, n_levels = check_descriptor_sets(X)
         rng = check_random_state(self.random_state)
-        vocabularies = []
+        vocabularies, betas = [], []
         for s in range(n_levels):
             pool = [np.asarray(to_numpy(d)[lv == s], dtype=np.float32) for d, lv in zip(descs, levels)]
             pool = np.concatenate(pool) if pool else np.empty((0, descs[0].shape[1]), np.float32)
@@ -205,7 +286,15 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
                 random_state=rng.randint(np.iinfo(np.int32).max),
             ).fit(pool)
             vocabularies.append(km.cluster_centers_.astype(np.float32))
+            if self.mapping == "soft":
+                if self.soft_beta == "auto":
+                    mean_d2 = float(km.inertia_) / len(pool)
+                    betas.append(1.0 / mean_d2 if mean_d2 > 0 else 1.0)
+                else:
+                    betas.append(float(self.soft_beta))
         self.vocabularies_ = vocabularies
+        if self.mapping == "soft":
+            self.soft_betas_ = tuple(betas)
         self.n_levels_ = n_levels
         self.n_dims_in_ = descs[0].shape[1]
         self.block_sizes_ = (self.n_words,) * n_levels
@@ -217,8 +306,8 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         """How many words each descriptor maps to."""
         return 1 if self.mapping == "hard" else min(self.n_ranks, self.n_words)
 
-    def _assign(self, D, vocab, xp):
-        """Word indices (n, r) and mapping values (n, r) of descriptors ``D`` (eq. 2.86)."""
+    def _assign(self, D, vocab, xp, beta=None):
+        """Word indices (n, r) and mapping values (n, r) of descriptors ``D`` (eq. 2.86, soft)."""
         V = asarray(vocab, xp, dtype=xp.float32)
         r = self._n_mapped()
         idx = xp.empty((D.shape[0], r), dtype=xp.intp)
@@ -234,17 +323,44 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
                 idx[a : a + _CHUNK] = xp.take_along_axis(part, order, axis=1)
         if self.mapping == "hard":
             vals = xp.ones((D.shape[0], 1), dtype=xp.float64)
+        elif self.mapping == "soft":
+            vals = self._soft_values(D, vocab, idx, beta, xp)
         else:
             ranks = xp.arange(1, r + 1, dtype=xp.float64)
-            vals = xp.broadcast_to(float(self.rank_base) ** -ranks, (D.shape[0], r)).copy()
+            weights = float(self.rank_base) ** -ranks
+            weights = xp.where(weights >= _TINY, weights, 0.0)
+            vals = xp.broadcast_to(weights, (D.shape[0], r)).copy()
         return idx, vals
+
+    def _soft_values(self, D, vocab, idx, beta, xp):
+        """Kernel-codebook weights ``exp(-beta ||l - c_d||^2)`` over the words ``idx``, summing to 1.
+
+        Distances are recomputed in float64 from the differences (no
+        cancellation), and the smallest is subtracted before ``exp`` so the
+        nearest word gets ``exp(0) = 1`` before normalisation.  Weights below
+        ``1e-100`` become 0 (see ``_TINY``), so the rows sum to 1 up to that.
+        """
+        V = asarray(vocab, xp, dtype=xp.float64)
+        n, r = idx.shape
+        vals = xp.empty((n, r), dtype=xp.float64)
+        step = max(1, _SOFT_CHUNK_ELEMS // max(1, r * V.shape[1]))
+        for a in range(0, n, step):
+            Dc = asarray(D[a : a + step], xp, dtype=xp.float64)
+            diff = Dc[:, None, :] - V[idx[a : a + step]]
+            d2 = (diff * diff).sum(2)
+            w = xp.exp(-beta * (d2 - d2.min(1, keepdims=True)))
+            w = w / w.sum(1, keepdims=True)
+            vals[a : a + step] = xp.where(w >= _TINY, w, 0.0)
+        return vals
 
     def _forward(self, X):
         """Encode ``X`` and return ``(features, trace)`` for :meth:`_relevance`.
 
         The trace holds, per image, the sparse forward messages ``z_ld``
-        (word index and value of each descriptor's mapping, already scaled by
-        the block normalisation, eq. 2.77) and each descriptor's block.
+        (word index and message of each descriptor's mapping: ``m_d(l)`` for
+        sum pooling, eq. 2.77, the p-means messages of :meth:`_pmeans`
+        otherwise; already scaled by the block normalisation) and each
+        descriptor's block.  Each word's messages sum to its output feature.
         """
         check_is_fitted(self, "vocabularies_")
         descs, levels, n_levels = check_descriptor_sets(X)
@@ -266,13 +382,18 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         for s in range(L):
             sel = xp.nonzero(allL == s)[0]
             if sel.size:
-                i_s, v_s = self._assign(allD[sel], self.vocabularies_[s], xp)
+                beta = self.soft_betas_[s] if self.mapping == "soft" else None
+                i_s, v_s = self._assign(allD[sel], self.vocabularies_[s], xp, beta)
                 idx[sel] = i_s + s * K
                 vals[sel] = v_s
-        # sum pooling per image and block, then the per-block normalisation
         group = image_of * L + allL  # (image, block) of each descriptor
         cols = (image_of[:, None] * (L * K) + idx).ravel()
-        hist = xp.bincount(cols, weights=vals.ravel(), minlength=n * L * K).reshape(n, L, K)
+        p = self._pool_p()
+        if p is None:  # sum pooling; the messages are the mappings (eq. 2.77 without 1/|L|)
+            hist = xp.bincount(cols, weights=vals.ravel(), minlength=n * L * K).reshape(n, L, K)
+        else:
+            hist, vals = self._pmeans(vals, cols, group, (n, L, K), p, xp)
+        # per-block normalisation, after pooling
         if self.normalize == "l1":
             scale = hist.sum(2)
         elif self.normalize == "count":
@@ -291,6 +412,38 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
             "features": features,
         }
         return features, trace
+
+    @staticmethod
+    def _pmeans(vals, cols, group, shape, p, xp):
+        """p-means pooling (eq. 2.65, 2.81) and its forward messages (eq. 2.82, 2.83).
+
+        Returns the pooled histogram ``(n_images, n_levels, K)`` and messages
+        of the shape of ``vals``.  A word's messages are proportional to
+        ``m_d(l) ** p`` (eq. 2.82) -- for ``p = inf`` to the indicator of the
+        descriptors with the maximal mapping, ties sharing evenly (eq. 2.83) --
+        and scaled to sum to the pooled value ``x_d``, so that rules whose
+        result depends on the size of ``z_d`` (epsilon) see the feature the
+        classifier saw.  The proportional, alpha-beta, magnitude and flat rules
+        see only the proportions.  Powers are taken of ``m / max_l m`` so that
+        large ``p`` neither overflows nor underflows the maximal term.
+        """
+        n_groups, K = shape[0] * shape[1], shape[2]
+        m = vals.ravel()
+        n_cols = n_groups * K
+        top = _segment_max(m, cols, n_cols, xp)
+        top_e = top[cols]
+        ok = top_e > 0
+        if math.isinf(p):
+            w = ((m == top_e) & ok).astype(xp.float64)
+            pooled = top
+        else:
+            w = xp.where(ok, m / xp.where(ok, top_e, 1.0), 0.0) ** p
+            size = xp.maximum(xp.bincount(group, minlength=n_groups), 1).astype(xp.float64)
+            mean = xp.bincount(cols, weights=w, minlength=n_cols) / xp.repeat(size, K)
+            pooled = top * mean ** (1.0 / p)
+        S = xp.bincount(cols, weights=w, minlength=n_cols)[cols]
+        msgs = xp.where(S > 0, w / xp.where(S > 0, S, 1.0), 0.0) * pooled[cols]
+        return pooled.reshape(shape), msgs.reshape(vals.shape)
 
     def transform(self, X):
         """Return the Bag-of-Words features, shape ``(n_images, n_features_out_)``."""

@@ -27,7 +27,7 @@ from .._validation import check_images, images_to_uint8_gray
 from ..base import ExplainableTransformerMixin
 from ..rules import Rule
 
-__all__ = ["DescriptorSet", "DenseSIFT", "flat_pixel_relevance", "grid_centers"]
+__all__ = ["DescriptorSet", "DenseSIFT", "bin_boxes", "bin_pixel_relevance", "flat_pixel_relevance", "grid_centers"]
 
 #: Number of spatial bins per side of a SIFT descriptor (OpenCV, Lowe 2004).
 SPATIAL_BINS = 4
@@ -43,6 +43,7 @@ ORI_RADIUS_STDS = 3.0
 _INIT_SIGMA = 0.5
 
 _RULES = ("flat",)
+_DIMENSION_RULES = ("bins",)  # only for relevance per descriptor dimension
 
 
 def box_side(sigma):
@@ -490,6 +491,117 @@ def flat_pixel_relevance(descriptor_set, relevance):
     return out[:H, :W]
 
 
+def bin_boxes(descriptor_set):
+    """Pixel boxes of the 4 x 4 spatial bins of every descriptor (App. D.1.2).
+
+    Bin ``b = 4 row + col`` holds descriptor dimensions ``8 b .. 8 b + 7``
+    (OpenCV's layout: ``dst[(row * 4 + col) * 8 + orientation]``), its rows
+    and columns counted in the descriptor's own (rotated) frame.
+
+    * Unrotated descriptors (angle 0): the bins tile the flat rule's square
+      of side ``s = round(12 sigma)`` exactly; bin edges along each axis are
+      ``start + round(k s / 4)``, ``k = 0..4``, so the 16 boxes are the
+      square, split.  Boxes are clipped to the image like the square.
+    * Rotated descriptors: OpenCV samples bin ``(row, col)`` around the point
+      at offset ``w (col - 1.5, row - 1.5)`` of the rotated frame
+      (``w = s / 4``), i.e. at pixel offset ``(dx, dy) = (c cos t + r sin t,
+      -c sin t + r cos t) w`` with ``t = 360 - angle`` degrees.  A rotated
+      square is approximated by the axis-aligned square of side
+      ``round(w)`` centred on that point (same area and centre), shifted
+      inward where it would leave the image so that no bin is empty.
+
+    OpenCV's trilinear interpolation spreads every gradient over neighbouring
+    bins; the boxes ignore that (a bin is the square its centre is nearest to).
+
+    Returns
+    -------
+    boxes : ndarray of shape (n, 16, 4), dtype intp
+        Half-open ``(row0, col0, row1, col1)`` per bin, inside the image.
+    """
+    H, W = descriptor_set.image_shape
+    n = len(descriptor_set)
+    centers = np.asarray(descriptor_set.centers, dtype=np.float64).reshape(-1, 2)
+    sides = np.array([box_side(s) for s in descriptor_set.sigmas], dtype=np.intp)
+    x = np.rint(centers[:, 0]).astype(np.intp)
+    y = np.rint(centers[:, 1]).astype(np.intp)
+    k = np.arange(SPATIAL_BINS + 1)
+    edges = np.rint(sides[:, None] * k[None, :] / SPATIAL_BINS).astype(np.intp)  # (n, 5)
+    r_e = (y - sides // 2)[:, None] + edges
+    c_e = (x - sides // 2)[:, None] + edges
+    ri, ci = np.divmod(np.arange(SPATIAL_BINS * SPATIAL_BINS), SPATIAL_BINS)
+    boxes = np.stack(
+        [r_e[:, ri], c_e[:, ci], r_e[:, ri + 1], c_e[:, ci + 1]], axis=2
+    )  # (n, 16, 4) unrotated
+    boxes[..., 0::2] = np.clip(boxes[..., 0::2], 0, H)
+    boxes[..., 1::2] = np.clip(boxes[..., 1::2], 0, W)
+    angles = np.asarray(descriptor_set.angles, dtype=np.float64).reshape(-1)
+    rot = np.flatnonzero(np.abs(((360.0 - angles) % 360.0)) > 1e-9)
+    if rot.size:
+        t = np.deg2rad(360.0 - angles[rot])[:, None]
+        w = sides[rot, None] / SPATIAL_BINS
+        r = (ri[None, :] - 1.5) * w
+        c = (ci[None, :] - 1.5) * w
+        dx = c * np.cos(t) + r * np.sin(t)
+        dy = -c * np.sin(t) + r * np.cos(t)
+        bw = np.maximum(1, np.rint(w)).astype(np.intp)  # (m, 1)
+        r0 = np.rint(y[rot, None] + dy - bw / 2.0).astype(np.intp)
+        c0 = np.rint(x[rot, None] + dx - bw / 2.0).astype(np.intp)
+        r0 = np.clip(r0, 0, np.maximum(H - bw, 0))
+        c0 = np.clip(c0, 0, np.maximum(W - bw, 0))
+        boxes[rot] = np.stack(
+            [r0, c0, np.minimum(r0 + bw, H), np.minimum(c0 + bw, W)], axis=2
+        )
+    return boxes.reshape(n, SPATIAL_BINS * SPATIAL_BINS, 4).astype(np.intp, copy=False)
+
+
+def bin_pixel_relevance(descriptor_set, relevance):
+    """Map relevance per descriptor dimension to pixels through the 4 x 4 spatial bins (App. D.1.2).
+
+    The relevance of the 8 orientation dimensions of a spatial bin is summed
+    and spread evenly over the bin's pixels (:func:`bin_boxes`): the flat
+    rule (eq. 2.84, 2.85) applied per bin instead of per descriptor, giving
+    maps 16 times finer.  A bin whose box is empty after clipping (only for
+    hand-made sets whose squares leave the image) gives its relevance to the
+    descriptor's whole box, so the map always conserves relevance:
+    ``sum_p R_p = sum_{l, i} R_{l, i}``.
+
+    Parameters
+    ----------
+    descriptor_set : DescriptorSet
+    relevance : array of shape (n, 128)
+        Relevance of every descriptor dimension (NumPy or CuPy), e.g. from
+        :class:`bowlrp.FisherVectorEncoder` (eq. D.3).
+
+    Returns
+    -------
+    pixel_relevance : array of shape (H, W), float64
+    """
+    xp = get_namespace(relevance)
+    H, W = descriptor_set.image_shape
+    n = len(descriptor_set)
+    relevance = asarray(relevance, xp, dtype=xp.float64)
+    nb = SPATIAL_BINS * SPATIAL_BINS
+    if relevance.ndim != 2 or relevance.shape[0] != n or relevance.shape[1] % nb:
+        raise ValueError(
+            f"relevance must have shape ({n}, 128), one value per descriptor dimension, got {tuple(relevance.shape)}"
+        )
+    per_bin = relevance.reshape(n, nb, -1).sum(2)  # (n, 16)
+    boxes = bin_boxes(descriptor_set)
+    areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    ok = asarray(areas > 0, xp)
+    v = xp.where(ok, per_bin / asarray(np.maximum(areas, 1), xp, dtype=xp.float64), 0.0).reshape(-1)
+    b = asarray(boxes.reshape(-1, 4), xp, dtype=xp.int64)
+    r0, c0, r1, c1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    stride = W + 1
+    idx = xp.concatenate([r0 * stride + c0, r0 * stride + c1, r1 * stride + c0, r1 * stride + c1])
+    wts = xp.concatenate([v, -v, -v, v])
+    diff = xp.bincount(idx, weights=wts, minlength=(H + 1) * stride).reshape(H + 1, stride)
+    out = xp.cumsum(xp.cumsum(diff, axis=0), axis=1)[:H, :W]
+    if not bool(ok.all()):
+        out = out + flat_pixel_relevance(descriptor_set, xp.where(ok, 0.0, per_bin).sum(1))
+    return out
+
+
 class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
     """Dense multi-scale SIFT descriptors on a regular grid, with LRP back to pixels.
 
@@ -620,26 +732,40 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        relevance : list of array of shape (n_i,)
-            Relevance of each descriptor of each image (NumPy or CuPy).
+        relevance : list of array of shape (n_i,) or (n_i, 128)
+            Relevance of each descriptor of each image (NumPy or CuPy), or
+            of each descriptor dimension (eq. D.3, e.g. from
+            ``FisherVectorEncoder``): then each 4 x 4 spatial bin's relevance
+            is spread over the bin's pixels (:func:`bin_pixel_relevance`,
+            App. D.1.2), unless ``rule="flat"``.
         trace : list of DescriptorSet
             The trace returned by :meth:`_forward`.
-        rule : {None, "flat"} or bowlrp.rules.Rule, default=None
-            Only the flat rule is defined for SIFT (``None`` means ``"flat"``).
-            A :class:`bowlrp.rules.Rule` object is the rule the pipeline walk
-            passes to every stage for the mapping stages; it does not apply to
-            the pixel step and the flat rule is used.
+        rule : {None, "flat", "bins"} or bowlrp.rules.Rule, default=None
+            ``None`` (or a :class:`bowlrp.rules.Rule`, which the pipeline walk
+            passes to every stage and which does not apply to the pixel step):
+            the flat rule for per-descriptor relevance, the per-bin rule for
+            per-dimension relevance.  ``"flat"``: always the flat rule over
+            the descriptor's square (per-dimension relevance is summed first).
+            ``"bins"``: the per-bin rule (needs per-dimension relevance).
 
         Returns
         -------
         pixel_relevance : list of array of shape (H_i, W_i), float64
             Conserves relevance per image: ``R_p.sum() == R_l.sum()``.
         """
-        if rule is not None and not isinstance(rule, Rule) and rule not in _RULES:
+        if rule is not None and not isinstance(rule, Rule) and rule not in _RULES + _DIMENSION_RULES:
             raise ValueError(f"unknown rule {rule!r} for DenseSIFT; valid rules are {list(_RULES)} (or None)")
         if len(relevance) != len(trace):
             raise ValueError(
                 f"relevance has {len(relevance)} entries but the trace has {len(trace)} images; "
                 "pass one relevance array per image"
             )
-        return [flat_pixel_relevance(ds, r) for ds, r in zip(trace, relevance)]
+        out = []
+        for ds, r in zip(trace, relevance):
+            if getattr(r, "ndim", 1) == 2:  # relevance per descriptor dimension (eq. D.3)
+                out.append(flat_pixel_relevance(ds, r.sum(1)) if rule == "flat" else bin_pixel_relevance(ds, r))
+            elif rule == "bins":
+                raise ValueError("rule='bins' needs relevance per descriptor dimension, arrays of shape (n_i, 128)")
+            else:
+                out.append(flat_pixel_relevance(ds, r))
+        return out

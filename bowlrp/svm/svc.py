@@ -330,8 +330,8 @@ class KernelOneClassSVM(OutlierMixin, _KernelModel):
     >>> import numpy as np
     >>> X = np.random.default_rng(0).random((50, 4))
     >>> oc = KernelOneClassSVM(kernel="hik", nu=0.2).fit(X)
-    >>> oc.predict(X[:3]).tolist()
-    [1, 1, 1]
+    >>> float((oc.predict(X) == 1).mean())  # about 1 - nu of the training data are inliers
+    0.82
     """
 
     def __init__(self, kernel="hik", nu=0.5, gamma="mean", blocks=None, block_weights=None, tol=1e-3,

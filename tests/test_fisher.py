@@ -1,0 +1,291 @@
+"""Fisher-vector encoder: forward against eq. 4.1-4.5 and LRP (eq. 4.8-4.10, D.3, 2.31) against loops."""
+
+import math
+
+import numpy as np
+import pytest
+
+from bowlrp.encoders.fisher import FisherVectorEncoder
+from bowlrp.features.sift import DescriptorSet, _boxes
+from bowlrp.rules import get_rule
+
+PYR = ((1, 1), (2, 2), (3, 1))
+
+
+def random_sets(n_images=4, n_levels=2, shape=(60, 80), seed=0, n_range=(25, 45)):
+    """Hand-made descriptor sets with random geometry (128-dim, like SIFT)."""
+    rng = np.random.default_rng(seed)
+    sets = []
+    H, W = shape
+    for _ in range(n_images):
+        per = rng.integers(*n_range, size=n_levels)
+        levels = np.repeat(np.arange(n_levels), per)
+        n = len(levels)
+        centers = np.stack([rng.integers(6, W - 6, n), rng.integers(6, H - 6, n)], 1).astype(float)
+        sig = np.full(n, 1.0)
+        boxes = _boxes(centers, 1.0, shape)
+        desc = (rng.random((n, 128)) * 50 + 20 * rng.random((1, 128))).astype(np.float32)
+        sets.append(DescriptorSet(desc, centers, sig, levels, np.zeros(n), boxes, shape, n_levels))
+    return sets
+
+
+# ------------------------------------------------------------------ slow references
+def ref_posteriors(l, mu, var, w):
+    """gamma_k(l) from the diagonal Gaussian densities, one component at a time."""
+    K, D = mu.shape
+    logs = np.empty(K)
+    for k in range(K):
+        acc = math.log(w[k])
+        for r in range(D):
+            acc += -0.5 * math.log(2 * math.pi * var[k, r]) - 0.5 * (l[r] - mu[k, r]) ** 2 / var[k, r]
+        logs[k] = acc
+    m = logs.max()
+    e = np.exp(logs - m)
+    return e / e.sum()
+
+
+def ref_embedding(l, mu, var, w, weights=True):
+    """Psi_lambda(l) of eq. 4.4 from eq. 4.1-4.3, with loops."""
+    K, D = mu.shape
+    g = ref_posteriors(l, mu, var, w)
+    out = [(g[k] - w[k]) / math.sqrt(w[k]) for k in range(K)] if weights else []
+    out += [g[k] / math.sqrt(w[k]) * (l[r] - mu[k, r]) / math.sqrt(var[k, r]) for k in range(K) for r in range(D)]
+    out += [
+        g[k] / math.sqrt(w[k]) / math.sqrt(2) * ((l[r] - mu[k, r]) ** 2 / var[k, r] - 1)
+        for k in range(K)
+        for r in range(D)
+    ]
+    return np.array(out)
+
+
+def ref_project(fv, s, d):
+    p = fv.pcas_[s]
+    if p is None:
+        return np.asarray(d, float)
+    return (np.asarray(d, float) - p.mean_) @ p.components_.T
+
+
+def ref_cells(ds, grids):
+    """List over grids, cells of boolean membership masks (descriptor centre in the cell)."""
+    H, W = ds.image_shape
+    out = []
+    for rows, cols in grids:
+        for r in range(rows):
+            for c in range(cols):
+                m = np.array([
+                    min(int(y * rows // H), rows - 1) == r and min(int(x * cols // W), cols - 1) == c
+                    for x, y in ds.centers
+                ])
+                out.append(m)
+    return out
+
+
+def ref_encode(fv, ds, grids, power, l2):
+    """Eq. 4.1-4.5 per level and cell, then power and L2 normalisation."""
+    blocks = []
+    for s in range(fv.n_levels_):
+        mu, var, w = fv.means_[s], fv.sigmas_[s] ** 2, fv.weights_[s]
+        for mask in ref_cells(ds, grids):
+            sel = np.flatnonzero(mask & (ds.levels == s))
+            x = np.zeros(fv.block_size_)
+            for i in sel:
+                x += ref_embedding(ref_project(fv, s, ds.descriptors[i]), mu, var, w, fv.include_weights)
+            blocks.append(x / len(sel) if len(sel) else x)
+    x = np.concatenate(blocks)
+    if power is not None:
+        x = np.sign(x) * np.abs(x) ** power
+    if l2 == "global":
+        x = x / np.linalg.norm(x)
+    elif l2 == "block":
+        x = np.concatenate([b / np.linalg.norm(b) if np.linalg.norm(b) > 0 else b
+                            for b in np.split(x, len(blocks))])
+    return x
+
+
+def ref_relevance(fv, ds, grids, R, rule):
+    """LRP for one image with explicit messages z_ld = Psi(l)_d / |L_cell| (eq. 4.9, 4.10),
+    per descriptor dimension (eq. D.3, weight part spread evenly) and back through PCA (eq. 2.31)."""
+    K, D = fv.n_components, fv.n_dims_
+    out = np.zeros((len(ds), fv.n_dims_in_))
+    b = 0
+    for s in range(fv.n_levels_):
+        mu, var, w = fv.means_[s], fv.sigmas_[s] ** 2, fv.weights_[s]
+        Rdim = np.zeros((len(ds), D))
+        for mask in ref_cells(ds, grids):
+            sel = np.flatnonzero(mask & (ds.levels == s))
+            Rc = R[b : b + fv.block_size_]
+            b += fv.block_size_
+            Z = np.array([ref_embedding(ref_project(fv, s, ds.descriptors[i]), mu, var, w, fv.include_weights)
+                          for i in sel]) / max(len(sel), 1)
+            for j in range(fv.block_size_):
+                z = Z[:, j]
+                col = rule_messages(rule, z, Rc[j])
+                for t, i in enumerate(sel):
+                    if fv.include_weights and j < K:
+                        Rdim[i] += col[t] / D
+                    else:
+                        r = (j - (K if fv.include_weights else 0)) % D
+                        Rdim[i, r] += col[t]
+        for i in np.flatnonzero(ds.levels == s):
+            if fv.pcas_[s] is None:
+                out[i] = Rdim[i]
+                continue
+            c = np.asarray(ds.descriptors[i], float) - fv.pcas_[s].mean_
+            Wp = fv.pcas_[s].components_
+            for j in range(D):
+                out[i] += rule_messages(rule, Wp[j] * c, Rdim[i, j])
+    return out
+
+
+def rule_messages(rule, z, Rj):
+    """R_{i<-j} for one output j with messages z (eq. 2.10, 2.22, 2.26, magnitude)."""
+    zj = z.sum()
+    if rule.name == "z":
+        return z / zj * Rj if zj != 0 else np.zeros_like(z)
+    if rule.name == "epsilon":
+        return z / (zj + rule.epsilon * (1.0 if zj >= 0 else -1.0)) * Rj
+    if rule.name == "alphabeta":
+        zp, zn = np.maximum(z, 0), np.minimum(z, 0)
+        a = rule.alpha * zp / zp.sum() * Rj if zp.sum() > 0 else 0 * z
+        bb = rule.beta * zn / zn.sum() * Rj if zn.sum() < 0 else 0 * z
+        return a + bb
+    if rule.name == "abs":
+        return np.abs(z) / np.abs(z).sum() * Rj
+    raise AssertionError(rule)
+
+
+# ------------------------------------------------------------------------- tests
+@pytest.fixture(scope="module")
+def sets():
+    return random_sets()
+
+
+@pytest.mark.parametrize(
+    "pca,grids,weights,power,l2",
+    [
+        (None, ((1, 1),), True, 0.5, "global"),
+        (6, PYR, True, 0.5, "global"),
+        (5, PYR, False, None, "block"),
+        (None, ((2, 1),), True, 0.3, None),
+    ],
+)
+def test_forward_matches_reference(sets, pca, grids, weights, power, l2):
+    fv = FisherVectorEncoder(n_components=3, pca=pca, pyramid=grids, include_weights=weights, power=power,
+                             l2=l2, random_state=0, max_iter=20)
+    use = sets if pca is not None else [_Six(s) for s in sets]  # raw 6-dim descriptors keep loops small
+    fv.fit(use)
+    F = fv.transform(use)
+    assert F.shape == (len(use), fv.n_features_out_)
+    for i, ds in enumerate(use):
+        np.testing.assert_allclose(F[i], ref_encode(fv, ds, tuple(grids), power, l2), rtol=1e-10, atol=1e-12)
+
+
+class _Six:
+    """A descriptor set whose descriptors are the first six SIFT dimensions (raw, no PCA)."""
+
+    def __init__(self, ds):
+        self.descriptors = ds.descriptors[:, :6].astype(np.float64)
+        self.levels, self.n_levels = ds.levels, ds.n_levels
+        self.centers, self.image_shape = ds.centers, ds.image_shape
+
+    def __len__(self):
+        return len(self.levels)
+
+
+def test_matches_scikit_image(sets):
+    skf = pytest.importorskip("skimage.feature")
+    fv = FisherVectorEncoder(n_components=4, pca=8, power=None, l2=None, random_state=0, max_iter=20)
+    fv.fit([s.descriptors for s in sets])
+    F = fv.transform([s.descriptors for s in sets])
+    K, D = 4, 8
+    for i, s in enumerate(sets):
+        Y = fv.pcas_[0].transform(s.descriptors.astype(np.float64))
+        ref = skf.fisher_vector(Y, fv.gmms_[0], improved=False)
+        ref[K + K * D :] *= -1  # scikit-image's variance part has the opposite sign of eq. 4.3
+        np.testing.assert_allclose(F[i], ref, rtol=1e-8, atol=1e-10)
+
+
+def test_layout_and_names(sets):
+    fv = FisherVectorEncoder(n_components=2, pca=3, pyramid=((1, 1), (2, 2)), random_state=0, max_iter=5).fit(sets)
+    assert fv.block_size_ == 2 * (1 + 2 * 3)
+    assert fv.n_features_out_ == 2 * 5 * fv.block_size_
+    names = fv.get_feature_names_out()
+    assert len(names) == fv.n_features_out_
+    assert names[0] == "level0_grid1x1_cell0_w_k0"
+    assert names[2 + 3 * 1 + 2] == "level0_grid1x1_cell0_mu_k1_d2"
+    assert fv.feature_layout_[-1]["level"] == 1 and fv.feature_layout_[-1]["cell"] == 3
+
+
+@pytest.mark.parametrize("rule", ["z", ("epsilon", {"epsilon": 0.5}), ("alphabeta", {}), "abs"])
+@pytest.mark.parametrize("weights", [True, False])
+def test_relevance_matches_reference(sets, rule, weights):
+    rule = get_rule(rule) if isinstance(rule, str) else get_rule(rule[0], **rule[1])
+    fv = FisherVectorEncoder(n_components=3, pca=4, pyramid=PYR, include_weights=weights, random_state=0,
+                             max_iter=10).fit(sets)
+    use = sets[:2]
+    F, tr = fv._forward(use)
+    rng = np.random.default_rng(1)
+    R = rng.standard_normal(F.shape) * F
+    got = fv._relevance(R, tr, rule)
+    for i, ds in enumerate(use):
+        np.testing.assert_allclose(got[i], ref_relevance(fv, ds, PYR, R[i], rule), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dimension_relevance", [True, False])
+def test_proportional_rule_conserves(sets, dimension_relevance):
+    fv = FisherVectorEncoder(n_components=5, pca=10, pyramid=PYR, random_state=0, max_iter=20,
+                             dimension_relevance=dimension_relevance).fit(sets)
+    F, tr = fv._forward(sets)
+    R = np.random.default_rng(2).standard_normal(F.shape)
+    got = fv._relevance(R, tr, "z")
+    for i in range(len(sets)):
+        assert got[i].shape == ((len(sets[i]), 128) if dimension_relevance else (len(sets[i]),))
+        assert abs(got[i].sum() - R[i].sum()) <= 1e-10 * np.abs(R[i]).sum()
+
+
+def test_epsilon_absorbs_eq_2_23(sets):
+    """Without PCA, what reaches the descriptors is sum_d R_d x_d / (x_d + eps sign(x_d)) (eq. 2.23, b = 0)."""
+    use = [_Six(s) for s in sets]
+    fv = FisherVectorEncoder(n_components=3, pyramid=PYR, random_state=0, max_iter=10).fit(use)
+    F, tr = fv._forward(use)
+    R = np.random.default_rng(3).standard_normal(F.shape)
+    for eps in (0.1, 1.0, 100.0):
+        got = fv._relevance(R, tr, get_rule("epsilon", epsilon=eps))
+        x = tr["raw"]
+        expected = (R * x / (x + eps * np.where(x >= 0, 1.0, -1.0))).sum(1)
+        np.testing.assert_allclose([g.sum() for g in got], expected, rtol=1e-10)
+        if eps == 100.0:
+            assert np.all(np.abs(expected) < 0.05 * np.abs(R).sum(1))
+
+
+def test_empty_cell_and_unreached_dimensions_conserve():
+    """A pyramid cell without descriptors: its relevance goes to the image's descriptors."""
+    sets = random_sets(n_images=2, n_levels=1, seed=5)
+    fv = FisherVectorEncoder(n_components=3, pca=4, pyramid=((1, 1), (4, 4)), random_state=0,
+                             max_iter=10).fit(sets)
+    one = sets[0]
+    keep = one.centers[:, 0] < 30  # the right part of the image has no descriptors
+    ds = DescriptorSet(one.descriptors[keep], one.centers[keep], one.sigmas[keep], one.levels[keep],
+                       one.angles[keep], one.boxes[keep], one.image_shape, 1)
+    F, tr = fv._forward([ds])
+    R = np.random.default_rng(0).standard_normal(F.shape)
+    for rule in ("z", "abs"):
+        got = fv._relevance(R, tr, rule)
+        assert abs(got[0].sum() - R.sum()) <= 1e-10 * np.abs(R).sum()
+
+
+def test_float32_close_to_float64(sets):
+    kw = dict(n_components=4, pca=8, pyramid=PYR, random_state=0, max_iter=10)
+    a = FisherVectorEncoder(**kw).fit(sets)
+    b = FisherVectorEncoder(**kw, dtype="float32").fit(sets)
+    np.testing.assert_allclose(a.transform(sets), b.transform(sets), atol=2e-4)
+
+
+def test_errors(sets):
+    with pytest.raises(ValueError, match="l2"):
+        FisherVectorEncoder(l2="l1").fit(sets)
+    with pytest.raises(ValueError, match="pyramid"):
+        FisherVectorEncoder(pyramid=((0, 1),)).fit(sets)
+    fv = FisherVectorEncoder(n_components=2, pca=3, pyramid=PYR, max_iter=5, random_state=0).fit(sets)
+    with pytest.raises(ValueError, match="geometry"):
+        fv.transform([s.descriptors for s in sets])
