@@ -337,3 +337,18 @@ def test_rule_registry():
     assert get_rule("proportional") == get_rule("z")
     with pytest.raises(ValueError, match=r"valid rules are \[.abs."):
         get_rule("lrp-eps")
+
+
+def test_map_descriptors_is_eq_2_86_with_block_offset():
+    rng = np.random.default_rng(11)
+    sets = _sets(rng)
+    bow = BagOfWords(n_words=6, random_state=0).fit(sets)
+    d = sets[0].descriptors[:4]
+    words, values = bow.map_descriptors(d, level=1)
+    for j in range(4):
+        dense = np.zeros(12)
+        dense[words[j]] = values[j]
+        np.testing.assert_allclose(dense[6:], _ref_mapping(bow, d[j], 1))
+        assert not dense[:6].any()
+    with pytest.raises(ValueError, match="level must be"):
+        bow.map_descriptors(d, level=2)

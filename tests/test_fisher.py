@@ -289,3 +289,26 @@ def test_errors(sets):
     fv = FisherVectorEncoder(n_components=2, pca=3, pyramid=PYR, max_iter=5, random_state=0).fit(sets)
     with pytest.raises(ValueError, match="geometry"):
         fv.transform([s.descriptors for s in sets])
+
+
+def test_nonlinear_kernel_on_fisher_vectors_is_explained_by_taylor():
+    """An rbf SVM on Fisher vectors: Taylor decomposition (eq. 2.75-2.76) at a root, then the
+    proportional rule back to descriptor dimensions; conserved up to the reported remainder."""
+    import bowlrp
+    from sklearn.pipeline import Pipeline
+
+    sets = random_sets(n_images=24, seed=4)
+    y = np.arange(24) % 2
+    for s, label in zip(sets, y):  # make the classes separable: shift one class's descriptors
+        s.descriptors[:] += 15.0 * label
+    pipe = Pipeline([("fv", FisherVectorEncoder(n_components=3, pca=6, random_state=0, max_iter=20)),
+                     ("svm", bowlrp.KernelSVC(kernel="rbf", C=10.0, random_state=0))]).fit(sets, y)
+    exp = bowlrp.explain(pipe, sets[:6])
+    assert exp.root_found.all() and np.abs(exp.bias).max() <= 1e-5
+    np.testing.assert_allclose(exp.score, pipe.decision_function(sets[:6]), rtol=1e-10)
+    for i in range(6):
+        # the Fisher-vector step conserves what the Taylor step attributes to the features
+        assert exp.descriptors[i].sum() == pytest.approx(exp.features[i].sum(), rel=1e-8, abs=1e-12)
+    # the residual is the Taylor remainder of the SVM step: f(x) - sum_d R_d - f(root)
+    np.testing.assert_allclose(exp.residual, exp.score - exp.features.sum(1) - exp.bias, rtol=1e-8, atol=1e-12)
+    assert np.median(np.abs(exp.residual) / np.abs(exp.score)) < 0.5

@@ -306,6 +306,32 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         """How many words each descriptor maps to."""
         return 1 if self.mapping == "hard" else min(self.n_ranks, self.n_words)
 
+    def map_descriptors(self, descriptors, level=0):
+        """The mapping ``m_d(l)`` of descriptors onto the words of one level, before pooling.
+
+        Parameters
+        ----------
+        descriptors : array (n, n_dims)
+        level : int
+            Which vocabulary (SIFT scale).
+
+        Returns
+        -------
+        words : int array (n, r)
+            Output feature index of each mapped word (the level's block offset
+            included), nearest first.
+        values : float64 array (n, r)
+            ``m_d(l)`` (eq. 2.86 for ``"rank"``; 1 for ``"hard"``; the kernel
+            codebook weights for ``"soft"``).
+        """
+        check_is_fitted(self, "vocabularies_")
+        if not 0 <= level < self.n_levels_:
+            raise ValueError(f"level must be in [0, {self.n_levels_}), got {level!r}")
+        xp = get_namespace(descriptors)
+        beta = self.soft_betas_[level] if self.mapping == "soft" else None
+        idx, vals = self._assign(descriptors, self.vocabularies_[level], xp, beta)
+        return idx + level * self.n_words, vals
+
     def _assign(self, D, vocab, xp, beta=None):
         """Word indices (n, r) and mapping values (n, r) of descriptors ``D`` (eq. 2.86, soft)."""
         V = asarray(vocab, xp, dtype=xp.float32)
@@ -382,10 +408,7 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         for s in range(L):
             sel = xp.nonzero(allL == s)[0]
             if sel.size:
-                beta = self.soft_betas_[s] if self.mapping == "soft" else None
-                i_s, v_s = self._assign(allD[sel], self.vocabularies_[s], xp, beta)
-                idx[sel] = i_s + s * K
-                vals[sel] = v_s
+                idx[sel], vals[sel] = self.map_descriptors(allD[sel], level=s)
         group = image_of * L + allL  # (image, block) of each descriptor
         cols = (image_of[:, None] * (L * K) + idx).ravel()
         p = self._pool_p()
