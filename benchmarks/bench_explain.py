@@ -5,7 +5,6 @@ Prints ratios, not absolute targets: CI never times anything.
 """
 
 import argparse
-import time
 
 import cv2
 import numpy as np
@@ -16,15 +15,7 @@ from bowlrp.datasets import make_polygons
 from bowlrp.demo import toy_pipeline
 from bowlrp.pipeline import ExplainablePipeline
 from bowlrp.features.sift import grid_centers
-
-
-def best(f, repeat):
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return min(times)
+from _timing import best  # benchmarks/_timing.py
 
 
 def main():

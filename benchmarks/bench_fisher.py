@@ -31,17 +31,9 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _timing import best  # noqa: E402  (benchmarks/_timing.py)
 from bowlrp.encoders.fisher import FisherVectorEncoder  # noqa: E402
 from pipelines.fisher_vector import THESIS_PYRAMID, THESIS_SCALES, make_pipeline  # noqa: E402
-
-
-def best(f, repeat):
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def gemm_rate(dtype, threads=None, n=2048, repeat=3):

@@ -17,7 +17,7 @@ from .features import DenseSIFT, DescriptorSet
 from .pipeline import Explanation, ExplainablePipeline, explain
 from .svm import KernelOneClassSVM, KernelSVC
 from .cnn import CNNClassifier
-from . import cnn, datasets, evaluation, viz  # noqa: E402  (subpackages users reach as bowlrp.<name>)
+from . import cnn, datasets, evaluation, viz  # noqa: E402, F401  (subpackages users reach as bowlrp.<name>)
 
 __version__ = "0.1.0"
 

@@ -225,3 +225,12 @@ def images_to_uint8_gray(img):
     if gray.ndim != 2:
         raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {img.shape}")
     return np.ascontiguousarray(gray)
+
+
+def check_int(owner, name, low, allow_none=False):
+    """Raise ``ValueError`` unless ``owner.<name>`` is an integer ``>= low`` (or None if allowed)."""
+    v = getattr(owner, name)
+    if allow_none and v is None:
+        return
+    if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low:
+        raise ValueError(f"{name} must be an integer >= {low}{' or None' if allow_none else ''}, got {v!r}")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bowlrp.cnn import (AlphaBeta, AvgPool2d, Composite, Conv2d, Epsilon, Flat, Flatten, Linear,
-                        MaxPool2d, ReLU, Sequential, SumPool2d, WSquare, ZBox, ZPlus, backward,
+                        MaxPool2d, ReLU, Sequential, SumPool2d, WSquare, ZBox, ZPlus,
                         explain_model, get_composite, get_rule)
 from bowlrp.cnn.rules import pool_relevance
 

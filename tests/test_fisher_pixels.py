@@ -6,7 +6,6 @@ import pytest
 
 import bowlrp
 from bowlrp.datasets import make_polygons
-from bowlrp.encoders.fisher import FisherVectorEncoder
 from bowlrp.features.sift import DescriptorSet, _boxes, bin_boxes, bin_pixel_relevance, flat_pixel_relevance
 from pipelines.fisher_vector import make_pipeline
 

@@ -18,7 +18,7 @@ from .._backend import asarray, get_namespace, to_numpy
 from .._validation import check_images
 from ..pipeline import Explanation
 from .analyzers import METHODS, backward, fit_patterns
-from .layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, Sequential
+from .layers import Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, Sequential
 from .rules import get_composite
 from .train import LOSSES, OPTIMIZERS, train
 

@@ -188,7 +188,6 @@ class Conv2d(_LinearLayer):
         return z.transpose(0, 3, 1, 2)
 
     def apply_T(self, g, W, x_shape):
-        xp = get_namespace(g)
         N, C, H, Wd = x_shape
         ph, pw = self.padding
         kh, kw = self.kernel_size

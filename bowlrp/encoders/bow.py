@@ -17,7 +17,7 @@ maps to spread their relevance uniformly over the descriptors of their block
 """
 
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -26,6 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._backend import asarray, get_namespace, to_numpy
+from .._validation import check_int
 from ..base import ExplainableTransformerMixin
 from ..rules import get_rule, redistribute_sparse
 
@@ -213,16 +214,8 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ params
     def _check_params(self):
-        def _int(name, lo):
-            v = getattr(self, name)
-            if not isinstance(v, Integral) or isinstance(v, bool) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-
-        _int("n_words", 1)
-        _int("n_ranks", 1)
-        _int("max_descriptors", 1)
-        _int("n_init", 1)
-        _int("max_iter", 1)
+        for name in ("n_words", "n_ranks", "max_descriptors", "n_init", "max_iter"):
+            check_int(self, name, 1)
         if self.mapping not in _MAPPINGS:
             raise ValueError(f"unknown mapping {self.mapping!r}; valid mappings are {list(_MAPPINGS)}")
         if self.normalize not in _NORMALIZE:

@@ -50,6 +50,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._backend import asarray, get_namespace, to_numpy
+from .._validation import check_int
 from ..base import ExplainableTransformerMixin
 from ..rules import get_rule, phi
 from .bow import check_descriptor_sets
@@ -209,17 +210,10 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
 
     # ------------------------------------------------------------------ params
     def _check_params(self):
-        def _int(name, lo, allow_none=False):
-            v = getattr(self, name)
-            if allow_none and v is None:
-                return
-            if not isinstance(v, Integral) or isinstance(v, bool) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}{' or None' if allow_none else ''}, got {v!r}")
-
-        _int("n_components", 1)
-        _int("pca", 1, allow_none=True)
-        _int("max_descriptors", 1)
-        _int("max_iter", 1)
+        check_int(self, "n_components", 1)
+        check_int(self, "pca", 1, allow_none=True)
+        check_int(self, "max_descriptors", 1)
+        check_int(self, "max_iter", 1)
         try:
             grids = tuple((int(r), int(c)) for r, c in self.pyramid)
         except (TypeError, ValueError):
@@ -428,7 +422,6 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         """Unnormalised Fisher vectors (eq. 4.1-4.5 before normalisation) of every cell."""
         S0a, S1a, S2a = stats
         na = np.diff(bounds).astype(np.float64)
-        K, D = self.n_components, self.n_dims_
         mu = asarray(self.means_[s], xp)
         sig = asarray(self.sigmas_[s], xp)
         w = asarray(self.weights_[s], xp)
@@ -662,7 +655,6 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
 
     def _phi_sums(self, s, lt, rule, cells, xp):
         """Column sums ``sum_l phi(z_ld)`` per cell for non-linear transforms (chunked embeddings)."""
-        K, D = self.n_components, self.n_dims_
         Y, gamma, order, bounds = lt["Y"], lt["gamma"], lt["order"], lt["bounds"]
         counts = lt["counts"]
         n_atoms = len(bounds) - 1
