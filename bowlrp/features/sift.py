@@ -387,38 +387,54 @@ def _check_params(scales, steps, rotate, n_jobs):
     return scales, steps
 
 
+def _grid_geometry(shape, scales, steps, index):
+    """Centres, scales, levels, boxes and upright keypoints of the grid of an image shape."""
+    centers, sigmas, levels = [], [], []
+    for level, (sigma, step) in enumerate(zip(scales, steps)):
+        c = grid_centers(shape, sigma, step)
+        if len(c) == 0:
+            sizes = ", ".join(f"sigma={s:g}: {box_side(s)}x{box_side(s)}" for s in scales)
+            raise ValueError(
+                f"image {index} of shape {shape} is too small for a descriptor of scale "
+                f"sigma={sigma:g}, whose square needs {box_side(sigma)}x{box_side(sigma)} pixels; "
+                f"minimum image size per level: {sizes}. Use larger images or smaller scales."
+            )
+        centers.append(c)
+        sigmas.append(np.full(len(c), sigma))
+        levels.append(np.full(len(c), level, dtype=np.intp))
+    centers = np.concatenate(centers).astype(np.float64)
+    sigmas = np.concatenate(sigmas)
+    levels = np.concatenate(levels)
+    boxes = np.concatenate([_boxes(centers[levels == k], s, shape) for k, s in enumerate(scales)], axis=0)
+    zeros = np.zeros(len(centers))
+    for a in (centers, sigmas, levels, boxes, zeros):
+        a.flags.writeable = False  # shared by every image of this shape
+    return centers, sigmas, levels, boxes, zeros, _make_keypoints(centers, sigmas, zeros)
+
+
 def _describe_images(images, scales, steps, rotate, offset):
-    """Compute the DescriptorSets of a chunk of images (one SIFT object per chunk)."""
+    """Compute the DescriptorSets of a chunk of images (one SIFT object per chunk).
+
+    Images of one shape share their grid: its geometry and upright keypoints
+    are built once per shape.
+    """
     sift = cv2.SIFT_create()
+    grids = {}
     out = []
     for i, img in enumerate(images):
         gray = images_to_uint8_gray(img)
         H, W = gray.shape
-        centers, sigmas, levels, angles = [], [], [], []
-        for level, (sigma, step) in enumerate(zip(scales, steps)):
-            c = grid_centers((H, W), sigma, step)
-            if len(c) == 0:
-                sizes = ", ".join(f"sigma={s:g}: {box_side(s)}x{box_side(s)}" for s in scales)
-                raise ValueError(
-                    f"image {offset + i} of shape {(H, W)} is too small for a descriptor of scale "
-                    f"sigma={sigma:g}, whose square needs {box_side(sigma)}x{box_side(sigma)} pixels; "
-                    f"minimum image size per level: {sizes}. Use larger images or smaller scales."
-                )
-            centers.append(c)
-            sigmas.append(np.full(len(c), sigma))
-            levels.append(np.full(len(c), level, dtype=np.intp))
-            angles.append(_dominant_orientations(gray, c, sigma) if rotate else np.zeros(len(c)))
-        centers = np.concatenate(centers).astype(np.float64)
-        sigmas = np.concatenate(sigmas)
-        levels = np.concatenate(levels)
-        angles = np.concatenate(angles)
-        kps = _make_keypoints(centers, sigmas, angles)
+        if (H, W) not in grids:
+            grids[(H, W)] = _grid_geometry((H, W), scales, steps, offset + i)
+        centers, sigmas, levels, boxes, angles, kps = grids[(H, W)]
+        if rotate:
+            angles = np.concatenate([
+                _dominant_orientations(gray, centers[levels == k], sigma) for k, sigma in enumerate(scales)
+            ])
+            kps = _make_keypoints(centers, sigmas, angles)
         kps_out, desc = sift.compute(gray, kps)
         if desc is None or len(kps_out) != len(kps):  # pragma: no cover - OpenCV keeps provided keypoints
             raise RuntimeError("OpenCV SIFT dropped keypoints; cannot align descriptors with the grid")
-        boxes = np.concatenate(
-            [_boxes(centers[levels == k], s, (H, W)) for k, s in enumerate(scales)], axis=0
-        )
         out.append(
             DescriptorSet(
                 descriptors=desc.astype(np.float32, copy=False),
