@@ -1,4 +1,4 @@
-"""Our LRP explain() against occlusion, SHAP and LIME on the toy-polygon HIK pipeline.
+"""Our LRP explain() against occlusion, SHAP and LIME on a toy-polygon pipeline (HIK or Fisher vectors).
 
 Measures in one run, on the same test tiles (polygon tiles, label +1):
 
@@ -9,11 +9,19 @@ Measures in one run, on the same test tiles (polygon tiles, label +1):
   descriptor rankings of LRP, occlusion (mean of the map over each
   descriptor's box) and random order.
 
+``--model hik`` (default) is the two-scale HIK Bag-of-Words toy model;
+``--model fv`` the scaled-down Fisher-vector model of
+``pipelines/fisher_vector.py`` (SIFT scales 2 and 3, steps 6 and 9, rotated;
+GMM of ``--n-components`` components on a PCA to 32 dimensions, no pyramid,
+linear SVM), explained with the epsilon rule (epsilon = 1), whose descriptor
+substitutes are drawn from the model's GMM (thesis App. C.2).
+
 SHAP's KernelExplainer and LIME's image explainer run only when importable
 (``pip install shap lime``; bowlrp itself never imports them), each with 1000
 samples on a grid of superpixels.
 
     python benchmarks/peers.py --n-train 1200 --n-tiles 8
+    python benchmarks/peers.py --model fv --n-train 800 --n-tiles 8 --no-peers
 """
 
 import argparse
@@ -21,9 +29,11 @@ import time
 
 import numpy as np
 
+from bowlrp import DenseSIFT, ExplainablePipeline, KernelSVC
 from bowlrp.datasets import make_polygons
 from bowlrp.demo import toy_pipeline
-from bowlrp.evaluation import DescriptorPool, descriptor_perturbation, occlusion, region_perturbation
+from bowlrp.encoders.fisher import FisherVectorEncoder
+from bowlrp.evaluation import DescriptorPool, GMMSampler, descriptor_perturbation, occlusion, region_perturbation
 
 
 def grid_segments(shape, cells):
@@ -96,8 +106,20 @@ def descriptor_relevance_from_map(sets, maps):
     return out
 
 
+def fv_pipeline(n_components=16, pca=32, random_state=0):
+    """The Fisher-vector model of ``pipelines/fisher_vector.py`` scaled down for toy polygons."""
+    return ExplainablePipeline([
+        ("sift", DenseSIFT(scales=(2.0, 3.0), steps=(6, 9), rotate=True)),
+        ("fv", FisherVectorEncoder(n_components=n_components, pca=pca, pyramid=((1, 1),),
+                                   random_state=random_state)),
+        ("svm", KernelSVC(kernel="linear", C=1.0)),
+    ])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=("hik", "fv"), default="hik", help="HIK Bag-of-Words or Fisher vectors")
+    ap.add_argument("--n-components", type=int, default=16, help="GMM components (--model fv)")
     ap.add_argument("--n-train", type=int, default=1200)
     ap.add_argument("--n-test-images", type=int, default=2)
     ap.add_argument("--n-tiles", type=int, default=8, help="polygon test tiles explained by every method")
@@ -112,7 +134,13 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     data = make_polygons(n_train=args.n_train, n_test_images=args.n_test_images, random_state=args.seed)
-    pipe = toy_pipeline(random_state=args.seed).fit(data.images, data.labels)
+    if args.model == "fv":
+        pipe = fv_pipeline(n_components=args.n_components, random_state=args.seed)
+        explain_kw = dict(rule="epsilon", epsilon=1.0)
+    else:
+        pipe = toy_pipeline(random_state=args.seed)
+        explain_kw = {}
+    pipe.fit(data.images, data.labels)
     f = pipe.decision_function
     acc = pipe.score(data.test_images, data.test_labels)
     rng = np.random.default_rng(args.seed)
@@ -120,7 +148,7 @@ def main(argv=None):
     tiles = np.sort(rng.choice(pos, size=min(args.n_tiles, len(pos)), replace=False))
     X = np.asarray(data.test_images)[tiles]
     n = len(X)
-    print(f"model: n_train={args.n_train}, test accuracy {acc:.3f} on {len(data.test_images)} tiles; "
+    print(f"model: {args.model}, n_train={args.n_train}, test accuracy {acc:.3f} on {len(data.test_images)} tiles; "
           f"{n} polygon tiles evaluated (fit+setup {time.perf_counter() - t0:.0f} s)")
 
     timings, maps = {}, {}
@@ -128,7 +156,7 @@ def main(argv=None):
     f(X)
     timings["predict()"] = (time.perf_counter() - t) / n
     t = time.perf_counter()
-    exp = pipe.explain(X)
+    exp = pipe.explain(X, **explain_kw)
     timings["LRP explain()"] = (time.perf_counter() - t) / n
     maps["LRP explain()"] = exp.pixels
     t = time.perf_counter()
@@ -148,7 +176,10 @@ def main(argv=None):
     pix["random order"] = region_perturbation(f, X, None, order="random", **kw)
 
     sets = pipe[:1].transform(X)
-    pool = DescriptorPool(pipe[:1].transform(data.images[:300]), random_state=args.seed)
+    if args.model == "fv":
+        pool = GMMSampler(pipe)  # substitutes from the model's GMM (App. C.2)
+    else:
+        pool = DescriptorPool(pipe[:1].transform(data.images[:300]), random_state=args.seed)
     n_desc = min(len(s) for s in sets)
     dkw = dict(pool=pool, batch_size=max(1, n_desc // 50), n_steps=10, n_repeats=5, random_state=args.seed)
     desc = {"LRP explain()": descriptor_perturbation(pipe, X, exp, **dkw)}
@@ -162,7 +193,8 @@ def main(argv=None):
     r_desc = desc["random order"].aopc
     print(f"\npixel perturbation: {args.region}x{args.region} regions, uniform noise, L={args.steps}, "
           f"{args.repeats} repeats; descriptor replacement: {dkw['batch_size']} of >= {n_desc} descriptors "
-          f"per step, 10 steps, 5 repeats")
+          f"per step, 10 steps, 5 repeats, substitutes from "
+          f"{'the GMM' if args.model == 'fv' else 'training descriptors'}")
     print(f"{'method':<18}{'ms/tile':>10}{'x predict':>11}{'x explain':>11}{'pixel AOPC':>12}{'- random':>10}"
           f"{'desc AOPC':>11}{'- random':>10}{'flips':>7}")
     for name in list(maps) + ["random order"]:

@@ -3,7 +3,8 @@
 * :func:`region_perturbation` -- pixel region perturbation, MoRF/LeRF/random
   order, AOPC (paper 003, eq. 11-12; thesis Sec. 3.4.1).
 * :func:`descriptor_perturbation` -- descriptor replacement for Bag-of-Words
-  models with incremental encoding (thesis App. C.2, eq. C.1-C.2).
+  and Fisher-vector models with incremental encoding (thesis App. C.2, eq.
+  C.1-C.2; :class:`GMMSampler`, :class:`FisherVectorUpdate`).
 * :func:`context_ratio` -- outside-inside relevance ratio mu (eq. 4.11).
 * :func:`heatmap_complexity` -- PNG size and entropy (paper 003, Fig. 5).
 * :class:`SpRAy` -- spectral relevance analysis (thesis Ch. 6).
@@ -16,6 +17,8 @@ from .context import box_mask, context_ratio, context_ratio_per_class
 from .descriptors import (
     BagOfWordsUpdate,
     DescriptorPool,
+    FisherVectorUpdate,
+    GMMSampler,
     descriptor_perturbation,
     encoder_update,
     replacement_features,
@@ -27,6 +30,8 @@ from .spray import SpRAy, knn_affinity, laplacian_spectrum, pool_relevance
 __all__ = [
     "BagOfWordsUpdate",
     "DescriptorPool",
+    "FisherVectorUpdate",
+    "GMMSampler",
     "PerturbationResult",
     "SpRAy",
     "aopc",

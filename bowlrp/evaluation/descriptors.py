@@ -1,4 +1,4 @@
-"""Descriptor-replacement perturbation for Bag-of-Words models (thesis App. C.2).
+"""Descriptor-replacement perturbation for Bag-of-Words and Fisher-vector models (thesis App. C.2).
 
 Instead of pixels, the local descriptors of an image are replaced, in the
 order of their relevance ``R^(2)_l`` and in batches, by substitutes drawn near
@@ -20,7 +20,19 @@ Two small objects make the test pluggable:
 * an *encoder update* with ``contributions(descriptors, level) -> (cols,
   vals)`` (the unnormalised per-descriptor mapping ``m(l)``, sparse) and
   ``finish(raw, counts) -> features`` (the normalisation);
-  :func:`encoder_update` returns it for a fitted encoder stage.
+  :func:`encoder_update` returns it for a fitted encoder stage.  An update
+  whose contributions depend on where a descriptor sits (the spatial pyramid
+  of :class:`bowlrp.encoders.fisher.FisherVectorEncoder`) also has
+  ``bind(geometry, levels) -> contributions(descriptors, level, index)``,
+  which fixes the image's per-descriptor cells and cell counts.
+
+For Fisher vectors (:class:`FisherVectorUpdate`) ``m(l)`` is the gradient
+vector ``Psi(l)`` of eq. 4.1-4.3 divided by the size of each pyramid cell the
+descriptor falls in (eq. 4.9-4.10); a substitute takes the place (and so the
+cells) of the descriptor it replaces, so the cell sizes do not change and the
+sum stays the exact unnormalised Fisher vector.  ``finish`` applies the
+power and L2 normalisation (eq. 4.5).  :class:`GMMSampler` draws substitutes
+from the encoder's GMM ``lambda = (pi_k, mu_k, sigma_k)``.
 """
 
 import numpy as np
@@ -29,6 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._backend import to_numpy
 from ..encoders.bow import BagOfWords, check_descriptor_sets
+from ..encoders.fisher import FisherVectorEncoder, _grid_cells
 from ._common import (
     check_choice,
     check_positive_int,
@@ -42,6 +55,8 @@ from .perturbation import PerturbationResult
 __all__ = [
     "BagOfWordsUpdate",
     "DescriptorPool",
+    "FisherVectorUpdate",
+    "GMMSampler",
     "descriptor_perturbation",
     "encoder_update",
     "replacement_features",
@@ -125,38 +140,190 @@ class BagOfWordsUpdate:
         return (h / scale[..., None]).reshape(raw.shape)
 
 
+def _fisher_stage(model):
+    """The fitted FisherVectorEncoder of ``model`` (an encoder or a pipeline holding one)."""
+    if isinstance(model, Pipeline):
+        stages = [st for _, st in model.steps if isinstance(st, FisherVectorEncoder)]
+        if not stages:
+            raise TypeError("the pipeline has no FisherVectorEncoder stage")
+        model = stages[0]
+    if not isinstance(model, FisherVectorEncoder):
+        raise TypeError(f"expected a FisherVectorEncoder or a pipeline holding one, got {type(model).__name__}")
+    check_is_fitted(model, "gmms_")
+    return model
+
+
+class GMMSampler:
+    """Substitute descriptors drawn from a Fisher-vector model's GMM (thesis App. C.2).
+
+    For level ``s`` a component ``k ~ pi`` is drawn, then ``y ~ N(mu_k,
+    diag(sigma_k^2))`` in the space the GMM lives in.  With PCA, ``y`` is
+    mapped back to descriptor space with the level's
+    ``PCA.inverse_transform``: the substitute lies in the PCA subspace
+    (``mean + W^T y``, no residual), and since the encoder projects it again
+    with ``W (l - mean) = y`` the model sees exactly the GMM draw.  The
+    substitutes are not valid SIFT descriptors (they can be negative); only
+    the model's view of them matters here.  For draws of real descriptors use
+    :class:`DescriptorPool` on training descriptors instead.
+
+    Parameters
+    ----------
+    model : fitted FisherVectorEncoder, or a Pipeline holding one
+    """
+
+    def __init__(self, model):
+        self.encoder = _fisher_stage(model)
+
+    def sample(self, level, n, rng):
+        """``n`` descriptors (n, n_dims_in_) of ``level``, float64."""
+        fv = self.encoder
+        if level >= fv.n_levels_:
+            raise ValueError(f"the model has {fv.n_levels_} level(s), no GMM for level {level}")
+        w = np.asarray(fv.weights_[level], dtype=np.float64)
+        k = rng.choice(len(w), size=n, p=w / w.sum())
+        y = fv.means_[level][k] + fv.sigmas_[level][k] * rng.standard_normal((n, fv.n_dims_))
+        p = fv.pcas_[level]
+        return p.inverse_transform(y) if p is not None else y
+
+
+class FisherVectorUpdate:
+    """Incremental encoding for a fitted :class:`FisherVectorEncoder` (eq. C.2 with eq. 4.1-4.5).
+
+    Everything is recomputed in float64 from the encoder's public fitted
+    attributes (``pcas_``, ``means_``, ``sigmas_``, ``weights_``, ``pyramid``,
+    ``include_weights``, ``power``, ``l2``), with the block layout of
+    ``feature_layout_``.  ``embed`` gives each descriptor's gradient vector
+    ``Psi(l)`` (one block, eq. 4.1-4.3; posteriors of the diagonal GMM after
+    the PCA projection); ``bind`` fixes an image's pyramid cells and cell
+    sizes and returns ``contributions(descriptors, level, index)``, the
+    columns and values ``Psi(l) / |cell|`` for every cell (one per pyramid
+    grid) of descriptor ``index``; ``finish`` is the power and L2
+    normalisation.  The sum of the contributions over a descriptor set is the
+    encoder's unnormalised vector, so the update equals
+    ``encoder.transform`` of the perturbed set; it is exact up to rounding
+    for ``dtype="float64"`` encoders (a float32 encoder differs by its own
+    rounding, about 1e-6).
+    """
+
+    def __init__(self, fv):
+        fv = _fisher_stage(fv)
+        self.encoder = fv
+        self.n_features = fv.n_features_out_
+        self.n_levels = fv.n_levels_
+        self.grids = tuple((int(r), int(c)) for r, c in fv.pyramid)
+        self.n_cells = sum(r * c for r, c in self.grids)
+        self.block = fv.block_size_
+        self._first = np.cumsum([0] + [r * c for r, c in self.grids])[:-1]
+
+    def cells(self, geometry, n):
+        """Cell (block index inside a level) of each of ``n`` descriptors per grid: ``(n, n_grids)``."""
+        if self.grids == ((1, 1),):
+            return np.zeros((n, 1), np.intp)
+        if not hasattr(geometry, "centers"):
+            raise ValueError(
+                "a Fisher-vector model with a spatial pyramid needs descriptor geometry: pass "
+                "DescriptorSets (DenseSIFT output) or geometry=the image's DescriptorSet"
+            )
+        centers = np.asarray(to_numpy(geometry.centers))
+        return np.stack(
+            [f + _grid_cells(centers, geometry.image_shape, g) for f, g in zip(self._first, self.grids)], axis=1
+        ).astype(np.intp)
+
+    def embed(self, descriptors, level):
+        """Gradient vectors ``Psi(l)`` (eq. 4.1-4.3) of the descriptors of ``level``: ``(n, block_size_)``."""
+        fv = self.encoder
+        Y = np.asarray(to_numpy(descriptors), dtype=np.float64)
+        p = fv.pcas_[level]
+        if p is not None:
+            Y = (Y - p.mean_) @ np.asarray(p.components_, dtype=np.float64).T
+        mu, sig, w = fv.means_[level], fv.sigmas_[level], fv.weights_[level]
+        var = sig * sig
+        const = np.log(w) - 0.5 * (np.log(2 * np.pi * var).sum(1) + (mu * mu / var).sum(1))
+        logp = (Y * Y) @ (-0.5 / var).T + Y @ (mu / var).T + const
+        g = np.exp(logp - logp.max(1, keepdims=True))
+        g /= g.sum(1, keepdims=True)
+        sq = np.sqrt(w)
+        n = len(Y)
+        u = (Y[:, None, :] - mu[None]) / sig[None]
+        a = (g / sq)[:, :, None]
+        parts = [(g - w) / sq] if fv.include_weights else []
+        parts += [(a * u).reshape(n, -1), (a * (u * u - 1.0) / np.sqrt(2.0)).reshape(n, -1)]
+        return np.concatenate(parts, axis=1)
+
+    def bind(self, geometry, levels):
+        """``contributions(descriptors, level, index)`` for one image (cells and cell sizes fixed)."""
+        levels = np.asarray(levels, dtype=np.intp)
+        cells = self.cells(geometry, len(levels))
+        counts = np.zeros((self.n_levels, self.n_cells))
+        for g in range(cells.shape[1]):
+            np.add.at(counts, (levels, cells[:, g]), 1.0)
+        B = self.block
+
+        def contributions(descriptors, level, index):
+            psi = self.embed(descriptors, level)
+            cols, vals = [], []
+            for g in range(cells.shape[1]):
+                c = cells[index, g]
+                blk = level * self.n_cells + c
+                cols.append(blk[:, None] * B + np.arange(B))
+                vals.append(psi / counts[level, c][:, None])
+            return np.concatenate(cols, axis=1), np.concatenate(vals, axis=1)
+
+        return contributions
+
+    def finish(self, raw, counts=None):
+        """Power and L2 normalisation (eq. 4.5) of unnormalised vectors ``raw`` (..., n_features)."""
+        fv = self.encoder
+        x = np.asarray(raw, dtype=np.float64)
+        if fv.power is not None:
+            x = np.sign(x) * np.abs(x) ** float(fv.power)
+        if fv.l2 == "global":
+            nrm = np.sqrt((x * x).sum(-1, keepdims=True))
+            x = x / np.where(nrm > 0, nrm, 1.0)
+        elif fv.l2 == "block":
+            xb = x.reshape(x.shape[:-1] + (-1, self.block))
+            nrm = np.sqrt((xb * xb).sum(-1, keepdims=True))
+            x = (xb / np.where(nrm > 0, nrm, 1.0)).reshape(x.shape)
+        return x
+
+
+def _is_update(obj):
+    return hasattr(obj, "finish") and (hasattr(obj, "contributions") or hasattr(obj, "bind"))
+
+
 def encoder_update(stage):
-    """The incremental-update object for an encoder stage (only Bag-of-Words so far)."""
+    """The incremental-update object for an encoder stage (Bag-of-Words or Fisher vectors)."""
     if isinstance(stage, BagOfWords):
         return BagOfWordsUpdate(stage)
-    if hasattr(stage, "contributions") and hasattr(stage, "finish"):
+    if isinstance(stage, FisherVectorEncoder):
+        return FisherVectorUpdate(stage)
+    if _is_update(stage):
         return stage
     raise TypeError(
-        f"no descriptor-replacement update for {type(stage).__name__}; supported: BagOfWords "
-        "(or pass an object with contributions() and finish())"
+        f"no descriptor-replacement update for {type(stage).__name__}; supported: BagOfWords, "
+        "FisherVectorEncoder (or pass an object with contributions() or bind(), and finish())"
     )
 
 
-def _pool(update, D, levels, n_levels):
-    """Raw pooled vector of a descriptor set and its per-level counts (eq. C.1)."""
-    raw = np.zeros(update.n_features)
-    for s in range(n_levels):
-        sel = levels == s
-        if sel.any():
-            cols, vals = update.contributions(D[sel], s)
-            np.add.at(raw, cols.ravel(), vals.ravel())
-    counts = np.bincount(levels, minlength=n_levels)
-    return raw, counts
+def _contributor(update, geometry, levels):
+    """``contributions(descriptors, level, index)`` for one image."""
+    if hasattr(update, "bind"):
+        return update.bind(geometry, levels)
+    return lambda D, s, index: update.contributions(D, s)
 
 
-def replacement_features(update, descriptors, levels, order, substitutes, batch_size, n_steps):
+def _add(raw, cols, vals, sign=1.0):
+    raw += sign * np.bincount(np.ravel(cols), weights=np.ravel(vals), minlength=len(raw))
+
+
+def replacement_features(update, descriptors, levels, order, substitutes, batch_size, n_steps, geometry=None):
     """Encoded vectors ``x^(0..L)`` after replacing descriptors batch by batch (eq. C.2).
 
     Parameters
     ----------
-    update : BagOfWordsUpdate (or compatible)
-    descriptors : ndarray (n, n_dims)
-        The image's descriptors.
+    update : BagOfWordsUpdate, FisherVectorUpdate (or compatible)
+    descriptors : ndarray (n, n_dims) or DescriptorSet
+        The image's descriptors (a DescriptorSet also gives the geometry).
     levels : ndarray (n,) of int
         Their levels (scales).
     order : ndarray of int
@@ -164,9 +331,13 @@ def replacement_features(update, descriptors, levels, order, substitutes, batch_
         or all of them).
     substitutes : ndarray (len(order), n_dims)
         ``substitutes[j]`` replaces ``descriptors[order[j]]``; it must be of
-        the same level.
+        the same level, and it takes that descriptor's place (centre, pyramid
+        cells).
     batch_size, n_steps : int
         Step ``k`` replaces ``order[(k-1)*batch_size : k*batch_size]``.
+    geometry : DescriptorSet or None
+        Descriptor centres and image shape, needed by Fisher-vector models
+        with a spatial pyramid.
 
     Returns
     -------
@@ -174,8 +345,17 @@ def replacement_features(update, descriptors, levels, order, substitutes, batch_
         Normalised features; row 0 equals ``encoder.transform`` of the
         unperturbed set.
     """
+    if hasattr(descriptors, "descriptors"):
+        geometry = descriptors if geometry is None else geometry
+        descriptors = descriptors.descriptors
     levels = np.asarray(levels, dtype=np.intp)
-    raw, counts = _pool(update, descriptors, levels, update.n_levels)
+    contrib = _contributor(update, geometry, levels)
+    raw = np.zeros(update.n_features)
+    for s in range(update.n_levels):
+        sel = np.flatnonzero(levels == s)
+        if len(sel):
+            _add(raw, *contrib(descriptors[sel], s, sel))
+    counts = np.bincount(levels, minlength=update.n_levels)
     out = np.empty((n_steps + 1, update.n_features))
     out[0] = raw
     for k in range(1, n_steps + 1):
@@ -183,10 +363,8 @@ def replacement_features(update, descriptors, levels, order, substitutes, batch_
         idx = order[sl]
         for s in np.unique(levels[idx]):
             sel = levels[idx] == s
-            c_new, v_new = update.contributions(substitutes[sl][sel], s)
-            c_old, v_old = update.contributions(descriptors[idx[sel]], s)
-            np.add.at(raw, c_new.ravel(), v_new.ravel())
-            np.add.at(raw, c_old.ravel(), -v_old.ravel())
+            _add(raw, *contrib(substitutes[sl][sel], s, idx[sel]))
+            _add(raw, *contrib(descriptors[idx[sel]], s, idx[sel]), sign=-1.0)
         out[k] = raw
     return update.finish(out, counts[None, :])
 
@@ -195,22 +373,25 @@ def _split_pipeline(pipeline):
     if not isinstance(pipeline, Pipeline):
         raise TypeError(f"pipeline must be a fitted scikit-learn Pipeline, got {type(pipeline).__name__}")
     for e, (_, stage) in enumerate(pipeline.steps):
-        if isinstance(stage, BagOfWords) or (hasattr(stage, "contributions") and hasattr(stage, "finish")):
+        if isinstance(stage, (BagOfWords, FisherVectorEncoder)) or _is_update(stage):
             if e == len(pipeline.steps) - 1:
                 break
             return pipeline[:e] if e else None, stage, pipeline[e + 1 :]
     raise ValueError(
-        "descriptor_perturbation needs a pipeline with a Bag-of-Words stage followed by a classifier; "
-        f"got steps {[n for n, _ in pipeline.steps]}"
+        "descriptor_perturbation needs a pipeline with a Bag-of-Words or Fisher-vector stage followed by a "
+        f"classifier; got steps {[n for n, _ in pipeline.steps]}"
     )
 
 
 def _descriptor_chunk(front, update, back, X, relevance, first, batch, n_steps, order, n_repeats, sampler, target, seed):
     sets = front.transform(X) if front is not None else X
     descs, levels, _ = check_descriptor_sets(sets)
+    sets = list(sets)
     feats = []
     for j, (D, lv) in enumerate(zip(descs, levels)):
-        D = np.asarray(to_numpy(D), dtype=np.float32)
+        D = np.asarray(to_numpy(D))
+        if D.dtype.kind != "f":
+            D = D.astype(np.float64)
         n_rep = n_steps * batch
         if n_rep > len(D):
             raise ValueError(
@@ -227,13 +408,15 @@ def _descriptor_chunk(front, update, back, X, relevance, first, batch, n_steps, 
                 o = np.argsort(tie)
             else:
                 r = np.asarray(to_numpy(relevance[j]), dtype=np.float64)
+                r = r.reshape(len(D), -1).sum(1)  # per-dimension relevance (FV, eq. D.3) -> per descriptor
                 o = np.lexsort((tie, -r if order == "morf" else r))
             o = o[:n_rep]
-            subs = np.empty((n_rep, D.shape[1]), np.float32)
+            subs = np.empty((n_rep, D.shape[1]), D.dtype)  # as the perturbed set would hold them
             for s in np.unique(lv[o]):
                 sel = lv[o] == s
                 subs[sel] = sampler.sample(int(s), int(sel.sum()), rng)
-            feats.append(replacement_features(update, D, lv, o, subs, batch, n_steps))
+            geom = sets[j] if hasattr(sets[j], "centers") else None
+            feats.append(replacement_features(update, D, lv, o, subs, batch, n_steps, geometry=geom))
     F = np.concatenate(feats)
     tgt = None
     if target is not None:
@@ -263,14 +446,19 @@ def descriptor_perturbation(
     Parameters
     ----------
     pipeline : fitted Pipeline
-        Stages up to a :class:`bowlrp.BagOfWords` encoder, then the
+        Stages up to a :class:`bowlrp.BagOfWords` or
+        :class:`bowlrp.encoders.fisher.FisherVectorEncoder` encoder, then the
         classifier (anything with ``decision_function`` on the features).
     X : images (or descriptor sets when the encoder is the first stage)
     relevance : list of (n_i,) arrays, Explanation, or None
         Descriptor relevance ``R^(2)_l`` (eq. 2.80), e.g. ``exp.descriptors``;
-        None only with ``order="random"``.
-    pool : DescriptorPool or sampler
-        Where substitutes come from (``sample(level, n, rng)``).  A substitute
+        arrays ``(n_i, n_dims)`` of relevance per descriptor dimension (Fisher
+        vectors, eq. D.3) are summed per descriptor.  None only with
+        ``order="random"``.
+    pool : DescriptorPool, GMMSampler or sampler
+        Where substitutes come from (``sample(level, n, rng)``); for Fisher
+        vectors the thesis draws them from the model's GMM:
+        ``GMMSampler(pipeline)``.  A substitute
         has the level of the descriptor it replaces.
     batch_size : int, default=10
         Descriptors replaced per step (the thesis: 100 of ~69,000).
