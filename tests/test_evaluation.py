@@ -192,7 +192,7 @@ def _random_sets(rng, n, two_levels=True):
     return sets
 
 
-@pytest.mark.parametrize("mapping", ["rank", "hard"])
+@pytest.mark.parametrize("mapping", ["rank", "hard", "soft"])
 @pytest.mark.parametrize("normalize", ["l1", "count", None])
 def test_replacement_features_match_reencoding(mapping, normalize):
     rng = np.random.default_rng(0)

@@ -55,14 +55,14 @@ from ..base import ExplainableTransformerMixin
 from ..rules import get_rule, phi
 from .bow import check_descriptor_sets
 
-__all__ = ["FisherVectorEncoder"]
+__all__ = ["FisherVectorEncoder", "grid_cells"]
 
 _L2 = ("global", "block", None)
 _CHUNK_BYTES = 32 << 20  # bound for any (descriptors x K x D) temporary of the non-linear rules
 _HOMOGENEOUS = {"z": True, "pos": True, "neg": True, "abs": True, "one": False}
 
 
-def _grid_cells(centers, image_shape, grid):
+def grid_cells(centers, image_shape, grid):
     """Cell index (row-major) of each descriptor centre ``(x, y)`` in a ``rows x cols`` grid."""
     rows, cols = grid
     H, W = image_shape
@@ -336,7 +336,7 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             )
         code = np.zeros(n, np.int64)
         for r, c in grids:
-            code = code * (r * c) + _grid_cells(ds.centers, ds.image_shape, (r, c))
+            code = code * (r * c) + grid_cells(ds.centers, ds.image_shape, (r, c))
         uniq, atom = np.unique(code, return_inverse=True)
         # decode each atom's cell per grid
         cell_of_atom = []

@@ -41,7 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._backend import to_numpy
 from ..encoders.bow import BagOfWords, check_descriptor_sets
-from ..encoders.fisher import FisherVectorEncoder, _grid_cells
+from ..encoders.fisher import FisherVectorEncoder, grid_cells
 from ._common import (
     check_choice,
     check_positive_int,
@@ -123,8 +123,8 @@ class BagOfWordsUpdate:
 
     def contributions(self, descriptors, level):
         D = np.asarray(to_numpy(descriptors), dtype=np.float32)
-        idx, vals = self.bow._assign(D, self.bow.vocabularies_[level], np)
-        return idx + level * self.bow.n_words, np.asarray(vals, dtype=np.float64)
+        idx, vals = self.bow.map_descriptors(D, level)
+        return idx, np.asarray(vals, dtype=np.float64)
 
     def finish(self, raw, counts):
         """Normalise raw pooled vectors ``raw`` (..., D) per block; ``counts`` (..., n_levels)."""
@@ -226,7 +226,7 @@ class FisherVectorUpdate:
             )
         centers = np.asarray(to_numpy(geometry.centers))
         return np.stack(
-            [f + _grid_cells(centers, geometry.image_shape, g) for f, g in zip(self._first, self.grids)], axis=1
+            [f + grid_cells(centers, geometry.image_shape, g) for f, g in zip(self._first, self.grids)], axis=1
         ).astype(np.intp)
 
     def embed(self, descriptors, level):
