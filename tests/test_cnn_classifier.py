@@ -213,3 +213,14 @@ def test_pipeline_explain_hands_over_to_the_network(binary):
     direct = clf.explain(X[:3], method="lrp", composite="epsilon")
     np.testing.assert_allclose(via_pipe.pixels[1], direct.pixels[1])
     np.testing.assert_allclose(via_pipe.score, clf.decision_function(X[:3]), rtol=1e-5)
+
+
+def test_per_image_targets_across_batches(binary):
+    clf, X, _ = binary
+    t = np.where(np.arange(len(X[:10])) % 2 == 0, clf.classes_[0], clf.classes_[1])
+    whole = clf.explain(X[:10], target=t, method="gradient")
+    small = clf.explain(X[:10], target=t, method="gradient", batch_size=3)
+    np.testing.assert_allclose(small.score, whole.score)
+    np.testing.assert_array_equal(small.target, t)
+    with pytest.raises(ValueError, match="one per image"):
+        clf.explain(X[:10], target=t[:4])

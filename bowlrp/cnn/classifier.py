@@ -295,11 +295,15 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         model = self.model_
         last = max(k for k, layer in enumerate(model) if isinstance(layer, (Conv2d, Linear)))
         pixels, feats, scores, targets = [], [], [], []
-        for xb in self._batches(Xa, np.float64, batch_size):
+        per_image = target is not None and np.ndim(target) == 1
+        if per_image and len(target) != len(Xa):
+            raise ValueError(f"target must be one label or one per image ({len(Xa)}), got {len(target)}")
+        for start, xb in zip(range(0, len(Xa), batch_size), self._batches(Xa, np.float64, batch_size)):
             xp = get_namespace(xb)
             out, trace = model.forward(xb)
             n = len(xb)
-            idx, sign, tlab = self._target_index(target, n, to_numpy(out))
+            tb = np.asarray(target)[start:start + n] if per_image else target
+            idx, sign, tlab = self._target_index(tb, n, to_numpy(out))
             sign_x = xp.asarray(sign, dtype=out.dtype)
             idx_x = xp.asarray(idx)
             score = sign_x * out[xp.arange(n), idx_x]
