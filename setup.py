@@ -25,7 +25,8 @@ setup(
     ],
     extras_require={
         "gpu": ["cupy>=12"],
-        "test": ["pytest>=7", "hypothesis>=6"],
+        # scikit-image: an independent oracle for the Fisher-vector forward pass (tests only)
+        "test": ["pytest>=7", "hypothesis>=6", "scikit-image>=0.22"],
         "plot": ["matplotlib>=3.5"],
         # peers for benchmarks/peers.py only; nothing in the package imports them
         "bench": ["shap", "lime"],
