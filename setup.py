@@ -26,7 +26,8 @@ setup(
     extras_require={
         "gpu": ["cupy>=12"],
         # scikit-image: an independent oracle for the Fisher-vector forward pass (tests only)
-        "test": ["pytest>=7", "hypothesis>=6", "scikit-image>=0.22"],
+        # matplotlib: so that CI exercises bowlrp.evaluation.plots
+        "test": ["pytest>=7", "hypothesis>=6", "scikit-image>=0.22", "matplotlib>=3.5"],
         "plot": ["matplotlib>=3.5"],
         # peers for benchmarks/peers.py only; nothing in the package imports them
         "bench": ["shap", "lime"],
