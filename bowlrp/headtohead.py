@@ -138,7 +138,7 @@ def run_head_to_head(
     n_figure=4,
     fv_components=32,
     fv_pca=32,
-    cnn_epochs=20,
+    cnn_epochs=40,
     cnn_composite="alphabeta_2_1",
     fv_epsilon=1.0,
     region_size=9,
