@@ -125,10 +125,14 @@ class Explanation:
         return merge_tiles([self.pixels[k] for k in idx], origins[idx], shape)
 
 
+def _active_steps(pipeline):
+    """The (name, estimator) steps of a pipeline that are not None or 'passthrough'."""
+    return [(n, s) for n, s in pipeline.steps if s is not None and s != "passthrough"]
+
+
 def _steps(pipeline):
     check_is_fitted(pipeline)
-    steps = [(n, s) for n, s in pipeline.steps if s is not None and s != "passthrough"]
-    *transformers, (last_name, last) = steps
+    *transformers, (last_name, last) = _active_steps(pipeline)
     try:
         last = as_explainable(last)
     except TypeError as err:
@@ -160,11 +164,6 @@ def explain(pipeline, X, target=None, rule="z", bias="keep", decomposition="auto
         Rule for the mapping stages: ``"z"`` (proportional, eq. 2.78-2.79,
         exact), ``"epsilon"`` (eq. 2.22), ``"alphabeta"`` (eq. 2.26), ``"abs"``
         (magnitudes only, eq. 2.7), ``"flat"`` (eq. 2.27).
-    **rule_params
-        Parameters of the rule, e.g. ``epsilon=1.0`` or ``alpha=2, beta=-1``.
-        A pipeline ending in a :class:`bowlrp.CNNClassifier` is explained by
-        the network's own :meth:`~bowlrp.CNNClassifier.explain`, which takes
-        ``method=`` and ``composite=`` here instead of a mapping rule.
     bias : {"keep", "uniform", "weights"}
         Keep the classifier's bias as its own term (eq. 2.72), spread it evenly
         over the features (eq. 2.73), or along ``w`` for linear models (eq. 2.74).
@@ -178,6 +177,11 @@ def explain(pipeline, X, target=None, rule="z", bias="keep", decomposition="auto
         class), given as pipeline inputs; they are transformed by the
         pipeline's stages.  Default: the samples the classifier kept at fit
         time.
+    **rule_params
+        Parameters of the rule, e.g. ``epsilon=1.0`` or ``alpha=2, beta=-1``.
+        A pipeline ending in a :class:`bowlrp.CNNClassifier` is explained by
+        the network's own :meth:`~bowlrp.CNNClassifier.explain`, which takes
+        ``method=`` and ``composite=`` here instead of a mapping rule.
 
     Returns
     -------
@@ -199,7 +203,7 @@ def explain(pipeline, X, target=None, rule="z", bias="keep", decomposition="auto
     """
     from .cnn import CNNClassifier  # noqa: PLC0415  (cnn imports this module)
 
-    final = [s for _, s in pipeline.steps if s is not None and s != "passthrough"][-1]
+    final = _active_steps(pipeline)[-1][1]
     if isinstance(final, CNNClassifier):  # a network explains itself with its own rules
         Xt = pipeline[:-1].transform(X) if len(pipeline) > 1 else X
         return final.explain(Xt, target=target, **rule_params)
