@@ -51,15 +51,16 @@ class _FittedExpansion(ExplainableClassifierMixin):
             raise ValueError(f"expected features of shape (n, {self.expansion.support_vectors.shape[1]}), "
                              f"got {X.shape}")
         n = X.shape[0]
+        F = self.expansion.outputs(X, np)
         if self.one_class:
             if target is not None:
                 raise ValueError("a one-class model explains its inlierness; target must be None")
             rows, signs, labels = np.zeros(n, dtype=np.intp), np.ones(n), np.ones(n, dtype=int)
         else:
-            rows, signs, labels = _target_rows(self.classes_, self.expansion.outputs(X, np), target)
+            rows, signs, labels = _target_rows(self.classes_, F, target)
         refs = self.references if references is None else np.asarray(references, dtype=np.float64)
         return explain_expansion(self.expansion, X, rows, signs, labels, bias=bias,
-                                 decomposition=decomposition, references=refs)
+                                 decomposition=decomposition, references=refs, outputs=F)
 
 
 def _linear(est):

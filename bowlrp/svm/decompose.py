@@ -172,7 +172,7 @@ def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100, n_c
 
 
 def explain_expansion(expansion, X, rows, signs, labels, bias="keep", decomposition="auto",
-                      references=None, tol=1e-5, max_iter=100, n_candidates=10):
+                      references=None, tol=1e-5, max_iter=100, n_candidates=10, outputs=None):
     """Decompose ``signs * f_rows(x)`` of a kernel expansion over the features of ``X``.
 
     Parameters
@@ -194,6 +194,9 @@ def explain_expansion(expansion, X, rows, signs, labels, bias="keep", decomposit
     n_candidates : int or None
         Segments searched per input: to its nearest opposite-side references
         (see :func:`find_roots`).
+    outputs : array (n, n_outputs) or None
+        ``expansion.outputs(X)`` when the caller already has them (e.g. to
+        choose the targets); computed otherwise.
 
     Returns
     -------
@@ -215,7 +218,7 @@ def explain_expansion(expansion, X, rows, signs, labels, bias="keep", decomposit
     rows_x = xp.asarray(rows)
     signs_x = asarray(signs, xp, dtype=xp.float64)
     coef = coef_all[rows_x] * signs_x[:, None]
-    F = expansion.outputs(X, xp)
+    F = expansion.outputs(X, xp) if outputs is None else asarray(outputs, xp, dtype=xp.float64)
     score = F[xp.arange(F.shape[0]), rows_x] * signs_x
     w_rows = expansion.weight_vector(xp)[rows_x] * signs_x[:, None] if kern.name == "linear" else None
     root = found = None

@@ -295,11 +295,12 @@ class KernelSVC(ClassifierMixin, _KernelModel):
             Taylor reference samples; default ``reference_samples_``.
         """
         X, references = self._prepare_explain(X, references)
-        F = to_numpy(self._expansion().outputs(X, get_namespace(X)))
-        rows, signs, labels = _target_rows(self.classes_, F, target)
-        return explain_expansion(self._expansion(), X, rows, signs, labels, bias=bias,
+        expansion = self._expansion()
+        F = expansion.outputs(X, get_namespace(X))
+        rows, signs, labels = _target_rows(self.classes_, to_numpy(F), target)
+        return explain_expansion(expansion, X, rows, signs, labels, bias=bias,
                                  decomposition=decomposition, references=references,
-                                 n_candidates=self.n_candidates)
+                                 n_candidates=self.n_candidates, outputs=F)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
