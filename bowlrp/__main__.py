@@ -34,7 +34,7 @@ def main(argv=None):
     h2h.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from .demo import run_demo
+        from .apps.demo import run_demo
 
         if args.n_train < 50 or args.n_test_images < 1:
             parser.error("--n-train must be >= 50 and --n-test-images >= 1")
@@ -46,7 +46,7 @@ def main(argv=None):
             random_state=args.seed,
         )
     elif args.command == "head-to-head":
-        from .headtohead import run_head_to_head
+        from .apps.head_to_head import run_head_to_head
 
         if args.n_train < 50 or not 0 <= args.context <= 1 or args.n_eval < 1:
             parser.error("--n-train must be >= 50, --context in [0, 1] and --n-eval >= 1")

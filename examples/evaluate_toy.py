@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from bowlrp.datasets import make_polygons
-from bowlrp.demo import toy_pipeline
+from bowlrp.apps.demo import toy_pipeline
 from bowlrp.evaluation import (
     DescriptorPool,
     SpRAy,

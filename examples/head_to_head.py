@@ -12,7 +12,7 @@ writes heatmaps.png and summary.json.  About 5 minutes on 2 cores.
 
 import argparse
 
-from bowlrp.headtohead import run_head_to_head
+from bowlrp.apps.head_to_head import run_head_to_head
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -11,7 +11,7 @@ import time
 
 import bowlrp
 from bowlrp.datasets import make_polygons
-from bowlrp.demo import toy_pipeline
+from bowlrp.apps.demo import toy_pipeline
 
 OLD_SHAPES = dict(shape_radius=(11.0, 17.0), lp_range=(2.0, 3.5))
 VARIANTS = [

@@ -2,6 +2,6 @@
 
 Each module exposes ``make_pipeline(**overrides)`` returning an unfitted
 :class:`bowlrp.ExplainablePipeline`.  The configurations the installed
-package itself needs (the demo's) live in :mod:`bowlrp.demo` and are re-exported
+package itself needs (the demo's) live in :mod:`bowlrp.apps.demo` and are re-exported
 here, so there is one definition of each.
 """

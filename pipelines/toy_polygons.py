@@ -12,7 +12,7 @@ and L1 normalisation per block; a kernel SVM with one kernel per scale
 ['sift', 'bow', 'svm']
 """
 
-from bowlrp.demo import toy_pipeline
+from bowlrp.apps.demo import toy_pipeline
 
 
 def make_pipeline(n_words=128, kernel="hik", C=1.0, random_state=0, verbose=False):

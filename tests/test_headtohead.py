@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from bowlrp.headtohead import CNN_METHODS, format_table, run_head_to_head
+from bowlrp.apps.head_to_head import CNN_METHODS, format_table, run_head_to_head
 
 
 def _check_summary(s, out):

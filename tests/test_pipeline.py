@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 import bowlrp
 from bowlrp.__main__ import main
 from bowlrp.datasets import make_polygons
-from bowlrp.demo import region_means, toy_pipeline
+from bowlrp.apps.demo import region_means, toy_pipeline
 from test_bow import _ref_backward
 from test_svm import _terms_ref
 

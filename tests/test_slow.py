@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bowlrp.demo import run_demo
+from bowlrp.apps.demo import run_demo
 
 pytestmark = pytest.mark.slow
 
