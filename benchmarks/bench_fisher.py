@@ -98,14 +98,14 @@ def main():
                   "block_size_", "block_sizes_", "feature_layout_", "n_features_out_"):
             setattr(enc, a, getattr(fv, a))
         te = best(lambda: enc.transform(sets), args.repeat)
-        Ft, tr = enc._forward(sets)
-        R = svm._explain_output(Ft).features
-        tb = best(lambda: enc._relevance(R, tr, "z"), args.repeat)
+        Ft, tr = enc.forward(sets)
+        R = svm.explain(Ft).features
+        tb = best(lambda: enc.relevance(R, tr, "z"), args.repeat)
         print(f"encode {dtype}: {te * 1e3:.0f} ms = {n / te:,.0f} descriptors/s = "
               f"{flops / te / 1e9:.1f} GFLOP/s = {flops / te / r32:.0%} of float32 GEMM; "
               f"relevance (z, per dimension, through PCA): {tb * 1e3:.0f} ms = {tb / te:.2f}x encode")
         for rule in ("epsilon", "alphabeta"):
-            tr_ = best(lambda: enc._relevance(R, tr, rule), 1)
+            tr_ = best(lambda: enc.relevance(R, tr, rule), 1)
             print(f"  relevance {rule}: {tr_ * 1e3:.0f} ms")
 
     tp = best(lambda: pipe.predict(x), args.repeat)

@@ -14,7 +14,8 @@ Typical use::
 
 from .encoders import BagOfWords, FisherVectorEncoder
 from .features import DenseSIFT, DescriptorSet
-from .pipeline import Explanation, ExplainablePipeline, explain
+from .explanation import Explanation
+from .pipeline import ExplainablePipeline, explain
 from .svm import KernelOneClassSVM, KernelSVC
 from .cnn import CNNClassifier
 from . import cnn, datasets, evaluation, viz  # noqa: E402, F401  (subpackages users reach as bowlrp.<name>)

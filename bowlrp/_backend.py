@@ -8,7 +8,7 @@ installed.
 
 import numpy as np
 
-__all__ = ["get_namespace", "to_numpy", "asarray", "cupy_available"]
+__all__ = ["get_namespace", "to_numpy", "asarray", "cupy_available", "namespace_for_device", "DEVICES"]
 
 
 _CUPY = []  # [module or None] once looked up; the import is tried once per process
@@ -68,3 +68,17 @@ def asarray(a, xp, dtype=None):
     if xp is np:
         return np.asarray(to_numpy(a), dtype=dtype)
     return xp.asarray(a, dtype=dtype)
+
+
+DEVICES = ("cpu", "cuda")
+
+
+def namespace_for_device(device):
+    """The array module for ``device``: NumPy for ``"cpu"``, CuPy for ``"cuda"`` (which must be usable)."""
+    if device == "cpu":
+        return np
+    if device == "cuda":
+        if not cupy_available():
+            raise RuntimeError("device='cuda' needs CuPy and a CUDA device; install bowlrp[gpu] or use device='cpu'")
+        return _cupy()
+    raise ValueError(f"unknown device {device!r}; valid devices: {list(DEVICES)}")

@@ -7,12 +7,15 @@ stacked array.  Each image is either grayscale ``(H, W)`` or RGB colour
 lie in ``0..255``.
 """
 
+import math
 import numbers
 
 import cv2
 import numpy as np
+from sklearn.utils import check_scalar
 
-__all__ = ["check_images", "images_to_uint8_gray"]
+__all__ = ["check_images", "images_to_uint8_gray", "check_number", "check_int", "check_choice", "resolve_seed",
+           "InvalidParameterError", "resolve_targets"]
 
 _ONE_IMAGE_HINT = "pass a list of images or a stack; for one image use images[None]"
 
@@ -227,10 +230,161 @@ def images_to_uint8_gray(img):
     return np.ascontiguousarray(gray)
 
 
+class InvalidParameterError(ValueError, TypeError):
+    """A parameter of the wrong type or out of its range.
+
+    Both a ``ValueError`` and a ``TypeError``, as scikit-learn's own
+    ``InvalidParameterError``: callers may catch either.
+    """
+
+
+def check_number(value, name, *, low=None, high=None, low_open=False, high_open=False, integer=False,
+                 allow_none=False):
+    """Validate one scalar parameter with :func:`sklearn.utils.check_scalar`; return it as float or int.
+
+    Booleans, NaN and (unless ``high`` allows it) infinities are refused, which
+    ``check_scalar`` alone lets through.
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        The parameter's name, used in the message.
+    low, high : number or None
+        Bounds; ``None`` leaves that side open.
+    low_open, high_open : bool
+        Whether the bound itself is excluded.
+    integer : bool
+        Require an integer (``numbers.Integral``).
+    allow_none : bool
+        Accept ``None`` (returned as is).
+
+    Raises
+    ------
+    InvalidParameterError
+        With the parameter's name and the valid range.
+
+    Examples
+    --------
+    >>> from bowlrp._validation import check_number
+    >>> check_number(3, "n_words", low=1, integer=True)
+    3
+    >>> check_number(-1.0, "epsilon", low=0)
+    Traceback (most recent call last):
+    ...
+    bowlrp._validation.InvalidParameterError: epsilon == -1.0, must be >= 0.
+    """
+    if value is None and allow_none:
+        return None
+    kind = numbers.Integral if integer else numbers.Real
+    what = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, kind):
+        extra = " or None" if allow_none else ""
+        raise InvalidParameterError(f"{name} must be {what}{extra}, got {value!r}")
+    if not integer and math.isnan(value):
+        raise InvalidParameterError(f"{name} must be a finite number, got {value!r}")
+    if not integer and math.isinf(value) and not (high is not None and math.isinf(high) and not high_open):
+        raise InvalidParameterError(f"{name} must be a finite number, got {value!r}")
+    closed = (low is not None and not low_open, high is not None and not high_open)
+    bounds = {(True, True): "both", (True, False): "left", (False, True): "right", (False, False): "neither"}
+    try:
+        check_scalar(value, name, kind, min_val=low, max_val=high, include_boundaries=bounds[closed])
+    except (TypeError, ValueError) as err:
+        raise InvalidParameterError(str(err)) from None
+    return int(value) if integer else float(value)
+
+
 def check_int(owner, name, low, allow_none=False):
-    """Raise ``ValueError`` unless ``owner.<name>`` is an integer ``>= low`` (or None if allowed)."""
-    v = getattr(owner, name)
-    if allow_none and v is None:
-        return
-    if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low:
-        raise ValueError(f"{name} must be an integer >= {low}{' or None' if allow_none else ''}, got {v!r}")
+    """Validate the integer parameter ``owner.<name> >= low`` (or None if allowed)."""
+    check_number(getattr(owner, name), name, low=low, integer=True, allow_none=allow_none)
+
+
+def check_choice(value, name, valid):
+    """Raise an :class:`InvalidParameterError` listing ``valid`` unless ``value`` is one of them."""
+    try:
+        ok = value in valid
+    except TypeError:  # unhashable value against a set
+        ok = False
+    if not ok:
+        raise InvalidParameterError(f"unknown {name} {value!r}; valid values of {name} are {list(valid)}")
+    return value
+
+
+def resolve_seed(random_state):
+    """One integer seed from ``random_state`` (None, an int, a RandomState or a Generator).
+
+    Every stochastic step of bowlrp derives its streams from this seed, so a
+    job split into chunks draws the same numbers as the whole.
+    """
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0])
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(np.iinfo(np.int32).max))
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    raise TypeError(
+        f"random_state must be None, an int, a RandomState or a Generator, got {type(random_state).__name__}"
+    )
+
+
+def resolve_targets(classes, scores, target):
+    """Which output to explain for each input, with which sign, and the label explained.
+
+    One convention for every classifier bowlrp explains (kernel SVMs,
+    scikit-learn's models, the CNN):
+
+    * two classes, one decision function ``f``: ``target=None`` or
+      ``classes[1]`` explains ``f(x)`` (positive relevance speaks for
+      ``classes[1]``); ``classes[0]`` explains ``-f(x)``;
+    * more classes, one output per class: ``target=None`` explains the
+      predicted class (the largest output), a label its own output.
+
+    Parameters
+    ----------
+    classes : ndarray (n_classes,)
+        Sorted class labels (``classes_``).
+    scores : ndarray (n, n_outputs)
+        The decision functions; one column for two classes.
+    target : None, a label, or one label per input
+
+    Returns
+    -------
+    rows : ndarray (n,) of intp
+        The output column explained.
+    signs : ndarray (n,) of float
+        ``+1``, or ``-1`` where a binary model is explained for ``classes[0]``.
+    labels : ndarray (n,)
+        The class explained for each input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp._validation import resolve_targets
+    >>> rows, signs, labels = resolve_targets(np.array(["a", "b"]), np.zeros((2, 1)), "a")
+    >>> rows.tolist(), signs.tolist(), labels.tolist()
+    ([0, 0], [-1.0, -1.0], ['a', 'a'])
+    """
+    classes = np.asarray(classes)
+    scores = np.asarray(scores)
+    n = scores.shape[0]
+    binary = len(classes) == 2 and scores.shape[1] == 1
+    if target is None:
+        if binary:
+            return np.zeros(n, dtype=np.intp), np.ones(n), np.repeat(classes[1], n)
+        rows = np.argmax(scores, axis=1).astype(np.intp)
+        return rows, np.ones(n), classes[rows]
+    t = np.asarray(target)
+    if t.ndim == 0:
+        t = np.repeat(t, n)
+    if t.shape != (n,):
+        raise ValueError(f"target must be one label or one label per input ({n}), got shape {t.shape}")
+    unknown = ~np.isin(t, classes)
+    if unknown.any():
+        raise ValueError(f"target {t[unknown][:1].tolist()[0]!r} is not a class of this model; classes are "
+                         f"{classes.tolist()}")
+    pos = np.searchsorted(classes, t).astype(np.intp)
+    if binary:
+        return np.zeros(n, dtype=np.intp), np.where(pos == 1, 1.0, -1.0), t
+    return pos, np.ones(n), t

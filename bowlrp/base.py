@@ -3,78 +3,93 @@
 A pipeline is explained by walking its stages forward once, each stage
 returning its output *and a trace* (what its backward step needs), and then
 walking them backward, each stage turning the relevance of its output into the
-relevance of its input.  Nothing is cached on the estimators: the trace is a
-plain value passed from the forward to the backward step, so explanations are
-thread-safe and estimators stay stateless between calls.
+relevance of its input (thesis Algorithm 2).  Nothing is cached on the
+estimators: the trace is a plain value passed from the forward to the backward
+step, so explanations are thread-safe and estimators stay stateless between
+calls.
 
-Stages implement
+A *stage* (a transformer) is explainable when it has the two methods
 
-``_forward(X) -> (Xt, trace)``
+``forward(X) -> (Xt, trace)``
     ``Xt`` is exactly what ``transform(X)`` returns.
-``_relevance(relevance, trace, rule) -> relevance_in``
-    ``relevance`` has the layout of ``Xt`` (an ``(n, D)`` array for feature
-    vectors, a list with one ``(n_i,)`` array per image for descriptor sets);
-    the result has the layout of ``X``.
+``relevance(R, trace, rule=None) -> R_in``
+    ``R`` has the layout of ``Xt`` (an ``(n, D)`` array for feature vectors,
+    a list with one ``(n_i,)`` or ``(n_i, d)`` array per image for descriptor
+    sets); the result has the layout of ``X``.  ``rule`` is a rule the stage
+    knows how to apply (``None``: the stage's default); a rule it cannot
+    apply is an error, never ignored.
 
-and the last stage (the classifier) implements
+and the attributes
 
-``_explain_output(X, target, bias) -> OutputRelevance``.
+``input_kind``
+    What the stage takes: ``"images"``, ``"descriptors"`` or ``"features"``.
+    The relevance of the stage's input fills the :class:`~bowlrp.Explanation`
+    field of that name (``"images"`` fills ``pixels``); when several stages
+    take the same kind, the one nearest to the pipeline's input wins.
+``takes_mapping_rule``
+    Whether the pipeline hands its mapping rule (``explain(..., rule=...)``,
+    :mod:`bowlrp.rules`) to this stage.  Stages that map relevance
+    geometrically (:class:`bowlrp.DenseSIFT` to pixels) have rules of their
+    own, chosen per stage with ``rule={"sift": ...}``.
+
+A *final estimator* is explainable when it has
+
+``explain(X, target=None, **options) -> Explanation``
+    The explained score decomposed over the estimator's input, stored in the
+    field its ``input_kind`` names, with ``score``, ``bias``, ``target`` and
+    ``residual``.  Options it does not take are an error.
+
+:func:`bowlrp.explain` decides explainability by these methods, as
+scikit-learn's ``Pipeline`` decides ``inverse_transform`` by asking its steps,
+never by class names.  The mixins below hold the attribute defaults and this
+documentation; they add no behaviour.
 """
 
-from dataclasses import dataclass
-from typing import Optional
+import warnings
 
-import numpy as np
+__all__ = [
+    "ExplainableTransformerMixin",
+    "ExplainableClassifierMixin",
+    "INPUT_KINDS",
+    "is_explainable_stage",
+    "is_explainable_estimator",
+]
 
-__all__ = ["ExplainableTransformerMixin", "ExplainableClassifierMixin", "OutputRelevance"]
+#: The kinds of input a stage can take, and the Explanation field each fills.
+INPUT_KINDS = {"images": "pixels", "descriptors": "descriptors", "features": "features"}
 
 
 class ExplainableTransformerMixin:
-    """Marks a transformer whose relevance can be propagated back through it."""
+    """Marks a transformer with ``forward`` and ``relevance`` (see the module docstring)."""
 
-    def _forward(self, X):  # pragma: no cover - documented protocol
-        raise NotImplementedError
-
-    def _relevance(self, relevance, trace, rule):  # pragma: no cover - documented protocol
-        raise NotImplementedError
+    input_kind = "features"
+    takes_mapping_rule = True
 
 
 class ExplainableClassifierMixin:
-    """Marks a classifier whose decision function can be decomposed over its inputs."""
+    """Marks a final estimator with ``explain`` (see the module docstring)."""
 
-    def _explain_output(self, X, target=None, bias="keep"):  # pragma: no cover
-        raise NotImplementedError
+    input_kind = "features"
 
 
-@dataclass
-class OutputRelevance:
-    """Decomposition of the explained score of a classifier over its input features.
+def is_explainable_stage(step):
+    """Whether ``step`` implements the stage protocol (``forward`` and ``relevance``)."""
+    return callable(getattr(step, "forward", None)) and callable(getattr(step, "relevance", None))
 
-    Attributes
-    ----------
-    features : ndarray of shape (n_samples, n_features)
-        Relevance of each input feature (eq. 2.72 for sum-decomposable kernels).
-    bias : ndarray of shape (n_samples,)
-        Relevance kept by the bias term (``R_b`` of eq. 2.71); zero when the bias
-        was spread over the features (eq. 2.73, 2.74).
-    score : ndarray of shape (n_samples,)
-        The explained score ``f(x)`` of the target (sign-flipped decision function
-        when a binary model is explained for its negative class).
-    target : ndarray of shape (n_samples,)
-        The class label explained for each sample.
-    residual : ndarray of shape (n_samples,)
-        ``score - features.sum(1) - bias``: zero up to rounding for exact rules,
-        the Taylor remainder for Taylor decompositions.
-    root : ndarray of shape (n_samples, n_features) or None
-        Taylor decompositions: the root point ``x~`` used for each sample.
-    root_found : ndarray of shape (n_samples,) or None
-        Taylor decompositions: whether a root with ``|f(x~)| <= tol`` was found.
-    """
 
-    features: np.ndarray
-    bias: np.ndarray
-    score: np.ndarray
-    target: np.ndarray
-    residual: np.ndarray
-    root: Optional[np.ndarray] = None
-    root_found: Optional[np.ndarray] = None
+def is_explainable_estimator(est):
+    """Whether ``est`` implements the final-estimator protocol (``explain`` and ``input_kind``)."""
+    return callable(getattr(est, "explain", None)) and getattr(est, "input_kind", None) in INPUT_KINDS
+
+
+def __getattr__(name):
+    if name == "OutputRelevance":
+        warnings.warn(
+            "bowlrp.base.OutputRelevance is deprecated: final estimators return a bowlrp.Explanation "
+            "(same fields: features, bias, score, target, residual, root, root_found)",
+            DeprecationWarning, stacklevel=2,
+        )
+        from .explanation import Explanation  # noqa: PLC0415
+
+        return Explanation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,128 +1,30 @@
 """Explaining a whole pipeline: one forward walk, one backward walk.
 
 :func:`explain` runs the steps of a fitted scikit-learn ``Pipeline`` forward,
-each explainable step returning its output and a trace, decomposes the final
-classifier's score over its input features, and walks the steps backward,
+each explainable step returning its output and a trace, lets the final
+estimator decompose its score over its input, and walks the steps backward,
 each turning the relevance of its output into relevance of its input (thesis
-Algorithm 2).  :class:`ExplainablePipeline` is a ``Pipeline`` with an
-``explain`` method doing the same.
+Algorithm 2).  What makes a step explainable is the protocol of
+:mod:`bowlrp.base` (``forward``/``relevance`` for stages, ``explain`` for the
+final estimator), as scikit-learn's ``Pipeline`` asks its steps for
+``inverse_transform``; no class is special-cased.  :class:`ExplainablePipeline`
+is a ``Pipeline`` with an ``explain`` method doing the same.
 """
 
-from dataclasses import dataclass, field
-from typing import Optional
+import inspect
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ._backend import to_numpy
-from .base import ExplainableTransformerMixin
-from .rules import get_rule
+from ._validation import check_images
+from .base import INPUT_KINDS, is_explainable_stage
+from .explanation import Explanation
+from .rules import RULES, Rule, get_rule, rule_parameters
 from .svm.adapters import as_explainable
-from .viz import gray_rgb, heatmap_rgb, merge_tiles, save_png, side_by_side
 
 __all__ = ["Explanation", "explain", "ExplainablePipeline"]
-
-
-@dataclass
-class Explanation:
-    """The result of explaining a batch of inputs.
-
-    Each stage's relevance is kept, so conservation can be checked layer by
-    layer: ``pixels[i].sum() + bias[i] == descriptors[i].sum() + bias[i] ==
-    features[i].sum() + bias[i] == score[i]`` up to ``residual[i]``.
-
-    Attributes
-    ----------
-    pixels : list of ndarray (H_i, W_i) or None
-        Pixel relevance per image (eq. 2.85); ``None`` when the pipeline does
-        not start from images.
-    descriptors : list of ndarray (n_i,) or (n_i, n_dims), or None
-        Relevance of each local descriptor (eq. 2.80); per descriptor
-        dimension (eq. D.3) for encoders that go that deep (Fisher vectors).
-    features : ndarray (n, n_features)
-        Relevance of each feature the classifier sees (eq. 2.72).
-    bias : ndarray (n,)
-        Relevance kept by the classifier's bias.
-    score : ndarray (n,)
-        The explained score ``f(x)``.
-    target : ndarray (n,)
-        The class explained for each input.
-    residual : ndarray (n,)
-        ``score - sum(input relevance) - bias``, at the input layer: zero up to
-        rounding for exact rules.
-    rule : str
-        The name of the mapping-stage rule used.
-    root : ndarray (n, n_features) or None
-        Taylor decompositions: the root point on the decision boundary used
-        for each input (in the classifier's feature space).
-    root_found : ndarray (n,) of bool or None
-        Taylor decompositions: whether a root with ``|f| <= 1e-5`` was found.
-    """
-
-    pixels: list
-    descriptors: list
-    features: np.ndarray
-    bias: np.ndarray
-    score: np.ndarray
-    target: np.ndarray
-    residual: np.ndarray
-    rule: str = "z"
-    root: Optional[np.ndarray] = None
-    root_found: Optional[np.ndarray] = None
-    stages: dict = field(default_factory=dict, repr=False)
-
-    def __len__(self):
-        return len(self.score)
-
-    def heatmap(self, i=0, scale=None):
-        """RGB heatmap (uint8) of image ``i`` (eq. 2.62 with own or given scale)."""
-        if self.pixels is None:
-            raise ValueError("this explanation has no pixel relevance (the pipeline does not start from images)")
-        return heatmap_rgb(self.pixels[i], scale)
-
-    def save_png(self, path, i=0, image=None, scale=None):
-        """Write the heatmap of input ``i`` as a PNG; with ``image``, side by side.
-
-        Parameters
-        ----------
-        path : str or path-like
-        i : int
-            Which explained input.
-        image : array or None
-            The input image, drawn left of the heatmap when given.
-        scale : float or None
-            Common normalisation ``S`` (eq. 2.62); ``None``: the map's own maximum.
-        """
-        heat = self.heatmap(i, scale)
-        if image is not None:
-            heat = side_by_side(gray_rgb(image), heat)
-        return save_png(path, heat)
-
-    def merge(self, origins, shape, indices=None):
-        """Merge the pixel maps of tiles into one large map (average of overlaps, Sec. 2.4.3).
-
-        Parameters
-        ----------
-        origins : array (len(self), 2)
-            (row, col) of each explained tile in its large image.
-        shape : (H, W)
-            Shape of the large image.
-        indices : array of int or None
-            Which explained tiles belong to this large image (default: all).
-
-        Examples
-        --------
-        ``exp.merge(data.test_origins, (408, 408), indices=np.flatnonzero(data.test_source == 0))``
-        """
-        if self.pixels is None:
-            raise ValueError("this explanation has no pixel relevance to merge")
-        origins = np.asarray(origins)
-        if origins.shape != (len(self), 2):
-            raise ValueError(f"origins must have one (row, col) per explained tile: shape ({len(self)}, 2), "
-                             f"got {origins.shape}")
-        idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.intp)
-        return merge_tiles([self.pixels[k] for k in idx], origins[idx], shape)
 
 
 def _active_steps(pipeline):
@@ -130,58 +32,117 @@ def _active_steps(pipeline):
     return [(n, s) for n, s in pipeline.steps if s is not None and s != "passthrough"]
 
 
-def _steps(pipeline):
-    check_is_fitted(pipeline)
-    *transformers, (last_name, last) = _active_steps(pipeline)
+def _split(model):
+    """``(stages, (tail_name, tail))`` of a fitted pipeline, or of a lone final estimator."""
+    if not isinstance(model, Pipeline):
+        try:
+            return [], (type(model).__name__, as_explainable(model))
+        except TypeError as err:
+            raise TypeError(f"{type(model).__name__} cannot be explained: {err}") from None
+    check_is_fitted(model)
+    steps = _active_steps(model)
+    if not steps:
+        raise ValueError("the pipeline has no steps to explain")
+    *stages, (tail_name, tail) = steps
     try:
-        last = as_explainable(last)
+        tail = as_explainable(tail)
     except TypeError as err:
-        raise TypeError(f"the last step {last_name!r} cannot be explained: {err}") from None
-    for name, step in transformers:
-        if not isinstance(step, ExplainableTransformerMixin):
+        raise TypeError(f"the last step {tail_name!r} cannot be explained: {err}") from None
+    for name, step in stages:
+        if not is_explainable_stage(step):
             raise TypeError(
-                f"step {name!r} ({type(step).__name__}) has no relevance rule; explainable steps are "
-                "bowlrp.DenseSIFT, bowlrp.BagOfWords and bowlrp.FisherVectorEncoder"
+                f"step {name!r} ({type(step).__name__}) has no relevance step: an explainable step has "
+                "forward(X) -> (Xt, trace) and relevance(R, trace, rule) (bowlrp.DenseSIFT, "
+                "bowlrp.BagOfWords, bowlrp.FisherVectorEncoder, bowlrp.DescriptorPCA)"
             )
-    return transformers, (last_name, last)
+    return stages, (tail_name, tail)
 
 
-def explain(pipeline, X, target=None, rule="z", bias="keep", decomposition="auto", references=None,
-            **rule_params):
-    """Explain the decisions of a fitted pipeline on ``X`` with LRP.
+def _explain_parameters(tail):
+    """The keyword arguments ``tail.explain`` takes (None: any)."""
+    params = inspect.signature(tail.explain).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return [n for n, p in params.items() if n not in ("self", "X") and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+
+
+def _stage_rules(stages, tail, rule, options):
+    """The rule of each stage, the rule for the tail (or None) and the rule's name; pops rule parameters.
+
+    ``rule`` is ``None`` (every stage's own default), a name or Rule for every
+    stage that takes the pipeline's mapping rule (and a tail whose
+    ``explain`` takes ``rule``), or a dict ``{step name: rule}``.
+    """
+    names = [n for n, _ in stages]
+    takers = [k for k, (_, s) in enumerate(stages) if getattr(s, "takes_mapping_rule", False)]
+    if rule is None:
+        given = sorted(k for k in options if any(k in rule_parameters(r) for r in RULES))
+        if given:
+            raise TypeError(f"{given} are parameters of a rule; pass rule= too, e.g. rule='epsilon', epsilon=1.0")
+        return [None] * len(stages), None, ("z" if takers else None)
+    if isinstance(rule, dict):
+        unknown = sorted(set(rule) - set(names))
+        if unknown:
+            raise ValueError(f"rule names steps {unknown} that the pipeline does not have; its explainable "
+                             f"steps are {names}")
+        label = ", ".join(f"{n}={getattr(r, 'name', r)}" for n, r in rule.items())
+        return [rule.get(n) for n in names], None, label
+    if isinstance(rule, Rule):
+        rule_obj = rule
+    else:
+        own = rule_parameters(rule)
+        rule_obj = get_rule(rule, **{k: options.pop(k) for k in list(options) if k in own})
+    tail_takes_rule = "rule" in (_explain_parameters(tail) or ["rule"])
+    if not takers and not tail_takes_rule:
+        raise ValueError(f"rule={rule!r} applies to mapping stages (bowlrp.BagOfWords, FisherVectorEncoder, "
+                         f"DescriptorPCA) or to networks, and this model has none: its steps are "
+                         f"{names + [type(tail).__name__]}")
+    return ([rule_obj if k in takers else None for k in range(len(stages))],
+            rule_obj if tail_takes_rule else None, rule_obj.name)
+
+
+def _tail_options(tail, options):
+    accepted = _explain_parameters(tail)
+    if accepted is not None:
+        bad = sorted(set(options) - set(accepted))
+        if bad:
+            raise TypeError(f"{type(tail).__name__}.explain takes no argument(s) {bad}; it takes "
+                            f"{[a for a in accepted if a != 'target']}")
+    return options
+
+
+def explain(pipeline, X, target=None, rule=None, **options):
+    """Explain the decisions of a fitted pipeline (or a fitted final estimator) on ``X`` with LRP.
 
     Parameters
     ----------
-    pipeline : sklearn.pipeline.Pipeline
+    pipeline : sklearn.pipeline.Pipeline or estimator
         Fitted; every step explainable (e.g. ``DenseSIFT``, ``BagOfWords``,
-        ``KernelSVC``).
+        ``KernelSVC``), see :mod:`bowlrp.base`.  A lone final estimator
+        (``KernelSVC``, ``CNNClassifier`` or one of scikit-learn's linear
+        models and SVMs) is explained on its own inputs.
     X : images or whatever the first step takes
     target : None, label or array of labels
         What to explain.  Binary models: ``None`` explains ``f(x)``, so positive
         relevance speaks for ``classes_[1]``; ``classes_[0]`` explains ``-f(x)``.
         Multi-class: ``None`` explains the predicted class.
-    rule : str or bowlrp.rules.Rule
+    rule : None, str, bowlrp.rules.Rule or dict
         Rule for the mapping stages: ``"z"`` (proportional, eq. 2.78-2.79,
-        exact), ``"epsilon"`` (eq. 2.22), ``"alphabeta"`` (eq. 2.26), ``"abs"``
-        (magnitudes only, eq. 2.7), ``"flat"`` (eq. 2.27).
-    bias : {"keep", "uniform", "weights"}
-        Keep the classifier's bias as its own term (eq. 2.72), spread it evenly
-        over the features (eq. 2.73), or along ``w`` for linear models (eq. 2.74).
-    decomposition : {"auto", "exact", "taylor"}
-        How the classifier's score is split over its features: ``"auto"`` is
-        exact for sum-decomposable kernels (linear, hik, additive_chi2) and a
-        Taylor decomposition at a root on the decision boundary otherwise (rbf,
-        chi2; eq. 2.75-2.76).
-    references : inputs like ``X``, or None
-        Taylor reference samples (thesis: about 50 samples of the other
-        class), given as pipeline inputs; they are transformed by the
-        pipeline's stages.  Default: the samples the classifier kept at fit
-        time.
-    **rule_params
-        Parameters of the rule, e.g. ``epsilon=1.0`` or ``alpha=2, beta=-1``.
-        A pipeline ending in a :class:`bowlrp.CNNClassifier` is explained by
-        the network's own :meth:`~bowlrp.CNNClassifier.explain`, which takes
-        ``method=`` and ``composite=`` here instead of a mapping rule.
+        exact; the default), ``"epsilon"`` (eq. 2.22), ``"alphabeta"`` (eq.
+        2.26), ``"abs"`` (magnitudes only, eq. 2.7), ``"flat"`` (eq. 2.27);
+        for a network, one rule for all its layers.  A dict ``{step name:
+        rule}`` chooses per step, including the pixel rules of
+        :class:`bowlrp.DenseSIFT` (``{"sift": "flat"}``).
+    **options
+        Parameters of the rule (``epsilon=1.0``, ``alpha=2, beta=-1``), and
+        the options of the final estimator's ``explain``: for kernel models
+        ``bias`` (``"keep"``, ``"uniform"``, ``"weights"``; eq. 2.72-2.74),
+        ``decomposition`` (``"auto"``, ``"exact"``, ``"taylor"``) and
+        ``references`` (Taylor reference samples given as pipeline inputs;
+        they are transformed by the pipeline's stages); for a
+        :class:`bowlrp.CNNClassifier` ``method``, ``composite`` and
+        ``batch_size``.  An option the final estimator does not take is an
+        error.
 
     Returns
     -------
@@ -201,48 +162,51 @@ def explain(pipeline, X, target=None, rule="z", bias="keep", decomposition="auto
     >>> bool(abs(exp.pixels[0].sum() + exp.bias[0] - exp.score[0]) < 1e-8 * abs(exp.score[0]) + 1e-12)
     True
     """
-    from .cnn import CNNClassifier  # noqa: PLC0415  (cnn imports this module)
-
-    final = _active_steps(pipeline)[-1][1]
-    if isinstance(final, CNNClassifier):  # a network explains itself with its own rules
-        Xt = pipeline[:-1].transform(X) if len(pipeline) > 1 else X
-        return final.explain(Xt, target=target, **rule_params)
-    transformers, (_, last) = _steps(pipeline)
-    rule_obj = get_rule(rule, **rule_params)
+    stages, (_, tail) = _split(pipeline)
+    options = dict(options)
+    rules, tail_rule, rule_name = _stage_rules(stages, tail, rule, options)
+    if tail_rule is not None:
+        options["rule"] = tail_rule
+    references = options.get("references")
+    options = _tail_options(tail, options)
     Xt, traces = X, []
-    for _, step in transformers:
-        Xt, tr = step._forward(Xt)
+    for _, step in stages:
+        Xt, tr = step.forward(Xt)
         traces.append(tr)
-    refs = references
-    if refs is not None:
-        for _, step in transformers:
-            refs = step.transform(refs)
-    out = last._explain_output(Xt, target=target, bias=bias, decomposition=decomposition, references=refs)
-    stages = {getattr(last, "_relevance_input", "features"): out.features}
-    R = out.features
-    for (_, step), tr in zip(reversed(transformers), reversed(traces)):
-        R = step._relevance(R, tr, rule_obj)
-        stages[getattr(step, "_relevance_input", type(step).__name__)] = R
-    bias_np = to_numpy(out.bias)
-    score = to_numpy(out.score)
-    totals = np.array([float(to_numpy(r).sum()) for r in R]) if isinstance(R, list) else to_numpy(R).sum(1)
-    residual = score - totals - bias_np
+    if references is not None and stages:
+        if stages[0][1].input_kind == "images":
+            references = check_images(references, name="references")
+        for _, step in stages:
+            references = step.transform(references)
+        options["references"] = references
+    exp = tail.explain(Xt, target=target, **options)
+    fields = {"pixels": exp.pixels, "descriptors": exp.descriptors, "features": exp.features}
+    R = fields[INPUT_KINDS[tail.input_kind]]
+    by_step = {}
+    for (name, step), tr, r in zip(reversed(stages), reversed(traces), reversed(rules)):
+        R = step.relevance(R, tr, r)
+        fields[INPUT_KINDS[step.input_kind]] = R
+        by_step[name] = R
+    bias = to_numpy(exp.bias)
+    score = to_numpy(exp.score)
+    totals = (np.array([float(to_numpy(r).sum()) for r in R]) if isinstance(R, list)
+              else to_numpy(R).reshape(len(score), -1).sum(1))
 
     def as_list(v):
         return None if v is None else [to_numpy(a) for a in v]
 
     return Explanation(
-        pixels=as_list(stages.get("pixels")),
-        descriptors=as_list(stages.get("descriptors")),
-        features=to_numpy(out.features),
-        bias=bias_np,
+        pixels=as_list(fields["pixels"]),
+        descriptors=as_list(fields["descriptors"]),
+        features=None if fields["features"] is None else to_numpy(fields["features"]),
+        bias=bias,
         score=score,
-        target=to_numpy(out.target),
-        residual=residual,
-        rule=rule_obj.name,
-        root=None if out.root is None else to_numpy(out.root),
-        root_found=None if out.root_found is None else to_numpy(out.root_found),
-        stages=stages,
+        target=to_numpy(exp.target),
+        residual=score - totals - bias,
+        rule=rule_name if rule_name is not None else exp.rule,
+        root=None if exp.root is None else to_numpy(exp.root),
+        root_found=None if exp.root_found is None else to_numpy(exp.root_found),
+        stages=by_step,
     )
 
 
@@ -259,8 +223,6 @@ class ExplainablePipeline(Pipeline):
     ... ])
     """
 
-    def explain(self, X, target=None, rule="z", bias="keep", decomposition="auto", references=None,
-                **rule_params):
+    def explain(self, X, target=None, rule=None, **options):
         """Explain the pipeline's decisions on ``X``; see :func:`bowlrp.explain`."""
-        return explain(self, X, target=target, rule=rule, bias=bias, decomposition=decomposition,
-                       references=references, **rule_params)
+        return explain(self, X, target=target, rule=rule, **options)

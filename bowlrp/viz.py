@@ -1,11 +1,14 @@
 """Heatmap rendering: eq. 2.62 normalisation, a diverging colour map, PNG files."""
 
+import math
 import os
+from numbers import Real
 
 import cv2
 import numpy as np
 
 from ._backend import to_numpy
+from ._validation import check_images
 
 __all__ = ["normalize_relevance", "heatmap_rgb", "gray_rgb", "save_png", "merge_tiles", "side_by_side"]
 
@@ -29,9 +32,17 @@ def normalize_relevance(R, scale=None):
         of ``R`` itself (own scale).  An all-zero map stays zero.
     """
     R = np.asarray(to_numpy(R), dtype=np.float64)
-    S = float(np.max(np.abs(R))) if scale is None else float(scale)
-    if not np.isfinite(S) or S < 0:
-        raise ValueError(f"scale must be a finite non-negative number, got {scale!r}")
+    if not np.isfinite(R).all():
+        raise ValueError("the relevance map contains NaN or infinite values; it cannot be drawn")
+    if scale is None:
+        S = float(np.max(np.abs(R))) if R.size else 0.0
+    else:
+        if isinstance(scale, bool) or not isinstance(scale, Real) or not (math.isfinite(scale) and scale > 0):
+            raise ValueError(
+                f"scale must be a finite number > 0 (the common max |R| of eq. 2.62), got {scale!r}; "
+                "pass scale=None to use each map's own maximum"
+            )
+        S = float(scale)
     return R / S if S > 0 else np.zeros_like(R)
 
 
@@ -46,10 +57,15 @@ def heatmap_rgb(R, scale=None):
 
 
 def gray_rgb(image):
-    """An image (uint8 or float in [0, 1], gray or RGB) as uint8 RGB."""
-    img = np.asarray(to_numpy(image))
+    """An image (uint8 or float in [0, 1], gray or RGB) as uint8 RGB.
+
+    The image is validated like every image bowlrp reads
+    (:func:`bowlrp._validation.check_images`): a float image must lie in
+    ``[0, 1]`` (a 0..255 float image is an error, not a white picture).
+    """
+    (img,) = check_images([np.asarray(to_numpy(image))], name="image")
     if img.dtype.kind == "f":
-        img = np.round(np.clip(img, 0, 1) * 255)
+        img = np.round(img * 255)
     img = img.astype(np.uint8)
     return np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
 
@@ -98,9 +114,17 @@ def merge_tiles(maps, origins, shape):
     ndarray of shape (H, W)
         The average of the tile maps covering each pixel; 0 where none does.
     """
-    origins = np.asarray(origins, dtype=np.intp)
+    origins = np.asarray(origins)
     if origins.ndim != 2 or origins.shape != (len(maps), 2):
         raise ValueError(f"origins must have shape ({len(maps)}, 2), got {origins.shape}")
+    if origins.dtype.kind not in "iuf":
+        raise TypeError(f"origins must hold whole pixel positions (integers), got dtype {origins.dtype}")
+    if origins.dtype.kind == "f":
+        if not np.isfinite(origins).all():
+            raise ValueError("origins contain NaN or infinite values; pass whole pixel positions (row, col)")
+        if not np.array_equal(origins, np.round(origins)):
+            raise ValueError("origins must be whole pixel positions (row, col); got fractional values")
+    origins = origins.astype(np.intp)
     total = np.zeros(shape, dtype=np.float64)
     count = np.zeros(shape, dtype=np.float64)
     for m, (r, c) in zip(maps, origins):

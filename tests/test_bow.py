@@ -127,9 +127,9 @@ def test_backward_matches_reference_and_conserves(mapping, normalize):
     # one image whose descriptors are all level 0: block 1 has no descriptors
     sets[0].levels = np.zeros_like(sets[0].levels)
     bow = BagOfWords(n_words=7, mapping=mapping, normalize=normalize, random_state=0).fit(sets)
-    X, trace = bow._forward(sets)
+    X, trace = bow.forward(sets)
     R = rng.normal(size=X.shape)
-    Rl = bow._relevance(R, trace, "z")
+    Rl = bow.relevance(R, trace, "z")
     for s, r, rl in zip(sets, R, Rl):
         np.testing.assert_allclose(rl, _ref_backward(bow, s, r), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(rl.sum(), r.sum(), rtol=1e-12, atol=1e-12)
@@ -153,14 +153,14 @@ def test_every_rule_matches_reference(mapping, pooling, normalize):
     sets[1].levels = sets[1].levels[:1].copy()
     bow = BagOfWords(n_words=7, mapping=mapping, pooling=pooling, normalize=normalize, soft_beta="auto",
                      random_state=0).fit(sets)
-    X, trace = bow._forward(sets)
+    X, trace = bow.forward(sets)
     R = rng.normal(size=X.shape)
     R[:, ::5] = 0.0
     for s, x in zip(sets, X):
         np.testing.assert_allclose(x, _ref_encode(bow, s)[1], rtol=1e-10, atol=1e-14)
     for name, params in RULE_CASES:
         rule = get_rule(name, **params)
-        Rl = bow._relevance(R, trace, rule)
+        Rl = bow.relevance(R, trace, rule)
         for s, r, rl in zip(sets, R, Rl):
             np.testing.assert_allclose(rl, _ref_backward(bow, s, r, name, params), rtol=1e-9, atol=1e-12,
                                        err_msg=f"rule {rule!r}")
@@ -173,13 +173,13 @@ def test_max_pooling_ties_share_evenly():
     rng = np.random.default_rng(7)
     sets = _sets(rng, n_images=6, n_levels=1, sizes=(10, 20))
     bow = BagOfWords(n_words=3, mapping="hard", pooling="max", normalize=None, random_state=0).fit(sets)
-    X, trace = bow._forward(sets[:1])
+    X, trace = bow.forward(sets[:1])
     np.testing.assert_array_equal(X[0], 1.0)  # every word is hit by 10+ descriptors
     words = np.asarray(trace["idx"])[:, 0]
     R = np.array([[3.0, 0.0, 0.0]])
     for rule in ("z", "flat", "abs", "alphabeta"):
         scale = 2.0 if rule == "alphabeta" else 1.0  # alpha R_j with only positive messages
-        rl = bow._relevance(R, trace, rule)[0]
+        rl = bow.relevance(R, trace, rule)[0]
         np.testing.assert_allclose(rl, np.where(words == 0, 3.0 * scale / (words == 0).sum(), 0.0))
 
 
@@ -189,8 +189,8 @@ def test_pmeans_limits():
 
     def run(**kw):
         bow = BagOfWords(n_words=6, mapping="soft", n_ranks=3, random_state=0, **kw).fit(sets)
-        X, trace = bow._forward(sets)
-        return X, bow._relevance(R, trace, "epsilon")
+        X, trace = bow.forward(sets)
+        return X, bow.relevance(R, trace, "epsilon")
 
     R = rng.normal(size=(len(sets), 12))
     # p = 1 is the mean: sum pooling divided by the descriptor count, messages included
@@ -220,16 +220,16 @@ def test_soft_assignment():
         np.testing.assert_allclose(x.reshape(2, 5).sum(1), np.bincount(s.levels, minlength=2), rtol=1e-12)
     # beta = 0: uniform over the n_ranks nearest words; a huge beta: hard assignment
     uni = BagOfWords(n_words=5, mapping="soft", n_ranks=3, soft_beta=0, normalize=None, random_state=0).fit(sets)
-    _, tr = uni._forward(sets)
+    _, tr = uni.forward(sets)
     np.testing.assert_allclose(np.asarray(tr["vals"]), 1 / 3)
     hard = BagOfWords(n_words=5, mapping="hard", normalize=None, random_state=0).fit(sets)
     sharp = BagOfWords(n_words=5, mapping="soft", n_ranks=5, soft_beta=1e6, normalize=None, random_state=0)
     np.testing.assert_allclose(sharp.fit(sets).transform(sets), hard.transform(sets), atol=1e-12)
     # descriptors far from every word: finite, still summing to 1
     far = [SimpleNamespace(descriptors=np.full((3, 8), 1e4, np.float32), levels=np.zeros(3, int), n_levels=2)]
-    Xf, trf = sharp._forward(far)
+    Xf, trf = sharp.forward(far)
     assert np.isfinite(Xf).all() and Xf.sum() == pytest.approx(3.0)
-    assert all(np.isfinite(r).all() for r in sharp._relevance(np.ones_like(Xf), trf, "epsilon"))
+    assert all(np.isfinite(r).all() for r in sharp.relevance(np.ones_like(Xf), trf, "epsilon"))
 
 
 @pytest.mark.parametrize("beta", [700.0, 740.0, 760.0])
@@ -237,9 +237,9 @@ def test_vanishing_soft_weights_do_not_overflow(beta):
     # the second word's weight exp(-beta * 0.96) is subnormal for beta >= 740: it must not reach a word alone
     train = [np.array([[0.0, 0.0], [1, 0], [0, 1], [1, 1]] * 10, np.float32)]
     bow = BagOfWords(n_words=4, mapping="soft", n_ranks=2, soft_beta=beta, normalize=None, random_state=0).fit(train)
-    X, trace = bow._forward([np.array([[0.02, 0.0]], np.float32)])
+    X, trace = bow.forward([np.array([[0.02, 0.0]], np.float32)])
     for name, params in RULE_CASES:
-        rl = bow._relevance(np.ones_like(X), trace, get_rule(name, **params))[0]
+        rl = bow.relevance(np.ones_like(X), trace, get_rule(name, **params))[0]
         assert np.isfinite(rl).all()
         if get_rule(name, **params).exact:
             np.testing.assert_allclose(rl, [4.0])
@@ -267,12 +267,12 @@ def test_zero_mapping_case_spreads_uniformly_within_block():
     sets = _sets(rng, n_images=8, n_levels=1, sizes=(10, 20))
     bow = BagOfWords(n_words=6, mapping="hard", random_state=0).fit(sets)
     probe = [SimpleNamespace(descriptors=sets[0].descriptors[:2], levels=np.zeros(2, int), n_levels=1)]
-    X, trace = bow._forward(probe)
+    X, trace = bow.forward(probe)
     R = np.zeros_like(X)
     unreached = np.flatnonzero(X[0] == 0)
     assert len(unreached) >= 4
     R[0, unreached[0]] = 3.0
-    np.testing.assert_allclose(bow._relevance(R, trace, "z")[0], [1.5, 1.5])
+    np.testing.assert_allclose(bow.relevance(R, trace, "z")[0], [1.5, 1.5])
 
 
 def test_more_ranks_than_words_maps_every_word():
@@ -326,11 +326,11 @@ def test_errors():
     bow = BagOfWords(n_words=4, random_state=0).fit(sets)
     with pytest.raises(ValueError, match="do not match"):
         bow.transform([rng.random((5, 3))])
-    X, trace = bow._forward([np.zeros((0, 8), np.float32)])
+    X, trace = bow.forward([np.zeros((0, 8), np.float32)])
     with pytest.raises(ValueError, match="no descriptors"):
-        bow._relevance(np.ones_like(X), trace, "z")
+        bow.relevance(np.ones_like(X), trace, "z")
     with pytest.raises(ValueError, match="valid rules are"):
-        bow._relevance(np.ones_like(X), trace, "zplus-typo")
+        bow.relevance(np.ones_like(X), trace, "zplus-typo")
 
 
 def test_rule_registry():

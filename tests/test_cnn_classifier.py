@@ -96,7 +96,7 @@ def test_multiclass_targets():
     exp = clf.explain(X[:4], target=["c", "a", "b", "c"], composite="z")
     np.testing.assert_allclose(exp.score, clf.decision_function(X[:4])[np.arange(4), [2, 0, 1, 2]],
                                rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="unknown target"):
+    with pytest.raises(ValueError, match="is not a class of this model"):
         clf.explain(X[:2], target="d")
 
 
@@ -126,9 +126,9 @@ def test_input_validation_errors(binary):
         clf.explain(X[:1], method="occlusion")
     with pytest.raises(ValueError, match="valid presets"):
         clf.explain(X[:1], composite="nope")
-    with pytest.raises(ValueError, match="valid losses"):
+    with pytest.raises(ValueError, match="valid values of loss"):
         CNNClassifier(loss="mse").fit(X, y)
-    with pytest.raises(ValueError, match="valid optimizers"):
+    with pytest.raises(ValueError, match="valid values of optimizer"):
         CNNClassifier(optimizer="rmsprop").fit(X, y)
     with pytest.raises(ValueError, match="output has shape"):
         CNNClassifier(_small_layers(3), epochs=1).fit(X, y)

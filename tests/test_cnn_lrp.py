@@ -11,7 +11,8 @@ import pytest
 from bowlrp.cnn import (AlphaBeta, AvgPool2d, Composite, Conv2d, Epsilon, Flat, Flatten, Linear,
                         MaxPool2d, ReLU, Sequential, SumPool2d, WSquare, ZBox, ZPlus,
                         explain_model, get_composite, get_rule)
-from bowlrp.cnn.rules import pool_relevance
+from bowlrp.cnn.composites import Pass
+from bowlrp.rules import Proportional
 
 # ---------------------------------------------------------------- reference implementations
 
@@ -134,7 +135,7 @@ def test_pool_relevance_matches_reference(cls, mode):
     x = rng.uniform(0, 1, (2, 2, 7, 8))
     out, tr = layer.forward(x)
     R = rng.standard_normal(out.shape)
-    fast = pool_relevance(layer, x, R, tr, mode)
+    fast = Composite(maxpool=mode).rules_for(Sequential([layer]))[0].relevance(layer, x, R, tr)
     ref_mode = mode if cls is MaxPool2d else "proportional"
     for n in range(2):
         np.testing.assert_allclose(fast[n], reference_pool(layer, x[n], R[n], ref_mode), atol=1e-12)
@@ -238,29 +239,29 @@ def test_composite_assignment_and_presets():
     assert isinstance(rules[0], Flat)
     assert isinstance(rules[3], AlphaBeta) and rules[3].beta == -1
     assert isinstance(rules[7], Epsilon) and isinstance(rules[9], Epsilon)
-    assert rules[1] is None and rules[2] is None
+    assert isinstance(rules[1], Pass) and not isinstance(rules[2], (Flat, AlphaBeta, Epsilon))
     dtd = get_composite("dtd")
     assert isinstance(dtd.rules_for(net)[0], ZBox) and dtd.maxpool == "proportional"
     assert get_composite("dtd", maxpool="winner").maxpool == "winner"
     comp = Composite({"conv": "zplus"}, first_map="flat")
     r = comp.rules_for(net)
-    assert isinstance(r[0], Flat) and isinstance(r[3], ZPlus) and isinstance(r[7], Epsilon)
+    assert isinstance(r[0], Flat) and isinstance(r[3], ZPlus) and isinstance(r[7], Proportional)
 
 
 def test_errors_list_valid_names():
     with pytest.raises(ValueError, match="valid presets: .*dtd"):
         get_composite("dtdd")
-    with pytest.raises(ValueError, match="valid rules: .*zplus"):
+    with pytest.raises(ValueError, match="valid rules are .*zplus"):
         get_rule("z-plus")
     with pytest.raises(ValueError, match="beta=1 for what is beta=-1"):
         AlphaBeta(2, 1)
     with pytest.raises(ValueError, match="alpha >= 1"):
         AlphaBeta(0.5, 0.5)
-    with pytest.raises(ValueError, match="epsilon must be >= 0"):
+    with pytest.raises(ValueError, match="epsilon == -1, must be >= 0"):
         Epsilon(-1)
     with pytest.raises(ValueError, match="valid modes"):
         Composite(maxpool="max")
-    with pytest.raises(ValueError, match="'conv' or 'linear'"):
+    with pytest.raises(ValueError, match="layer_map keys must be among .*'conv', 'linear'"):
         Composite({"dense": "z"})
     net = _random_net(np.random.default_rng(8))
     with pytest.raises(ValueError, match="valid methods"):

@@ -68,7 +68,7 @@ def test_fisher_replacement_matches_reencoding(params):
     np.testing.assert_allclose(F, ref, rtol=1e-9, atol=1e-10)
     # the unnormalised vectors agree to rounding
     upd = FisherVectorUpdate(fv)
-    raw = fv._forward([_with(s, _replaced(s.descriptors, order, subs, 3 * batch))])[1]["raw"][0]
+    raw = fv.forward([_with(s, _replaced(s.descriptors, order, subs, 3 * batch))])[1]["raw"][0]
     F_raw = replacement_features(_Raw(upd), s, s.levels, order, subs, batch, 3)[-1]
     np.testing.assert_allclose(F_raw, raw, rtol=1e-11, atol=1e-13)
 

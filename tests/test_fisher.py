@@ -7,7 +7,7 @@ import pytest
 
 from bowlrp.encoders.fisher import FisherVectorEncoder
 from bowlrp.features.sift import DescriptorSet, _boxes
-from bowlrp.rules import get_rule
+from bowlrp.rules import FLOOR, RTOL, get_rule
 
 PYR = ((1, 1), (2, 2), (3, 1))
 
@@ -138,16 +138,21 @@ def ref_relevance(fv, ds, grids, R, rule):
 
 
 def rule_messages(rule, z, Rj):
-    """R_{i<-j} for one output j with messages z (eq. 2.10, 2.22, 2.26, magnitude)."""
+    """R_{i<-j} for one output j with messages z (eq. 2.10, 2.22, 2.26, magnitude).
+
+    A denominator below RTOL times sum |z| (or below FLOOR) counts as zero
+    (bowlrp.rules).
+    """
     zj = z.sum()
+    tiny = max(RTOL * np.abs(z).sum(), FLOOR)
     if rule.name == "z":
-        return z / zj * Rj if zj != 0 else np.zeros_like(z)
+        return z / zj * Rj if abs(zj) > tiny else np.zeros_like(z)
     if rule.name == "epsilon":
         return z / (zj + rule.epsilon * (1.0 if zj >= 0 else -1.0)) * Rj
     if rule.name == "alphabeta":
         zp, zn = np.maximum(z, 0), np.minimum(z, 0)
-        a = rule.alpha * zp / zp.sum() * Rj if zp.sum() > 0 else 0 * z
-        bb = rule.beta * zn / zn.sum() * Rj if zn.sum() < 0 else 0 * z
+        a = rule.alpha * zp / zp.sum() * Rj if zp.sum() > tiny else 0 * z
+        bb = rule.beta * zn / zn.sum() * Rj if zn.sum() < -tiny else 0 * z
         return a + bb
     if rule.name == "abs":
         return np.abs(z) / np.abs(z).sum() * Rj
@@ -223,10 +228,10 @@ def test_relevance_matches_reference(sets, rule, weights):
     fv = FisherVectorEncoder(n_components=3, pca=4, pyramid=PYR, include_weights=weights, random_state=0,
                              max_iter=10).fit(sets)
     use = sets[:2]
-    F, tr = fv._forward(use)
+    F, tr = fv.forward(use)
     rng = np.random.default_rng(1)
     R = rng.standard_normal(F.shape) * F
-    got = fv._relevance(R, tr, rule)
+    got = fv.relevance(R, tr, rule)
     for i, ds in enumerate(use):
         np.testing.assert_allclose(got[i], ref_relevance(fv, ds, PYR, R[i], rule), rtol=1e-9, atol=1e-12)
 
@@ -235,9 +240,9 @@ def test_relevance_matches_reference(sets, rule, weights):
 def test_proportional_rule_conserves(sets, dimension_relevance):
     fv = FisherVectorEncoder(n_components=5, pca=10, pyramid=PYR, random_state=0, max_iter=20,
                              dimension_relevance=dimension_relevance).fit(sets)
-    F, tr = fv._forward(sets)
+    F, tr = fv.forward(sets)
     R = np.random.default_rng(2).standard_normal(F.shape)
-    got = fv._relevance(R, tr, "z")
+    got = fv.relevance(R, tr, "z")
     for i in range(len(sets)):
         assert got[i].shape == ((len(sets[i]), 128) if dimension_relevance else (len(sets[i]),))
         assert abs(got[i].sum() - R[i].sum()) <= 1e-10 * np.abs(R[i]).sum()
@@ -247,10 +252,10 @@ def test_epsilon_absorbs_eq_2_23(sets):
     """Without PCA, what reaches the descriptors is sum_d R_d x_d / (x_d + eps sign(x_d)) (eq. 2.23, b = 0)."""
     use = [_Six(s) for s in sets]
     fv = FisherVectorEncoder(n_components=3, pyramid=PYR, random_state=0, max_iter=10).fit(use)
-    F, tr = fv._forward(use)
+    F, tr = fv.forward(use)
     R = np.random.default_rng(3).standard_normal(F.shape)
     for eps in (0.1, 1.0, 100.0):
-        got = fv._relevance(R, tr, get_rule("epsilon", epsilon=eps))
+        got = fv.relevance(R, tr, get_rule("epsilon", epsilon=eps))
         x = tr["raw"]
         expected = (R * x / (x + eps * np.where(x >= 0, 1.0, -1.0))).sum(1)
         np.testing.assert_allclose([g.sum() for g in got], expected, rtol=1e-10)
@@ -267,10 +272,10 @@ def test_empty_cell_and_unreached_dimensions_conserve():
     keep = one.centers[:, 0] < 30  # the right part of the image has no descriptors
     ds = DescriptorSet(one.descriptors[keep], one.centers[keep], one.sigmas[keep], one.levels[keep],
                        one.angles[keep], one.boxes[keep], one.image_shape, 1)
-    F, tr = fv._forward([ds])
+    F, tr = fv.forward([ds])
     R = np.random.default_rng(0).standard_normal(F.shape)
     for rule in ("z", "abs"):
-        got = fv._relevance(R, tr, rule)
+        got = fv.relevance(R, tr, rule)
         assert abs(got[0].sum() - R.sum()) <= 1e-10 * np.abs(R).sum()
 
 

@@ -60,8 +60,8 @@ def test_bin_map_conserves_and_is_finer():
     # finer: more distinct values, and the flat map's support is wider
     assert (np.abs(fine) > 1e-3 * np.abs(fine).max()).sum() < (np.abs(flat) > 1e-3 * np.abs(flat).max()).sum()
     # the SIFT stage chooses the per-bin rule for per-dimension relevance
-    np.testing.assert_allclose(sift._relevance([R], [ds])[0], fine)
-    np.testing.assert_allclose(sift._relevance([R], [ds], rule="flat")[0], flat)
+    np.testing.assert_allclose(sift.relevance([R], [ds])[0], fine)
+    np.testing.assert_allclose(sift.relevance([R], [ds], rule="flat")[0], flat)
 
 
 def test_bin_map_with_clipped_boxes_conserves():

@@ -47,12 +47,12 @@ def test_bow_forward_backward_on_gpu(cp):
     rng = np.random.default_rng(1)
     sets = [rng.random((int(rng.integers(5, 20)), 8)).astype(np.float32) for _ in range(5)]
     bow = BagOfWords(n_words=4, random_state=0).fit(sets)
-    X, trace = bow._forward(sets)
-    Xg, trace_g = bow._forward([cp.asarray(s) for s in sets])
+    X, trace = bow.forward(sets)
+    Xg, trace_g = bow.forward([cp.asarray(s) for s in sets])
     np.testing.assert_allclose(to_numpy(Xg), X, rtol=1e-6)
     R = rng.normal(size=X.shape)
-    Rl = bow._relevance(R, trace, "z")
-    Rlg = bow._relevance(cp.asarray(R), trace_g, "z")
+    Rl = bow.relevance(R, trace, "z")
+    Rlg = bow.relevance(cp.asarray(R), trace_g, "z")
     for a, b in zip(Rlg, Rl):
         np.testing.assert_allclose(to_numpy(a), b, rtol=1e-6, atol=1e-9)
 
@@ -63,7 +63,7 @@ def test_svm_decomposition_on_gpu(cp, kernel):
     X = rng.random((40, 6))
     y = (X[:, 0] > X[:, 1]).astype(int)
     svm = KernelSVC(kernel=kernel, random_state=0).fit(X, y)
-    out = svm._explain_output(X[:5])
-    out_g = svm._explain_output(cp.asarray(X[:5]))
+    out = svm.explain(X[:5])
+    out_g = svm.explain(cp.asarray(X[:5]))
     np.testing.assert_allclose(to_numpy(out_g.features), out.features, rtol=1e-10)
     np.testing.assert_allclose(to_numpy(out_g.score), out.score, rtol=1e-10)

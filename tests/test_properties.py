@@ -87,13 +87,13 @@ def test_bow_relevance_finite_and_conserved(case):
     bow = _fitted(*config)
     rng = np.random.default_rng(seed)
     sets = [_descriptor_set(k, n, bow.n_levels_, rng, bow.vocabularies_[0]) for k, n in zip(kinds, sizes)]
-    X, trace = bow._forward(sets)
+    X, trace = bow.forward(sets)
     assert np.isfinite(X).all() and (X >= 0).all()
     R = {"normal": rng.normal(size=X.shape), "zeros": np.zeros(X.shape), "huge": 1e150 * rng.normal(size=X.shape)}[
         relevance
     ]
     rule = get_rule(name, **params)
-    Rl = bow._relevance(R, trace, rule)
+    Rl = bow.relevance(R, trace, rule)
     assert [len(r) for r in Rl] == [len(s.descriptors) for s in sets]
     for r, rl in zip(R, Rl):
         assert np.isfinite(rl).all(), (rule, rl)

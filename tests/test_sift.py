@@ -341,22 +341,26 @@ def test_relevance_step_through_the_protocol():
     rng = np.random.default_rng(6)
     imgs = [rng.random((50, 70)), rng.random((36, 40, 3))]
     sift = DenseSIFT()
-    sets, trace = sift._forward(imgs)
+    sets, trace = sift.forward(imgs)
     for a, b in zip(sets, sift.transform(imgs)):
         np.testing.assert_array_equal(a.descriptors, b.descriptors)
     R = [rng.standard_normal(len(s)) for s in sets]
-    for rule in (None, "flat", get_rule("z")):  # the pipeline passes its mapping rule to every stage
-        maps = sift._relevance(R, trace, rule=rule)
+    for rule in (None, "auto", "flat", get_rule("flat")):  # the flat rule (eq. 2.84) is a rule of its own
+        maps = sift.relevance(R, trace, rule=rule)
         assert [m.shape for m in maps] == [(50, 70), (36, 40)]
         for m, r, s in zip(maps, R, sets):
             np.testing.assert_allclose(m.sum(), r.sum(), rtol=1e-10)
             np.testing.assert_array_equal(m, flat_pixel_relevance(s, r))
-    with pytest.raises(ValueError, match=r"valid rules are \['flat'\]"):
-        sift._relevance(R, trace, rule="epsilon")
+    with pytest.raises(ValueError, match=r"valid pixel rules are \['auto', 'flat', 'bins'\]"):
+        sift.relevance(R, trace, rule="epsilon")
+    with pytest.raises(ValueError, match="applies to mapping stages"):  # a mapping rule is not ignored
+        sift.relevance(R, trace, rule=get_rule("z"))
+    with pytest.raises(ValueError, match="needs relevance per descriptor dimension"):
+        sift.relevance(R, trace, rule="bins")
     with pytest.raises(ValueError, match="one relevance array per image"):
-        sift._relevance(R[:1], trace)
+        sift.relevance(R[:1], trace)
     with pytest.raises(ValueError, match=r"relevance must have shape \(\d+,\)"):
-        sift._relevance([R[0][:-1], R[1]], trace)
+        sift.relevance([R[0][:-1], R[1]], trace)
 
 
 @pytest.mark.skipif(not cupy_available(), reason="CuPy with a CUDA device is not available")
@@ -494,7 +498,7 @@ def test_param_forms_accepted():
 
 def test_sklearn_protocol_pickle_clone():
     sift = DenseSIFT(scales=(2.5,), steps=7, rotate=True, n_jobs=2)
-    assert sift.get_params() == {"scales": (2.5,), "steps": 7, "rotate": True, "n_jobs": 2}
+    assert sift.get_params() == {"scales": (2.5,), "steps": 7, "rotate": True, "pixel_rule": "auto", "n_jobs": 2}
     assert sift.set_params(steps=5) is sift and sift.steps == 5
     cloned = clone(sift)
     assert cloned is not sift and cloned.get_params() == sift.get_params()

@@ -176,7 +176,7 @@ def test_exact_decomposition_conserves(name, n_classes):
     X = _histograms(rng, 70, 8)
     y = np.argmax(X[:, :n_classes], axis=1)
     m = KernelSVC(kernel=name, C=3.0, blocks=(3, 5), block_weights=(1.0, 2.0)).fit(X, y)
-    out = m._explain_output(X[:10])
+    out = m.explain(X[:10])
     total = out.features.sum(1) + out.bias
     np.testing.assert_allclose(total, out.score, rtol=1e-10, atol=1e-12)
     assert np.abs(out.residual).max() <= 1e-10 * np.abs(out.score).max()
@@ -184,13 +184,13 @@ def test_exact_decomposition_conserves(name, n_classes):
     if n_classes == 2:
         np.testing.assert_allclose(out.score, F)
         np.testing.assert_allclose(out.bias, m.intercept_[0])
-        flipped = m._explain_output(X[:10], target=0)
+        flipped = m.explain(X[:10], target=0)
         np.testing.assert_allclose(flipped.features, -out.features)
         np.testing.assert_allclose(flipped.score, -F)
     else:
         np.testing.assert_allclose(out.score, F.max(1))
         np.testing.assert_array_equal(out.target, np.argmax(F, 1))
-        per = m._explain_output(X[:10], target=np.arange(10) % 3)
+        per = m.explain(X[:10], target=np.arange(10) % 3)
         np.testing.assert_allclose(per.score, F[np.arange(10), np.arange(10) % 3])
     # eq. 2.72 against the loop reference, sample 0
     row = 0 if n_classes == 2 else out.target[0]
@@ -203,8 +203,8 @@ def test_uniform_bias_spread_eq_2_73():
     X = _histograms(rng, 50, 4)
     y = (X[:, 0] > X[:, 1]).astype(int)
     m = KernelSVC(kernel="hik").fit(X, y)
-    keep = m._explain_output(X[:5])
-    uni = m._explain_output(X[:5], bias="uniform")
+    keep = m.explain(X[:5])
+    uni = m.explain(X[:5], bias="uniform")
     np.testing.assert_allclose(uni.features, keep.features + keep.bias[:, None] / 4)
     np.testing.assert_array_equal(uni.bias, 0.0)
     np.testing.assert_allclose(uni.features.sum(1), uni.score, rtol=1e-12)
@@ -226,7 +226,7 @@ def test_errors_are_clear():
         KernelSVC(blocks=(2, 2), block_weights=(1.0, -1.0)).fit(X, y)
     with pytest.raises(ValueError, match="n_candidates"):
         KernelSVC(kernel="rbf", n_candidates=0).fit(X, y)
-    with pytest.raises(ValueError, match="C must be"):
+    with pytest.raises(ValueError, match="C == 0, must be > 0"):
         KernelSVC(C=0).fit(X, y)
     with pytest.raises(NotFittedError):
         KernelSVC().decision_function(X)
@@ -234,9 +234,9 @@ def test_errors_are_clear():
         KernelSVC().fit(np.full((4, 2), np.nan), [0, 1, 0, 1])
     m = KernelSVC().fit(X, y)
     with pytest.raises(ValueError, match="not a class"):
-        m._explain_output(X, target=7)
+        m.explain(X, target=7)
     with pytest.raises(ValueError, match="valid modes"):
-        m._explain_output(X, bias="spread")
+        m.explain(X, bias="spread")
     with pytest.raises(ValueError, match="features"):
         m.decision_function(X[:, :3])
 
@@ -320,7 +320,7 @@ def test_taylor_roots_relevance_and_residual(name, taylor_data):
     X, y = taylor_data
     m = KernelSVC(kernel=name, C=10.0, blocks=(2, 4), block_weights=(1.0, 0.5), n_candidates=None,
                   random_state=0).fit(X, y)
-    out = m._explain_output(X[:12])
+    out = m.explain(X[:12])
     F = m.decision_function(X[:12])
     np.testing.assert_allclose(out.score, F)
     assert out.root_found.all()
@@ -343,9 +343,9 @@ def test_taylor_roots_relevance_and_residual(name, taylor_data):
 def test_taylor_on_linear_model_is_exact(taylor_data):
     X, y = taylor_data
     m = KernelSVC(kernel="linear", C=1.0, random_state=0).fit(X, y)
-    tay = m._explain_output(X[:10], decomposition="taylor")
+    tay = m.explain(X[:10], decomposition="taylor")
     assert np.abs(tay.residual).max() < 1e-10  # first-order Taylor is exact for linear f
-    exact_x, exact_root = m._explain_output(X[:10]), m._explain_output(tay.root)
+    exact_x, exact_root = m.explain(X[:10]), m.explain(tay.root)
     np.testing.assert_allclose(tay.features, exact_x.features - exact_root.features, atol=1e-12)
 
 
@@ -354,38 +354,38 @@ def test_taylor_with_user_references_and_no_opposite_side(taylor_data):
     m = KernelSVC(kernel="rbf", C=10.0, random_state=0).fit(X, y)
     F = m.decision_function(X)
     same_side = X[F > 0][:5]
-    out = m._explain_output(X[F > 0][:3], references=same_side)
+    out = m.explain(X[F > 0][:3], references=same_side)
     assert not out.root_found.any()  # no reference on the other side: reported, not hidden
     assert np.isfinite(out.features).all() and np.isfinite(out.residual).all()
     with pytest.raises(ValueError, match="references must have shape"):
-        m._explain_output(X[:2], references=np.ones((3, 2)))
+        m.explain(X[:2], references=np.ones((3, 2)))
     with pytest.raises(ValueError, match="not sum-decomposable"):
-        m._explain_output(X[:2], decomposition="exact")
+        m.explain(X[:2], decomposition="exact")
 
 
 @pytest.mark.parametrize("name", ["linear", "hik", "rbf"])
 def test_bias_modes_conserve(name, taylor_data):
     X, y = taylor_data
     m = KernelSVC(kernel=name, C=1.0, random_state=0).fit(X, y)
-    keep = m._explain_output(X[:5])
+    keep = m.explain(X[:5])
     for mode in ("uniform",) + (("weights",) if name == "linear" else ()):
-        spread = m._explain_output(X[:5], bias=mode)
+        spread = m.explain(X[:5], bias=mode)
         np.testing.assert_array_equal(spread.bias, 0.0)
         np.testing.assert_allclose(spread.features.sum(1), keep.features.sum(1) + keep.bias, rtol=1e-10)
     if name == "linear":
         w = m.dual_coef_[0] @ m.support_vectors_
-        spread = m._explain_output(X[:5], bias="weights")
+        spread = m.explain(X[:5], bias="weights")
         np.testing.assert_allclose(spread.features - keep.features, np.outer(keep.bias, w**2 / (w**2).sum()))
     else:
         with pytest.raises(ValueError, match="needs a linear kernel"):
-            m._explain_output(X[:5], bias="weights")
+            m.explain(X[:5], bias="weights")
 
 
 def test_one_class_exact_inlierness_eq_A9():
     rng = np.random.default_rng(9)
     X = _histograms(rng, 80, 5)
     oc = KernelOneClassSVM(kernel="hik", nu=0.3).fit(X)
-    out = oc._explain_output(X[:6])
+    out = oc.explain(X[:6])
     alpha = oc.dual_coef_[0]
     for a in range(6):
         ref = _terms_ref("hik", X[a], oc.support_vectors_, alpha, np.ones(5))
@@ -393,7 +393,7 @@ def test_one_class_exact_inlierness_eq_A9():
     np.testing.assert_allclose(out.bias, -oc.offset_)
     np.testing.assert_allclose(out.features.sum(1) + out.bias, oc.decision_function(X[:6]), rtol=1e-10)
     with pytest.raises(ValueError, match="target must be None"):
-        oc._explain_output(X[:2], target=1)
+        oc.explain(X[:2], target=1)
 
 
 def test_one_class_rbf_matches_sklearn_and_finds_roots():
@@ -405,5 +405,5 @@ def test_one_class_rbf_matches_sklearn_and_finds_roots():
     ref = OneClassSVM(kernel="rbf", gamma=0.4, nu=0.2).fit(X)
     np.testing.assert_allclose(ours.decision_function(X), ref.decision_function(X), atol=1e-6)
     np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
-    out = ours._explain_output(X[:8])
+    out = ours.explain(X[:8])
     assert out.root_found.all() and np.abs(out.bias).max() <= 1e-5

@@ -1,8 +1,8 @@
 """Explaining a CNN: LRP and the modified-gradient baselines, one backward engine.
 
 All methods run the network forward once (keeping a :class:`~.layers.Trace`)
-and walk the layers backward once; they differ only in what each layer does
-with the signal coming from above:
+and walk the layers backward once, each layer applying the rule its
+:class:`~.composites.Composite` assigns:
 
 ====================== ======================= ========================== ===================
 method                 linear layer            ReLU                       max pooling
@@ -17,28 +17,52 @@ method                 linear layer            ReLU                       max po
 ====================== ======================= ========================== ===================
 
 (paper 004 eq. 1-2 for the ReLU column; paper 002 for the patterns; the LRP
-rules are in :mod:`bowlrp.cnn.rules`.)  Sum and average pooling pass the
-gradient back unchanged and relevance proportionally.
+rules are in :mod:`bowlrp.rules`, the composites in
+:mod:`bowlrp.cnn.composites`.)  Sum and average pooling pass the gradient back
+unchanged and relevance proportionally.
 
-Start values: the gradient-type methods start from ``+-1`` at the explained
-output (``-1`` where a binary model is explained for its negative class);
-``lrp``, ``patternnet`` and ``pattern_attribution`` start from the explained
-score ``y`` itself, so PatternNet returns the signal estimate ``a y`` (paper
-002 eq. 3) rather than the bare pattern, and relevance sums to ``y``.
+Start values: the gradient-type methods start from ``1`` at the explained
+output; ``lrp``, ``patternnet`` and ``pattern_attribution`` start from the
+explained score ``y`` itself, so PatternNet returns the signal estimate ``a y``
+(paper 002 eq. 3) rather than the bare pattern, and relevance sums to ``y``.
+
+A negative score ``-f_k`` (a binary network explained for its first class)
+is explained as an output of its own: the last linear layer is extended to
+``[W, -W]`` and ``[b, -b]`` (:func:`signed_network`), so that every rule sees
+the messages of ``-f_k`` and not those of ``f_k`` with the sign flipped
+afterwards (which differs for the rules that split messages by sign: z+,
+alpha-beta, DTD).
 """
 
 import numpy as np
 
 from .._backend import get_namespace
-from .layers import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, SumPool2d
-from .rules import get_composite, pool_relevance
+from .composites import GRADIENT_COMPOSITES, get_composite, pattern_composite
+from .layers import Conv2d, Flatten, Linear, ReLU, Sequential
 
-__all__ = ["METHODS", "backward", "explain_model", "fit_patterns"]
+__all__ = ["METHODS", "backward", "explain_model", "fit_patterns", "method_composite", "signed_network", "walk"]
 
 METHODS = ("lrp", "gradient", "gradient_x_input", "deconvnet", "guided_backprop",
            "patternnet", "pattern_attribution")
 
-_GRADIENT_LIKE = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop")
+
+def method_composite(method="lrp", composite="dtd", patterns=None):
+    """The :class:`~.composites.Composite` that implements ``method``.
+
+    ``"lrp"`` uses ``composite`` (a preset name, a Composite or a rule); the
+    gradient-type methods are presets of their own; the pattern methods need
+    ``patterns`` from :func:`fit_patterns`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid methods: {list(METHODS)}")
+    if method == "lrp":
+        return get_composite(composite)
+    if method in GRADIENT_COMPOSITES:
+        return get_composite(method)
+    if patterns is None:
+        raise ValueError(f"method {method!r} needs patterns: fit them with fit_patterns(model, X) "
+                         "(CNNClassifier.fit_patterns(images))")
+    return pattern_composite(patterns, attribution=method == "pattern_attribution")
 
 
 def backward(model, trace, R, method="lrp", composite="dtd", patterns=None, upto=0, start=None):
@@ -46,66 +70,83 @@ def backward(model, trace, R, method="lrp", composite="dtd", patterns=None, upto
 
     ``R`` is the signal at the output of layer ``start`` (default: the last
     layer); returns the signal at the input of layer ``upto`` (default: the
-    network input).  ``patterns`` (from :func:`fit_patterns`) is needed by the two
-    pattern methods.
+    network input; gradient x input multiplies by that layer's input).
+    ``composite`` may also be a :class:`~.composites.Composite` built by
+    :func:`method_composite`; ``patterns`` (from :func:`fit_patterns`) is
+    needed by the two pattern methods.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid methods: {list(METHODS)}")
-    comp = get_composite(composite) if method == "lrp" else None
-    rules = comp.rules_for(model) if comp is not None else None
-    if method in ("patternnet", "pattern_attribution"):
-        if patterns is None:
-            raise ValueError(f"method {method!r} needs patterns: fit them with fit_patterns(model, X) "
-                             "(CNNClassifier.fit_patterns(images))")
-    xp = get_namespace(R)
-    first = len(model) - 1 if start is None else start
-    for k in range(first, upto - 1, -1):
-        layer, x, tr = model[k], trace.inputs[k], trace.traces[k]
-        if isinstance(layer, (Conv2d, Linear)):
-            if method == "lrp":
-                R = rules[k].relevance(layer, x, R)
-            elif method == "patternnet":
-                R = layer.apply_T(R, patterns[k], x.shape)
-            elif method == "pattern_attribution":
-                R = layer.apply_T(R, layer.W * patterns[k], x.shape)
-            else:
-                R = layer.apply_T(R, layer.W, x.shape)
-        elif isinstance(layer, ReLU):
-            if method in ("deconvnet", "guided_backprop"):
-                R = xp.maximum(R, 0)
-            if method in ("gradient", "gradient_x_input", "guided_backprop", "patternnet",
-                          "pattern_attribution"):
-                R = R * (x > 0)
-        elif isinstance(layer, (MaxPool2d, SumPool2d, AvgPool2d)):
-            if method == "lrp":
-                R = pool_relevance(layer, x, R, tr, comp.maxpool)
-            else:
-                R = layer.backward(R, tr)[0]
-        elif isinstance(layer, Flatten):
-            R = R.reshape(x.shape)
-        else:  # pragma: no cover - only the layers above exist
-            raise TypeError(f"no backward step for layer {type(layer).__name__}")
-    if method == "gradient_x_input":
-        R = R * trace.inputs[upto]
+    comp = method_composite(method, composite, patterns)
+    R, _ = walk(model, trace, R, comp, upto=upto, start=start)
     return R
+
+
+def walk(model, trace, R, comp, upto=0, start=None, record=()):
+    """The backward loop of :func:`backward` for a built composite ``comp``.
+
+    Returns the signal at the input of layer ``upto`` and a dict with the
+    signal at the input of every layer in ``record`` (before gradient x
+    input multiplies by the input).
+    """
+    rules = comp.rules_for(model)
+    first = len(model) - 1 if start is None else start
+    kept = {}
+    for k in range(first, upto - 1, -1):
+        R = rules[k].relevance(model[k], trace.inputs[k], R, trace.traces[k])
+        if k in record:
+            kept[k] = R
+    if comp.multiply_input:
+        R = R * trace.inputs[upto]
+    return R, kept
+
+
+def signed_network(model):
+    """``model`` with its last linear layer doubled to ``[W, -W]``, ``[b, -b]``: outputs ``[f, -f]``.
+
+    Output ``j`` is ``f_j`` and output ``K + j`` is ``-f_j`` (``K`` outputs).
+    Only layers without parameters that keep the order of the outputs
+    (Flatten) may follow the last linear layer; a network ending in a
+    non-linearity has no linear ``-f`` and raises ``ValueError``.
+    """
+    last = max(k for k, layer in enumerate(model) if isinstance(layer, (Conv2d, Linear)))
+    tail = model.layers[last + 1:]
+    if any(not isinstance(layer, Flatten) for layer in tail):
+        raise ValueError("explaining the negated score -f needs a network whose output layer is linear "
+                         f"(Linear or Conv2d, then only Flatten); this one ends in {tail}")
+    layer = model[last]
+    W, b = layer.W, layer.b
+    xp = get_namespace(W)
+    if isinstance(layer, Linear):
+        new = Linear(layer.in_features, 2 * layer.out_features,
+                     W=xp.concatenate([W, -W], axis=1), b=xp.concatenate([b, -b]))
+    else:
+        new = Conv2d(layer.in_channels, 2 * layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                     W=xp.concatenate([W, -W], axis=0), b=xp.concatenate([b, -b]))
+    return Sequential(model.layers[:last] + [new] + list(tail))
 
 
 def explain_model(model, x, target_index, sign=None, method="lrp", composite="dtd", patterns=None):
     """Explain output ``target_index[n]`` of ``model`` for each input ``x[n]``.
 
-    ``sign`` (``+-1`` per sample, default ``+1``) flips the explained score
-    (a binary model explained for its negative class).  Returns ``(R_in,
+    ``sign`` (``+-1`` per sample, default ``+1``) flips the explained score (a
+    binary model explained for its negative class); a negative sign explains
+    ``-f`` as its own output (:func:`signed_network`).  Returns ``(R_in,
     score, trace)`` where ``score[n] = sign[n] * f(x)[n, target_index[n]]``.
     """
     xp = get_namespace(x)
-    out, trace = model.forward(x)
+    comp = method_composite(method, composite, patterns)
     n = len(x)
     idx = xp.asarray(target_index)
-    sign = xp.ones(n, dtype=out.dtype) if sign is None else xp.asarray(sign, dtype=out.dtype)
-    score = sign * out[xp.arange(n), idx]
-    R = xp.zeros_like(out)
-    R[xp.arange(n), idx] = sign if method in _GRADIENT_LIKE else score
-    return backward(model, trace, R, method, composite, patterns), score, trace
+    if sign is not None and bool((xp.asarray(sign) < 0).any()):
+        out0 = model(x[:1])
+        K = out0.reshape(1, -1).shape[1]
+        idx = xp.where(xp.asarray(sign) < 0, idx + K, idx)
+        model = signed_network(model)
+    out, trace = model.forward(x)
+    flat = out.reshape(n, -1)
+    score = flat[xp.arange(n), idx]
+    R = xp.zeros_like(flat)
+    R[xp.arange(n), idx] = 1.0 if comp.start == "unit" else score
+    return backward(model, trace, R.reshape(out.shape), composite=comp), score, trace
 
 
 def _followed_by_relu(model, k):

@@ -14,12 +14,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from .._backend import asarray, get_namespace, to_numpy
-from .._validation import check_images
-from ..pipeline import Explanation
-from .analyzers import METHODS, backward, fit_patterns
+from .._backend import DEVICES, asarray, get_namespace, namespace_for_device, to_numpy
+from .._validation import check_choice, check_images, check_number, resolve_seed, resolve_targets
+from ..explanation import Explanation
+from ..rules import get_rule
+from .analyzers import fit_patterns, method_composite, signed_network, walk
 from .layers import Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, Sequential
-from .rules import get_composite
 from .train import LOSSES, OPTIMIZERS, train
 
 __all__ = ["CNNClassifier", "default_layers"]
@@ -111,42 +111,40 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    input_kind = "images"
+
     # ------------------------------------------------------------------ helpers
     def _xp(self):
-        if self.device == "cpu":
-            return np
-        if self.device == "cuda":
-            from .._backend import _cupy, cupy_available
-
-            if not cupy_available():
-                raise RuntimeError("device='cuda' needs CuPy and a CUDA device; use device='cpu'")
-            return _cupy()
-        raise ValueError(f"unknown device {self.device!r}; valid devices: ['cpu', 'cuda']")
+        return namespace_for_device(self.device)
 
     def _check_params(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; valid losses: {list(LOSSES)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid optimizers: {sorted(OPTIMIZERS)}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        for name in ("batch_size", "epochs"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        if not (self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        check_choice(self.loss, "loss", LOSSES)
+        check_choice(self.optimizer, "optimizer", sorted(OPTIMIZERS))
+        check_choice(self.dtype, "dtype", ("float32", "float64"))
+        check_choice(self.device, "device", DEVICES)
+        check_number(self.batch_size, "batch_size", low=1, integer=True)
+        check_number(self.epochs, "epochs", low=1, integer=True)
+        check_number(self.learning_rate, "learning_rate", low=0, low_open=True)
+        check_number(self.momentum, "momentum", low=0, high=1, high_open=True)
+        check_number(self.weight_decay, "weight_decay", low=0)
 
-    def _input(self, X, xp, dtype=np.float64):
-        arr = _images_to_array(X)
-        if hasattr(self, "input_shape_") and arr.shape[2:] != self.input_shape_:
-            raise ValueError(f"images of shape {arr.shape[2:]} given, but the network was trained on "
+    def _check_input(self, X):
+        """Validated images as an ``(n, 1, H, W)`` float array of the size the network was trained on."""
+        check_is_fitted(self, "model_")
+        Xa = _images_to_array(X)
+        if Xa.shape[2:] != self.input_shape_:
+            raise ValueError(f"images of shape {Xa.shape[2:]} given, but the network was trained on "
                              f"{self.input_shape_} images")
-        return asarray(arr, xp, dtype=dtype)
+        return Xa
 
     # ------------------------------------------------------------------ fit / predict
     def fit(self, X, y):
-        """Train on images ``X`` and labels ``y``."""
+        """Train on images ``X`` and labels ``y``.
+
+        Raises ``FloatingPointError`` when the training loss stops being
+        finite (a learning rate that diverges), instead of returning a
+        network of NaN weights.
+        """
         self._check_params()
         xp = self._xp()
         Xa = _images_to_array(X)
@@ -171,7 +169,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if out_shape != (n_out,):
             raise ValueError(f"the network's output has shape {out_shape}, but {len(self.classes_)} classes "
                              f"need ({n_out},) (one output for two classes)")
-        rng = np.random.default_rng(self._seed())
+        rng = np.random.default_rng(resolve_seed(self.random_state))
         model.init(rng)
         dtype = np.dtype(self.dtype)
         model.to(xp, dtype=dtype)
@@ -184,25 +182,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.patterns_ = None
         return self
 
-    def _seed(self):
-        rs = self.random_state
-        if rs is None or isinstance(rs, (int, np.integer)):
-            return rs
-        if isinstance(rs, np.random.Generator):
-            return int(rs.integers(2**63 - 1))
-        return int(rs.randint(np.iinfo(np.int32).max))
-
     def _batches(self, X, dtype, batch=256):
         xp = self._xp()
         for s in range(0, len(X), batch):
             yield asarray(X[s:s + batch], xp, dtype=dtype)
 
     def _scores(self, X):
-        check_is_fitted(self, "model_")
-        Xa = _images_to_array(X)
-        if Xa.shape[2:] != self.input_shape_:
-            raise ValueError(f"images of shape {Xa.shape[2:]} given, but the network was trained on "
-                             f"{self.input_shape_} images")
+        Xa = self._check_input(X)
         outs = [to_numpy(self.model_(xb)) for xb in self._batches(Xa, np.dtype(self.dtype))]
         return np.concatenate(outs).astype(np.float64)
 
@@ -229,32 +215,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     def fit_patterns(self, X, mean="regime"):
         """Fit PatternNet/PatternAttribution patterns on images ``X`` (paper 002; see
         :func:`bowlrp.cnn.fit_patterns` for the ``mean`` choice)."""
-        check_is_fitted(self, "model_")
-        Xa = _images_to_array(X)
+        Xa = self._check_input(X)
         self.patterns_ = fit_patterns(self.model_, self._batches(Xa, np.float64), mean=mean)
         return self
 
-    def _target_index(self, target, n, scores):
-        binary = scores.shape[1] == 1
-        if target is None:
-            if binary:
-                return np.zeros(n, int), np.ones(n), np.full(n, self.classes_[1])
-            idx = scores.argmax(1)
-            return idx, np.ones(n), self.classes_[idx]
-        t = np.asarray(target)
-        t = np.broadcast_to(t, (n,)) if t.ndim == 0 else t
-        if t.shape != (n,):
-            raise ValueError(f"target must be one label or one label per image ({n}), got shape {t.shape}")
-        pos = np.searchsorted(self.classes_, t)
-        pos = np.clip(pos, 0, len(self.classes_) - 1)
-        if not np.array_equal(self.classes_[pos], t):
-            bad = sorted(set(np.asarray(t).tolist()) - set(self.classes_.tolist()))
-            raise ValueError(f"unknown target label(s) {bad}; classes are {self.classes_.tolist()}")
-        if binary:
-            return np.zeros(n, int), np.where(pos == 1, 1.0, -1.0), t
-        return pos, np.ones(n), t
-
-    def explain(self, X, target=None, method="lrp", composite="dtd", batch_size=64):
+    def explain(self, X, target=None, method="lrp", composite=None, rule=None, batch_size=64):
         """Explain the network's decisions on images ``X``.
 
         Parameters
@@ -262,14 +227,21 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         X : images (as for fit)
         target : None, label or one label per image
             Two classes: ``None`` explains ``f(x)`` (positive relevance speaks
-            for ``classes_[1]``) and ``classes_[0]`` explains ``-f(x)``.  More
-            classes: ``None`` explains the predicted class's output.
+            for ``classes_[1]``) and ``classes_[0]`` explains ``-f(x)``, with
+            the rules applied to the messages of ``-f`` (the output layer
+            negated, :func:`bowlrp.cnn.signed_network`).  More classes:
+            ``None`` explains the predicted class's output.
         method : str
             One of ``"lrp", "gradient", "gradient_x_input", "deconvnet",
             "guided_backprop", "patternnet", "pattern_attribution"``.
-        composite : str or bowlrp.cnn.Composite
+        composite : str, bowlrp.cnn.Composite or None
             LRP rules (``method="lrp"``): a preset name (see
-            :func:`bowlrp.cnn.get_composite`) or a Composite.
+            :func:`bowlrp.cnn.get_composite`) or a Composite; default ``"dtd"``.
+        rule : str, bowlrp.rules.Rule or None
+            One rule of :mod:`bowlrp.rules` for every convolution and dense
+            layer, instead of a composite (``method="lrp"`` only).
+        batch_size : int
+            Images per backward pass.
 
         Returns
         -------
@@ -282,51 +254,51 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             ``"lrp:<composite>"``.
         """
         check_is_fitted(self, "model_")
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; valid methods: {list(METHODS)}")
-        comp = get_composite(composite) if method == "lrp" else None
-        if method in ("patternnet", "pattern_attribution") and getattr(self, "patterns_", None) is None:
-            raise ValueError(f"method {method!r} needs patterns fitted on training data: call "
-                             "fit_patterns(images) first")
-        Xa = _images_to_array(X)
-        if Xa.shape[2:] != self.input_shape_:
-            raise ValueError(f"images of shape {Xa.shape[2:]} given, but the network was trained on "
-                             f"{self.input_shape_} images")
-        model = self.model_
+        check_number(batch_size, "batch_size", low=1, integer=True)
+        if rule is not None:
+            if composite is not None or method != "lrp":
+                raise ValueError("rule= gives one rule for every layer of method='lrp'; pass either rule or "
+                                 "composite, not both")
+            composite = get_rule(rule)
+        if method == "lrp" and composite is None:
+            composite = "dtd"
+        comp = method_composite(method, composite, getattr(self, "patterns_", None))
+        Xa = self._check_input(X)
+        model, signed = self.model_, None
         last = max(k for k, layer in enumerate(model) if isinstance(layer, (Conv2d, Linear)))
-        pixels, feats, scores, targets = [], [], [], []
+        n_all = len(Xa)
         per_image = target is not None and np.ndim(target) == 1
-        if per_image and len(target) != len(Xa):
-            raise ValueError(f"target must be one label or one per image ({len(Xa)}), got {len(target)}")
-        for start, xb in zip(range(0, len(Xa), batch_size), self._batches(Xa, np.float64, batch_size)):
+        if per_image and len(target) != n_all:
+            raise ValueError(f"target must be one label or one per image ({n_all}), got {len(target)}")
+        pixels, feats, scores, targets = [], [], [], []
+        for start, xb in zip(range(0, n_all, batch_size), self._batches(Xa, np.float64, batch_size)):
             xp = get_namespace(xb)
-            out, trace = model.forward(xb)
             n = len(xb)
+            out, trace = model.forward(xb)
             tb = np.asarray(target)[start:start + n] if per_image else target
-            idx, sign, tlab = self._target_index(tb, n, to_numpy(out))
-            sign_x = xp.asarray(sign, dtype=out.dtype)
-            idx_x = xp.asarray(idx)
-            score = sign_x * out[xp.arange(n), idx_x]
+            rows, signs, labels = resolve_targets(self.classes_, to_numpy(out), tb)
+            net = model
+            if (signs < 0).any():  # explain -f with the rules applied to its own messages
+                n_out = out.shape[1]
+                signed = signed_network(model) if signed is None else signed
+                net, (out, trace) = signed, signed.forward(xb)
+                rows = np.where(signs < 0, rows + n_out, rows)
+            idx = xp.asarray(rows)
+            score = out[xp.arange(n), idx]
             R = xp.zeros_like(out)
-            gradient_like = method in ("gradient", "gradient_x_input", "deconvnet", "guided_backprop")
-            R[xp.arange(n), idx_x] = sign_x if gradient_like else score
-            kw = dict(method=method, composite=comp, patterns=self.patterns_)
-            inner = "gradient" if method == "gradient_x_input" else method
-            Rf = backward(model, trace, R, **{**kw, "method": inner}, upto=last)
-            Rl = backward(model, trace, Rf, **{**kw, "method": inner}, start=last - 1)
-            if method == "gradient_x_input":
-                Rl = Rl * xb
+            R[xp.arange(n), idx] = 1.0 if comp.start == "unit" else score
+            Rl, kept = walk(net, trace, R, comp, record=(last,))
             pixels.append(to_numpy(Rl.sum(1)))
-            feats.append(to_numpy(Rf))
+            feats.append(to_numpy(kept[last]).reshape(n, -1))
             scores.append(to_numpy(score))
-            targets.append(np.asarray(tlab))
+            targets.append(np.asarray(labels))
         pixels = np.concatenate(pixels)
         score = np.concatenate(scores)
-        rule = f"lrp:{comp.name}" if comp is not None else method
+        name = f"lrp:{comp.name}" if method == "lrp" else method
         return Explanation(
-            pixels=list(pixels), descriptors=None, features=np.concatenate(feats).reshape(len(score), -1),
+            pixels=list(pixels), descriptors=None, features=np.concatenate(feats),
             bias=np.zeros(len(score)), score=score, target=np.concatenate(targets),
-            residual=score - pixels.reshape(len(score), -1).sum(1), rule=rule)
+            residual=score - pixels.reshape(len(score), -1).sum(1), rule=name)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path):

@@ -109,6 +109,8 @@ def train(model, X, y, *, loss="cross_entropy", optimizer="adam", learning_rate=
     the square (dihedral group) to each batch (labels must be invariant).
     Returns the list of mean training losses per epoch.  ``callback(epoch,
     loss)`` is called after each epoch; ``verbose=True`` shows a tqdm bar.
+    A loss that is not finite (a learning rate that diverges) stops training
+    with a ``FloatingPointError``.
     """
     xp = get_namespace(X)
     if optimizer not in OPTIMIZERS:
@@ -139,6 +141,14 @@ def train(model, X, y, *, loss="cross_entropy", optimizer="adam", learning_rate=
                 xb = xp.ascontiguousarray(xb[..., ::-1] if flip else xb)
             out, trace = model.forward(xb)
             val, g = loss_and_grad(out, y[idx], loss)
+            if not np.isfinite(val):
+                if bar is not None:
+                    bar.close()
+                raise FloatingPointError(
+                    f"training diverged: the {loss} loss is {val} in epoch {epoch + 1}, after "
+                    f"{start // batch_size} batch(es) of that epoch; lower learning_rate (now {learning_rate:g}) "
+                    "or check the inputs"
+                )
             _, grads = model.backward(g, trace)
             for k, layer in enumerate(model):
                 for p in layer.params:

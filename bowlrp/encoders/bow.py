@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._backend import asarray, get_namespace, to_numpy
 from .._validation import check_int
 from ..base import ExplainableTransformerMixin
-from ..rules import get_rule, redistribute_sparse
+from ..rules import mapping_rule, redistribute_sparse
 
 __all__ = ["BagOfWords", "check_descriptor_sets"]
 
@@ -184,7 +184,8 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
     (4, 5)
     """
 
-    _relevance_input = "descriptors"
+    input_kind = "descriptors"
+    takes_mapping_rule = True
 
     def __init__(
         self,
@@ -372,8 +373,8 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
             vals[a : a + step] = xp.where(w >= _TINY, w, 0.0)
         return vals
 
-    def _forward(self, X):
-        """Encode ``X`` and return ``(features, trace)`` for :meth:`_relevance`.
+    def forward(self, X):
+        """Encode ``X`` and return ``(features, trace)`` for :meth:`relevance`.
 
         The trace holds, per image, the sparse forward messages ``z_ld``
         (word index and message of each descriptor's mapping: ``m_d(l)`` for
@@ -463,10 +464,10 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         """Return the Bag-of-Words features, shape ``(n_images, n_features_out_)``."""
-        return self._forward(X)[0]
+        return self.forward(X)[0]
 
     # ---------------------------------------------------------------- backward
-    def _relevance(self, relevance, trace, rule="z"):
+    def relevance(self, relevance, trace, rule=None):
         """Redistribute feature relevance to descriptors (eq. 2.78-2.80).
 
         Parameters
@@ -474,9 +475,9 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         relevance : array of shape (n_images, n_features_out_)
             Relevance of each Bag-of-Words dimension (``R^(3)_d``).
         trace : dict
-            From :meth:`_forward` on the same images.
-        rule : str or Rule
-            A rule of :mod:`bowlrp.rules`: ``"z"`` (proportional, eq. 2.78),
+            From :meth:`forward` on the same images.
+        rule : str, Rule or None
+            A rule of :mod:`bowlrp.rules` (None: the proportional rule): ``"z"`` (proportional, eq. 2.78),
             ``"epsilon"``, ``"alphabeta"``, ``"abs"``, ``"flat"``.
 
         Returns
@@ -488,7 +489,7 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
             a block without descriptors spreads it over all the image's
             descriptors.
         """
-        rule = get_rule(rule)
+        rule = mapping_rule(rule)
         idx, vals, group = trace["idx"], trace["vals"], trace["group"]
         image_of, offsets = trace["image_of"], trace["offsets"]
         xp = get_namespace(idx, vals)

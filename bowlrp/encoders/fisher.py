@@ -52,7 +52,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._backend import asarray, get_namespace, to_numpy
 from .._validation import check_int
 from ..base import ExplainableTransformerMixin
-from ..rules import get_rule, phi
+from ..rules import mapping_rule, phi
 from .bow import check_descriptor_sets
 
 __all__ = ["FisherVectorEncoder", "grid_cells"]
@@ -176,7 +176,8 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
     (4, 51)
     """
 
-    _relevance_input = "descriptors"
+    input_kind = "descriptors"
+    takes_mapping_rule = True
 
     def __init__(
         self,
@@ -351,8 +352,8 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         return atom.reshape(-1).astype(np.intp), members
 
     # ----------------------------------------------------------------- forward
-    def _forward(self, X):
-        """Encode ``X``; return ``(features, trace)`` for :meth:`_relevance`.
+    def forward(self, X):
+        """Encode ``X``; return ``(features, trace)`` for :meth:`relevance`.
 
         The trace holds per image and level the projected descriptors, their
         posteriors, their spatial atoms and the unnormalised Fisher vector of
@@ -465,10 +466,10 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
 
     def transform(self, X):
         """Return the improved Fisher vectors, shape ``(n_images, n_features_out_)``."""
-        return self._forward(X)[0]
+        return self.forward(X)[0]
 
     # ---------------------------------------------------------------- backward
-    def _relevance(self, relevance, trace, rule="z"):
+    def relevance(self, relevance, trace, rule=None):
         """Redistribute Fisher-vector relevance to descriptors (eq. 4.8-4.10, D.3, 2.31).
 
         Parameters
@@ -478,9 +479,9 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             ``KernelSVC(kernel="linear")``); it is taken as the relevance of
             the unnormalised dimension (see the module docstring).
         trace : dict
-            From :meth:`_forward` on the same images.
-        rule : str or Rule
-            ``"z"`` (proportional, exact), ``"epsilon"``, ``"alphabeta"``,
+            From :meth:`forward` on the same images.
+        rule : str, Rule or None
+            None or ``"z"`` (proportional, exact), ``"epsilon"``, ``"alphabeta"``,
             ``"abs"``, ``"flat"``.  Rules with only the ``"z"`` message
             transform (z, epsilon) use matrix products; the others evaluate
             the messages in chunks of bounded size.  The same rule is used for
@@ -498,7 +499,7 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             over all dimensions); an empty cell's relevance goes evenly to all
             the image's descriptors (the zero-mapping case, eq. 2.79).
         """
-        rule = get_rule(rule)
+        rule = mapping_rule(rule)
         raw = trace["raw"]
         xp = get_namespace(raw)
         R = asarray(relevance, xp, dtype=xp.float64)
@@ -547,13 +548,10 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             for c, atoms in enumerate(cells):
                 for a in atoms:
                     S0[c] += g_at[int(bounds[a]) : int(bounds[a + 1])].sum(0)
-            occupied = xp.asarray(counts > 0)
-            sup_k = xp.repeat(S0 > 0, D, axis=1)
-            parts = [xp.broadcast_to(occupied[:, None], (len(cells), K))] if self.include_weights else []
-            support = xp.concatenate(parts + [sup_k, sup_k], axis=1) & occupied[:, None]
+            magnitude = self._magnitude_bound(s, x, S0, counts, xp)
         else:
-            sums, support = self._phi_sums(s, lt, rule, cells, xp)
-        scales, reached = rule.scales(sums, support, Rl, xp)
+            sums, magnitude = self._phi_sums(s, lt, rule, cells, xp)
+        scales, reached = rule.scales(sums, magnitude, Rl, xp)
         # effective per-atom scales T_a = sum_{cells c containing a} s_c * h(phi, N_c)
         T = []
         for p, sc in zip(rule.phis, scales):
@@ -598,6 +596,32 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
                 inside = xp.asarray(np.isin(to_numpy(atom_of), atoms))
                 Rdim[inside] += per_dim / counts[c]
         return Rdim, lost_img
+
+    def _magnitude_bound(self, s, x, S0, counts, xp):
+        """An upper bound of ``sum_l |z_ld|`` per cell and Fisher dimension, from the cell statistics.
+
+        With ``u = (l - mu_k) / sigma_k`` and ``Q_k = sum_l gamma_k(l) u^2``
+        (read back from the variance part of the unnormalised vector, eq.
+        4.3), Cauchy-Schwarz bounds the mean part by ``sqrt(S0_k Q_k) / (sqrt(pi_k)
+        N)``, ``|u^2 - 1| <= u^2 + 1`` the variance part by ``(Q_k + S0_k) /
+        (sqrt(2 pi_k) N)`` and ``|gamma - pi| <= gamma + pi`` the weight part by
+        ``(S0_k + N pi_k) / (sqrt(pi_k) N)``.  The rules compare their
+        denominators with it (:data:`bowlrp.rules.RTOL`).
+        """
+        K, D = self.n_components, self.n_dims_
+        w = asarray(self.weights_[s], xp, dtype=xp.float64)
+        sq = xp.sqrt(w)
+        N = asarray(counts, xp, dtype=xp.float64)
+        Ns = xp.where(N > 0, N, 1.0)
+        off = K if self.include_weights else 0
+        xs = x[:, off + K * D:].reshape(-1, K, D)
+        Q = xp.maximum(math.sqrt(2.0) * sq[None, :, None] * Ns[:, None, None] * xs + S0[:, :, None], 0.0)
+        scale = (sq[None, :, None] * Ns[:, None, None])
+        mag_m = xp.sqrt(S0[:, :, None] * Q) / scale
+        mag_s = (Q + S0[:, :, None]) / (math.sqrt(2.0) * scale)
+        parts = [(S0 + Ns[:, None] * w) / (sq * Ns[:, None])] if self.include_weights else []
+        mag = xp.concatenate(parts + [mag_m.reshape(len(N), -1), mag_s.reshape(len(N), -1)], axis=1)
+        return xp.where((N > 0)[:, None], mag, 0.0)
 
     def _gmm(self, s, xp, dt):
         mu = asarray(self.means_[s], xp, dtype=dt)
@@ -677,7 +701,7 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             for p in names:
                 h = 1.0 / counts[c] if _HOMOGENEOUS[p] else 1.0
                 out[p][c] = acc[p][xp.asarray(atoms)].sum(0) * h
-        return tuple(out[p] for p in rule.phis), out["abs"] > 0
+        return tuple(out[p] for p in rule.phis), out["abs"]
 
     def _messages_phi(self, s, Y, G, Ts, phis, xp):
         """``sum_phi sum_d phi(Psi(l)_d) T_phi,d`` per descriptor dimension (chunked)."""
@@ -711,8 +735,8 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         Y = Y.astype(xp.float64)
         n, Din = C.shape
         if tuple(rule.phis) == ("z",):
-            support = (xp.abs(C) @ xp.abs(W).T) > 0
-            (sc,), reached = rule.scales((Y,), support, Rdim, xp)
+            magnitude = xp.abs(C) @ xp.abs(W).T
+            (sc,), reached = rule.scales((Y,), magnitude, Rdim, xp)
             out = C * (sc @ W)
         else:
             out = xp.zeros((n, Din), dtype=xp.float64)
@@ -720,10 +744,9 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             reached = xp.zeros(Rdim.shape, dtype=bool)
             for a in range(0, n, step):
                 Z = W[None] * C[a : a + step, None, :]  # (m, D', Din)
-                support = (xp.abs(Z) > 0).any(2)
                 trans = [phi(q, Z, xp) for q in rule.phis]
                 sums = tuple(t.sum(2) for t in trans)
-                scs, reached[a : a + step] = rule.scales(sums, support, Rdim[a : a + step], xp)
+                scs, reached[a : a + step] = rule.scales(sums, xp.abs(Z).sum(2), Rdim[a : a + step], xp)
                 out[a : a + step] = sum((t * sc[:, :, None]).sum(1) for t, sc in zip(trans, scs))
         lost = xp.where(reached, 0.0, Rdim).sum(1)
         return out + lost[:, None] / Din

@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from .._backend import asarray, get_namespace
 from .._validation import check_images, images_to_uint8_gray
 from ..base import ExplainableTransformerMixin
-from ..rules import Rule
+from ..rules import Flat, Rule
 
 __all__ = ["DescriptorSet", "DenseSIFT", "bin_boxes", "bin_pixel_relevance", "flat_pixel_relevance", "grid_centers"]
 
@@ -42,8 +42,8 @@ ORI_RADIUS_STDS = 3.0
 #: Blur OpenCV assumes is already present in an input image.
 _INIT_SIGMA = 0.5
 
-_RULES = ("flat",)
-_DIMENSION_RULES = ("bins",)  # only for relevance per descriptor dimension
+#: Pixel rules of :meth:`DenseSIFT.relevance` ("bins" needs relevance per descriptor dimension).
+PIXEL_RULES = ("auto", "flat", "bins")
 
 
 def box_side(sigma):
@@ -643,6 +643,11 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         Gaussian window of std ``1.5 sigma`` around its centre (36-bin
         magnitude-weighted histogram with parabolic peak interpolation, as in
         Lowe's SIFT); otherwise all descriptors are upright (angle 0).
+    pixel_rule : {"auto", "flat", "bins"}, default="auto"
+        How :meth:`relevance` maps descriptor relevance to pixels: the flat
+        rule over each descriptor's square (eq. 2.84, 2.85), per spatial bin
+        (App. D.1.2, for relevance per descriptor dimension), or ``"auto"``
+        (per bin when the encoder gives per-dimension relevance).
     n_jobs : int, default=None
         Number of joblib workers (threads) over chunks of images; ``None``
         means 1 unless in a ``joblib.parallel_config`` context, -1 all cores.
@@ -666,19 +671,21 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
 
     Relevance of the descriptors goes back to pixels with the flat rule:
 
-    >>> sets, trace = sift._forward(images)
-    >>> maps = sift._relevance([np.ones(len(s)) for s in sets], trace)
+    >>> sets, trace = sift.forward(images)
+    >>> maps = sift.relevance([np.ones(len(s)) for s in sets], trace)
     >>> maps[0].shape, bool(np.isclose(maps[0].sum(), 260.0))
     ((102, 102), True)
     """
 
     #: Name under which the pipeline walk stores this stage's input relevance.
-    _relevance_input = "pixels"
+    input_kind = "images"
+    takes_mapping_rule = False
 
-    def __init__(self, scales=(2.0, 3.0), steps=(6, 9), rotate=False, n_jobs=None):
+    def __init__(self, scales=(2.0, 3.0), steps=(6, 9), rotate=False, pixel_rule="auto", n_jobs=None):
         self.scales = scales
         self.steps = steps
         self.rotate = rotate
+        self.pixel_rule = pixel_rule
         self.n_jobs = n_jobs
 
     def __sklearn_tags__(self):
@@ -705,6 +712,7 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         self : DenseSIFT
         """
         _check_params(self.scales, self.steps, self.rotate, self.n_jobs)
+        _pixel_rule(self.pixel_rule)
         check_images(X, name="X")
         return self
 
@@ -738,39 +746,39 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         )
         return [ds for chunk in results for ds in chunk]
 
-    def _forward(self, X):
+    def forward(self, X):
         """Return ``(transform(X), trace)``; the trace is the descriptor sets' geometry."""
         sets = self.transform(X)
         return sets, sets
 
-    def _relevance(self, relevance, trace, rule=None):
-        """Map descriptor relevance to pixel relevance with the flat rule (eq. 2.84, 2.85).
+    def relevance(self, relevance, trace, rule=None):
+        """Map descriptor relevance to pixel relevance (eq. 2.84, 2.85; App. D.1.2).
 
         Parameters
         ----------
         relevance : list of array of shape (n_i,) or (n_i, 128)
             Relevance of each descriptor of each image (NumPy or CuPy), or
             of each descriptor dimension (eq. D.3, e.g. from
-            ``FisherVectorEncoder``): then each 4 x 4 spatial bin's relevance
-            is spread over the bin's pixels (:func:`bin_pixel_relevance`,
-            App. D.1.2), unless ``rule="flat"``.
+            ``FisherVectorEncoder``).
         trace : list of DescriptorSet
-            The trace returned by :meth:`_forward`.
-        rule : {None, "flat", "bins"} or bowlrp.rules.Rule, default=None
-            ``None`` (or a :class:`bowlrp.rules.Rule`, which the pipeline walk
-            passes to every stage and which does not apply to the pixel step):
-            the flat rule for per-descriptor relevance, the per-bin rule for
-            per-dimension relevance.  ``"flat"``: always the flat rule over
-            the descriptor's square (per-dimension relevance is summed first).
-            ``"bins"``: the per-bin rule (needs per-dimension relevance).
+            The trace returned by :meth:`forward`.
+        rule : {None, "auto", "flat", "bins"} or bowlrp.rules.Flat
+            The pixel rule; ``None`` uses the estimator's ``pixel_rule``.
+            ``"auto"``: the flat rule for per-descriptor relevance, the
+            per-bin rule for per-dimension relevance.  ``"flat"`` (or a
+            :class:`bowlrp.rules.Flat`): always the flat rule over the
+            descriptor's square (per-dimension relevance is summed first).
+            ``"bins"``: each 4 x 4 spatial bin's relevance spread over the
+            bin's pixels (:func:`bin_pixel_relevance`; needs per-dimension
+            relevance).  The rules of the mapping stages (proportional,
+            epsilon, ...) have no meaning here and raise.
 
         Returns
         -------
         pixel_relevance : list of array of shape (H_i, W_i), float64
             Conserves relevance per image: ``R_p.sum() == R_l.sum()``.
         """
-        if rule is not None and not isinstance(rule, Rule) and rule not in _RULES + _DIMENSION_RULES:
-            raise ValueError(f"unknown rule {rule!r} for DenseSIFT; valid rules are {list(_RULES)} (or None)")
+        rule = _pixel_rule(self.pixel_rule if rule is None else rule)
         if len(relevance) != len(trace):
             raise ValueError(
                 f"relevance has {len(relevance)} entries but the trace has {len(trace)} images; "
@@ -781,7 +789,20 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
             if getattr(r, "ndim", 1) == 2:  # relevance per descriptor dimension (eq. D.3)
                 out.append(flat_pixel_relevance(ds, r.sum(1)) if rule == "flat" else bin_pixel_relevance(ds, r))
             elif rule == "bins":
-                raise ValueError("rule='bins' needs relevance per descriptor dimension, arrays of shape (n_i, 128)")
+                raise ValueError("pixel_rule='bins' needs relevance per descriptor dimension, arrays of shape "
+                                 "(n_i, 128) (e.g. from FisherVectorEncoder); use 'flat' or 'auto'")
             else:
                 out.append(flat_pixel_relevance(ds, r))
         return out
+
+
+def _pixel_rule(rule):
+    """The name of a pixel rule of :class:`DenseSIFT`; refuse everything else with the valid names."""
+    if isinstance(rule, Flat):
+        return "flat"
+    if isinstance(rule, Rule):
+        raise ValueError(f"DenseSIFT maps descriptor relevance to pixels geometrically; the {rule.name!r} rule "
+                         f"applies to mapping stages. Its pixel rules are {list(PIXEL_RULES)}")
+    if rule not in PIXEL_RULES:
+        raise ValueError(f"unknown pixel rule {rule!r} for DenseSIFT; valid pixel rules are {list(PIXEL_RULES)}")
+    return rule

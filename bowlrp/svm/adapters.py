@@ -20,12 +20,14 @@ decompose, so it is refused with a pointer to :class:`bowlrp.KernelSVC`.
 """
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
-from ..base import ExplainableClassifierMixin
+from .._backend import to_numpy
+from .._validation import resolve_targets
+from ..base import ExplainableClassifierMixin, is_explainable_estimator
 from .decompose import KernelExpansion, explain_expansion
 from .kernels import make_kernel
-from .svc import _target_rows
+from .svc import check_references
 
 __all__ = ["as_explainable", "SUPPORTED"]
 
@@ -37,19 +39,18 @@ SUPPORTED = _LINEAR + ('SVC(kernel="linear" or "rbf", binary)', 'OneClassSVM(ker
 class _FittedExpansion(ExplainableClassifierMixin):
     """A fitted scikit-learn model seen as a kernel expansion."""
 
-    _relevance_input = "features"
-
     def __init__(self, expansion, classes, references, one_class=False):
         self.expansion = expansion
         self.classes_ = classes
         self.references = references
         self.one_class = one_class
 
-    def _explain_output(self, X, target=None, bias="keep", decomposition="auto", references=None):
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.expansion.support_vectors.shape[1]:
-            raise ValueError(f"expected features of shape (n, {self.expansion.support_vectors.shape[1]}), "
-                             f"got {X.shape}")
+    def explain(self, X, target=None, bias="keep", decomposition="auto", references=None):
+        """Decompose the model's decision function over its features (see :meth:`bowlrp.KernelSVC.explain`)."""
+        D = self.expansion.support_vectors.shape[1]
+        X = check_array(np.asarray(to_numpy(X)), dtype=np.float64, input_name="X")
+        if X.shape[1] != D:
+            raise ValueError(f"expected features of shape (n, {D}), got {X.shape}")
         n = X.shape[0]
         F = self.expansion.outputs(X, np)
         if self.one_class:
@@ -57,8 +58,8 @@ class _FittedExpansion(ExplainableClassifierMixin):
                 raise ValueError("a one-class model explains its inlierness; target must be None")
             rows, signs, labels = np.zeros(n, dtype=np.intp), np.ones(n), np.ones(n, dtype=int)
         else:
-            rows, signs, labels = _target_rows(self.classes_, F, target)
-        refs = self.references if references is None else np.asarray(references, dtype=np.float64)
+            rows, signs, labels = resolve_targets(self.classes_, F, target)
+        refs = self.references if references is None else check_references(references, D)
         return explain_expansion(self.expansion, X, rows, signs, labels, bias=bias,
                                  decomposition=decomposition, references=refs, outputs=F)
 
@@ -101,11 +102,11 @@ def as_explainable(estimator):
     >>> from sklearn.svm import LinearSVC
     >>> X = np.random.default_rng(0).random((30, 3)); y = (X[:, 0] > 0.5).astype(int)
     >>> view = as_explainable(LinearSVC().fit(X, y))
-    >>> out = view._explain_output(X[:2])
+    >>> out = view.explain(X[:2])
     >>> bool(np.allclose(out.features.sum(1) + out.bias, out.score))
     True
     """
-    if isinstance(estimator, ExplainableClassifierMixin):
+    if is_explainable_estimator(estimator):
         return estimator
     check_is_fitted(estimator)
     name = type(estimator).__name__
@@ -116,6 +117,7 @@ def as_explainable(estimator):
     if name in _LINEAR and hasattr(estimator, "coef_"):
         return _linear(estimator)
     raise TypeError(
-        f"{name} cannot be explained; explainable classifiers are bowlrp.KernelSVC, bowlrp.KernelOneClassSVM "
+        f"{name} cannot be explained; explainable final estimators are bowlrp.KernelSVC, "
+        f"bowlrp.KernelOneClassSVM, bowlrp.CNNClassifier, anything with explain(X, target) and an input_kind, "
         f"and scikit-learn's {', '.join(SUPPORTED)}"
     )

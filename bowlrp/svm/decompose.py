@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._backend import asarray, get_namespace, to_numpy
-from ..base import OutputRelevance
+from ..explanation import Explanation
 
 __all__ = ["KernelExpansion", "explain_expansion", "find_roots", "spread_bias", "BIAS_MODES", "DECOMPOSITIONS"]
 
@@ -200,8 +200,10 @@ def explain_expansion(expansion, X, rows, signs, labels, bias="keep", decomposit
 
     Returns
     -------
-    OutputRelevance
-        With ``root`` (n, D) and ``root_found`` (n,) for Taylor decompositions.
+    Explanation
+        ``features`` (the relevance of the inputs), ``bias``, ``score``,
+        ``target``, ``residual``; with ``root`` (n, D) and ``root_found`` (n,)
+        for Taylor decompositions.  ``rule`` is ``"exact"`` or ``"taylor"``.
     """
     if bias not in BIAS_MODES:
         raise ValueError(f"unknown bias mode {bias!r}; valid modes are {list(BIAS_MODES)}")
@@ -240,5 +242,5 @@ def explain_expansion(expansion, X, rows, signs, labels, bias="keep", decomposit
         R = (X - root) * kern.gradient(root, SV, coef, xp)
     R, Rb = spread_bias(R, Rb, bias, w_rows, xp)
     residual = score - R.sum(1) - Rb
-    return OutputRelevance(features=R, bias=Rb, score=score, target=labels, residual=residual,
-                           root=root, root_found=found)
+    return Explanation(pixels=None, descriptors=None, features=R, bias=Rb, score=score, target=labels,
+                       residual=residual, rule="taylor" if taylor else "exact", root=root, root_found=found)

@@ -8,9 +8,10 @@ from sklearn.svm import SVC, OneClassSVM
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._backend import asarray, get_namespace, to_numpy
+from .._validation import check_number, resolve_targets
 from ..base import ExplainableClassifierMixin
 from .decompose import KernelExpansion, explain_expansion
 from .kernels import KERNELS, kernel_names, make_kernel
@@ -21,12 +22,12 @@ __all__ = ["KernelSVC", "KernelOneClassSVM"]
 class _KernelModel(ExplainableClassifierMixin, BaseEstimator):
     """Shared parameters, validation and decomposition of the kernel models."""
 
-    _relevance_input = "features"
-
     # -------------------------------------------------------------- validation
-    def _check_kernel_params(self, n_features):
+    def _check_kernel_name(self):
         if self.kernel not in KERNELS:
             raise ValueError(f"unknown kernel {self.kernel!r}; valid kernels are {kernel_names()}")
+
+    def _check_kernel_params(self, n_features):
         if self.blocks is None:
             sizes = (n_features,)
         else:
@@ -50,11 +51,8 @@ class _KernelModel(ExplainableClassifierMixin, BaseEstimator):
         g = self.gamma
         if not (g == "mean" or (isinstance(g, Real) and not isinstance(g, bool) and g > 0)):
             raise ValueError(f"gamma must be a positive number or 'mean', got {g!r}")
-        if not isinstance(self.n_references, Integral) or self.n_references < 1:
-            raise ValueError(f"n_references must be a positive integer, got {self.n_references!r}")
-        nc = self.n_candidates
-        if nc is not None and (not isinstance(nc, Integral) or nc < 1):
-            raise ValueError(f"n_candidates must be a positive integer or None, got {nc!r}")
+        check_number(self.n_references, "n_references", low=1, integer=True)
+        check_number(self.n_candidates, "n_candidates", low=1, integer=True, allow_none=True)
         return sizes, beta
 
     def _check_nonnegative(self, X):
@@ -113,13 +111,20 @@ class _KernelModel(ExplainableClassifierMixin, BaseEstimator):
     def _prepare_explain(self, X, references):
         check_is_fitted(self)
         xp = get_namespace(X)
-        X = self._check_X(X, reset=False) if xp is np else asarray(X, xp, dtype=xp.float64)
+        if xp is np:
+            X = self._check_X(X, reset=False)
+        else:
+            X = asarray(X, xp, dtype=xp.float64)
+            if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X must have shape (n, {self.n_features_in_}), got {tuple(X.shape)}")
+            if not bool(xp.isfinite(X).all()):
+                raise ValueError("X contains NaN or infinite values")
+            self._check_nonnegative(X)
         if references is None:
             references = self.reference_samples_
         else:
-            references = self._check_nonnegative(np.asarray(to_numpy(references), dtype=np.float64))
-            if references.ndim != 2 or references.shape[1] != X.shape[1]:
-                raise ValueError(f"references must have shape (m, {X.shape[1]}), got {references.shape}")
+            references = check_references(references, X.shape[1])
+            self._check_nonnegative(references)
         return X, references
 
 
@@ -231,10 +236,8 @@ class KernelSVC(ClassifierMixin, _KernelModel):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
         """
-        if not isinstance(self.C, Real) or not self.C > 0:
-            raise ValueError(f"C must be a positive number, got {self.C!r}")
-        if self.kernel not in KERNELS:
-            raise ValueError(f"unknown kernel {self.kernel!r}; valid kernels are {kernel_names()}")
+        check_number(self.C, "C", low=0, low_open=True)
+        self._check_kernel_name()
         X, y = validate_data(self, X, y, dtype=np.float64)
         self._check_nonnegative(X)
         check_classification_targets(y)
@@ -277,7 +280,7 @@ class KernelSVC(ClassifierMixin, _KernelModel):
             return self.classes_[(F > 0).astype(int)]
         return self.classes_[np.argmax(F, axis=1)]
 
-    def _explain_output(self, X, target=None, bias="keep", decomposition="auto", references=None):
+    def explain(self, X, target=None, bias="keep", decomposition="auto", references=None):
         """Decompose the decision function over the input features.
 
         Parameters
@@ -293,11 +296,26 @@ class KernelSVC(ClassifierMixin, _KernelModel):
             ``"auto"``: exact for sum-decomposable kernels, Taylor otherwise.
         references : array (m, n_features) or None
             Taylor reference samples; default ``reference_samples_``.
+
+        Returns
+        -------
+        bowlrp.Explanation
+            ``features`` ``(n, n_features)`` sums with ``bias`` to ``score``
+            (exactly, or up to the Taylor remainder in ``residual``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.random((40, 6)); y = (X[:, 0] > X[:, 1]).astype(int)
+        >>> exp = KernelSVC(kernel="hik").fit(X, y).explain(X[:3])
+        >>> bool(np.allclose(exp.features.sum(1) + exp.bias, exp.score))
+        True
         """
         X, references = self._prepare_explain(X, references)
         expansion = self._expansion()
         F = expansion.outputs(X, get_namespace(X))
-        rows, signs, labels = _target_rows(self.classes_, to_numpy(F), target)
+        rows, signs, labels = resolve_targets(self.classes_, to_numpy(F), target)
         return explain_expansion(expansion, X, rows, signs, labels, bias=bias,
                                  decomposition=decomposition, references=references,
                                  n_candidates=self.n_candidates, outputs=F)
@@ -349,10 +367,8 @@ class KernelOneClassSVM(OutlierMixin, _KernelModel):
 
     def fit(self, X, y=None):
         """Fit on (unlabelled) training features."""
-        if not isinstance(self.nu, Real) or not 0 < self.nu <= 1:
-            raise ValueError(f"nu must be in (0, 1], got {self.nu!r}")
-        if self.kernel not in KERNELS:
-            raise ValueError(f"unknown kernel {self.kernel!r}; valid kernels are {kernel_names()}")
+        check_number(self.nu, "nu", low=0, high=1, low_open=True)
+        self._check_kernel_name()
         X = validate_data(self, X, dtype=np.float64)
         self._check_nonnegative(X)
         K = self._fit_kernel(X)
@@ -375,8 +391,11 @@ class KernelOneClassSVM(OutlierMixin, _KernelModel):
         """+1 for inliers, -1 for outliers."""
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
-    def _explain_output(self, X, target=None, bias="keep", decomposition="auto", references=None):
-        """Decompose the inlierness ``f(x)`` over the features (eq. A.9, or Taylor)."""
+    def explain(self, X, target=None, bias="keep", decomposition="auto", references=None):
+        """Decompose the inlierness ``f(x)`` over the features (eq. A.9, or Taylor).
+
+        Parameters as :meth:`KernelSVC.explain`; ``target`` must be None.
+        """
         if target is not None:
             raise ValueError("a one-class model explains its inlierness; target must be None")
         X, references = self._prepare_explain(X, references)
@@ -392,24 +411,9 @@ class KernelOneClassSVM(OutlierMixin, _KernelModel):
         return tags
 
 
-def _target_rows(classes, F, target):
-    """Output row and sign to explain for each sample, and the explained labels."""
-    n = F.shape[0]
-    binary = len(classes) == 2
-    if target is None:
-        if binary:
-            return np.zeros(n, dtype=np.intp), np.ones(n), np.repeat(classes[1], n)
-        rows = np.argmax(F, axis=1)
-        return rows, np.ones(n), classes[rows]
-    t = np.asarray(target)
-    if t.ndim == 0:
-        t = np.repeat(t, n)
-    if t.shape != (n,):
-        raise ValueError(f"target must be one label or one label per sample ({n}), got shape {t.shape}")
-    unknown = ~np.isin(t, classes)
-    if unknown.any():
-        raise ValueError(f"target {t[unknown][0]!r} is not a class of this model; classes are {list(classes)}")
-    pos = np.searchsorted(classes, t)
-    if binary:
-        return np.zeros(n, dtype=np.intp), np.where(pos == 1, 1.0, -1.0), t
-    return pos, np.ones(n), t
+def check_references(references, n_features, name="references"):
+    """Taylor reference samples as a finite float64 ``(m, n_features)`` NumPy array."""
+    refs = check_array(np.asarray(to_numpy(references)), dtype=np.float64, input_name=name)
+    if refs.shape[1] != n_features:
+        raise ValueError(f"{name} must have shape (m, {n_features}), got {refs.shape}")
+    return refs
