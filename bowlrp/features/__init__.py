@@ -1,5 +1,29 @@
-"""Local feature extractors: dense SIFT descriptors with a flat-rule backward step."""
+"""Local feature extractors: dense SIFT descriptors and the pixel rules of their backward step.
 
-from .sift import DenseSIFT, DescriptorSet, flat_pixel_relevance, grid_centers
+One module per idea: :mod:`~bowlrp.features.geometry` (grid, descriptor
+squares, spatial bins), :mod:`~bowlrp.features.orientation` (dominant
+orientation), :mod:`~bowlrp.features.descriptors` (:class:`DescriptorSet`),
+:mod:`~bowlrp.features.pixel_rules` (descriptor relevance to pixels) and
+:mod:`~bowlrp.features.sift` (the :class:`DenseSIFT` stage, which re-exports
+all of them).
+"""
 
-__all__ = ["DenseSIFT", "DescriptorSet", "flat_pixel_relevance", "grid_centers"]
+from .descriptors import DescriptorSet
+from .geometry import bin_boxes, box_side, descriptor_boxes, grid_centers
+from .orientation import dominant_orientations
+from .pixel_rules import PIXEL_RULES, bin_pixel_relevance, flat_pixel_relevance, pixel_relevance
+from .sift import DenseSIFT
+
+__all__ = [
+    "PIXEL_RULES",
+    "DenseSIFT",
+    "DescriptorSet",
+    "bin_boxes",
+    "bin_pixel_relevance",
+    "box_side",
+    "descriptor_boxes",
+    "dominant_orientations",
+    "flat_pixel_relevance",
+    "grid_centers",
+    "pixel_relevance",
+]

@@ -1,0 +1,184 @@
+"""Geometry of dense SIFT descriptors: the grid, the descriptor squares and their 4 x 4 spatial bins.
+
+OpenCV's SIFT descriptor (``cv2.SIFT_create().compute``) on a keypoint of
+``size = 2 sigma`` and ``octave = 0`` has 4 x 4 spatial bins of width
+``3 * size / 2 = 3 sigma``; the descriptor covers a square of side
+``12 sigma`` (36 pixels for ``sigma = 3``).  This module places the dense
+grid so that these squares stay inside the image, and gives the pixel boxes
+that the pixel rules (:mod:`bowlrp.features.pixel_rules`) spread relevance
+over: ``area(l)`` of eq. 2.84 for a descriptor, one box per spatial bin for
+the per-bin rules (App. D.1.2).
+"""
+
+import numpy as np
+
+__all__ = ["BIN_WIDTH_SIGMAS", "SPATIAL_BINS", "bin_boxes", "box_side", "descriptor_boxes", "grid_centers"]
+
+#: Number of spatial bins per side of a SIFT descriptor (OpenCV, Lowe 2004).
+SPATIAL_BINS = 4
+#: Width of a spatial bin in units of sigma (OpenCV's ``SIFT_DESCR_SCL_FCTR``).
+BIN_WIDTH_SIGMAS = 3.0
+
+
+def box_side(sigma):
+    """Side in pixels of the square a descriptor of scale ``sigma`` covers.
+
+    ``4 bins x 3 sigma = 12 sigma``, rounded to whole pixels (at least 1).
+    """
+    return max(1, int(round(SPATIAL_BINS * BIN_WIDTH_SIGMAS * float(sigma))))
+
+
+def _axis_centers(length, side, step):
+    """Integer centres along one axis such that every box fits; centred grid."""
+    span = length - side  # range of admissible first-pixel positions
+    if span < 0:
+        return np.empty(0, dtype=np.intp)
+    n = span // step + 1
+    slack = span - (n - 1) * step
+    first = side // 2 + slack // 2
+    return first + step * np.arange(n, dtype=np.intp)
+
+
+def grid_centers(image_shape, sigma, step):
+    """Keypoint centres of one scale level of the dense grid.
+
+    The box of side ``s = round(12 sigma)`` around an integer centre ``c`` is
+    the half-open pixel range ``[c - s // 2, c - s // 2 + s)``.  Centres are
+    placed every ``step`` pixels so that every box lies inside the image
+    (a margin of about ``6 sigma``), and the grid is centred in the image: the
+    slack left over is split evenly between both sides (the extra pixel of an
+    odd slack goes to the far side).  Along an axis of length ``L`` there are
+    ``(L - s) // step + 1`` centres, none when ``L < s``.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(H, W)``.
+    sigma : float
+        Scale of the level.
+    step : int
+        Grid step in pixels.
+
+    Returns
+    -------
+    centers : ndarray of shape (n, 2), dtype intp
+        ``(x, y) = (column, row)`` pixel coordinates, in row-major order
+        (``y`` outer, ``x`` inner).
+
+    Examples
+    --------
+    >>> from bowlrp.features.sift import grid_centers
+    >>> grid_centers((40, 30), 2.0, 6)[:3].tolist()
+    [[12, 14], [18, 14], [12, 20]]
+    """
+    side = box_side(sigma)
+    ys = _axis_centers(int(image_shape[0]), side, int(step))
+    xs = _axis_centers(int(image_shape[1]), side, int(step))
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    return np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.intp, copy=False)
+
+
+def descriptor_boxes(centers, sigma, image_shape):
+    """Half-open ``(row0, col0, row1, col1)`` squares of side ``round(12 sigma)``, clipped to the image.
+
+    The square around the (rounded) centre ``c`` is ``[c - s // 2, c - s // 2 + s)``
+    along each axis, ``s =`` :func:`box_side` ``(sigma)``: ``area(l)`` of eq. 2.84.
+
+    Parameters
+    ----------
+    centers : array of shape (n, 2)
+        ``(x, y) = (column, row)`` pixel coordinates.
+    sigma : float
+        Scale of the descriptors.
+    image_shape : tuple of int
+        ``(H, W)``.
+
+    Returns
+    -------
+    boxes : ndarray of shape (n, 4), dtype intp
+
+    Examples
+    --------
+    >>> from bowlrp.features.geometry import descriptor_boxes
+    >>> descriptor_boxes([[12, 14], [5, 5]], 2.0, (40, 30)).tolist()
+    [[2, 0, 26, 24], [0, 0, 17, 17]]
+    """
+    side = box_side(sigma)
+    centers = np.asarray(centers).reshape(-1, 2)
+    x = np.rint(centers[:, 0]).astype(np.intp)
+    y = np.rint(centers[:, 1]).astype(np.intp)
+    r0, c0 = y - side // 2, x - side // 2
+    H, W = image_shape
+    boxes = np.stack([r0, c0, r0 + side, c0 + side], axis=1)
+    boxes[:, 0] = np.clip(boxes[:, 0], 0, H)
+    boxes[:, 2] = np.clip(boxes[:, 2], 0, H)
+    boxes[:, 1] = np.clip(boxes[:, 1], 0, W)
+    boxes[:, 3] = np.clip(boxes[:, 3], 0, W)
+    return boxes.astype(np.intp, copy=False)
+
+
+#: The former private name of :func:`descriptor_boxes`, still imported by callers.
+_boxes = descriptor_boxes
+
+
+def bin_boxes(descriptor_set):
+    """Pixel boxes of the 4 x 4 spatial bins of every descriptor (App. D.1.2).
+
+    Bin ``b = 4 row + col`` holds descriptor dimensions ``8 b .. 8 b + 7``
+    (OpenCV's layout: ``dst[(row * 4 + col) * 8 + orientation]``), its rows
+    and columns counted in the descriptor's own (rotated) frame.
+
+    * Unrotated descriptors (angle 0): the bins tile the flat rule's square
+      of side ``s = round(12 sigma)`` exactly; bin edges along each axis are
+      ``start + round(k s / 4)``, ``k = 0..4``, so the 16 boxes are the
+      square, split.  Boxes are clipped to the image like the square.
+    * Rotated descriptors: OpenCV samples bin ``(row, col)`` around the point
+      at offset ``w (col - 1.5, row - 1.5)`` of the rotated frame
+      (``w = s / 4``), i.e. at pixel offset ``(dx, dy) = (c cos t + r sin t,
+      -c sin t + r cos t) w`` with ``t = 360 - angle`` degrees.  A rotated
+      square is approximated by the axis-aligned square of side
+      ``round(w)`` centred on that point (same area and centre), shifted
+      inward where it would leave the image so that no bin is empty.
+
+    OpenCV's trilinear interpolation spreads every gradient over neighbouring
+    bins; the boxes ignore that (a bin is the square its centre is nearest to).
+
+    Returns
+    -------
+    boxes : ndarray of shape (n, 16, 4), dtype intp
+        Half-open ``(row0, col0, row1, col1)`` per bin, inside the image.
+    """
+    H, W = descriptor_set.image_shape
+    n = len(descriptor_set)
+    centers = np.asarray(descriptor_set.centers, dtype=np.float64).reshape(-1, 2)
+    sides = np.array([box_side(s) for s in descriptor_set.sigmas], dtype=np.intp)
+    x = np.rint(centers[:, 0]).astype(np.intp)
+    y = np.rint(centers[:, 1]).astype(np.intp)
+    k = np.arange(SPATIAL_BINS + 1)
+    edges = np.rint(sides[:, None] * k[None, :] / SPATIAL_BINS).astype(np.intp)  # (n, 5)
+    r_e = (y - sides // 2)[:, None] + edges
+    c_e = (x - sides // 2)[:, None] + edges
+    ri, ci = np.divmod(np.arange(SPATIAL_BINS * SPATIAL_BINS), SPATIAL_BINS)
+    boxes = np.stack(
+        [r_e[:, ri], c_e[:, ci], r_e[:, ri + 1], c_e[:, ci + 1]], axis=2
+    )  # (n, 16, 4) unrotated
+    boxes[..., 0::2] = np.clip(boxes[..., 0::2], 0, H)
+    boxes[..., 1::2] = np.clip(boxes[..., 1::2], 0, W)
+    angles = np.asarray(descriptor_set.angles, dtype=np.float64).reshape(-1)
+    rot = np.flatnonzero(np.abs(((360.0 - angles) % 360.0)) > 1e-9)
+    if rot.size:
+        t = np.deg2rad(360.0 - angles[rot])[:, None]
+        w = sides[rot, None] / SPATIAL_BINS
+        r = (ri[None, :] - 1.5) * w
+        c = (ci[None, :] - 1.5) * w
+        dx = c * np.cos(t) + r * np.sin(t)
+        dy = -c * np.sin(t) + r * np.cos(t)
+        bw = np.maximum(1, np.rint(w)).astype(np.intp)  # (m, 1)
+        r0 = np.rint(y[rot, None] + dy - bw / 2.0).astype(np.intp)
+        c0 = np.rint(x[rot, None] + dx - bw / 2.0).astype(np.intp)
+        r0 = np.clip(r0, 0, np.maximum(H - bw, 0))
+        c0 = np.clip(c0, 0, np.maximum(W - bw, 0))
+        boxes[rot] = np.stack(
+            [r0, c0, np.minimum(r0 + bw, H), np.minimum(c0 + bw, W)], axis=2
+        )
+    return boxes.reshape(n, SPATIAL_BINS * SPATIAL_BINS, 4).astype(np.intp, copy=False)
