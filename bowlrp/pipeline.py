@@ -87,11 +87,17 @@ def _stage_rules(stages, tail, rule, options):
                              f"steps are {names}")
         label = ", ".join(f"{n}={getattr(r, 'name', r)}" for n, r in rule.items())
         return [rule.get(n) for n in names], None, label
+    foreign = sorted(k for k in options if any(k in rule_parameters(r) for r in RULES))
     if isinstance(rule, Rule):
+        if foreign:
+            raise TypeError(f"rule parameters {foreign} go into the Rule object when passing an instance")
         rule_obj = rule
     else:
         own = rule_parameters(rule)
-        rule_obj = get_rule(rule, **{k: options.pop(k) for k in list(options) if k in own})
+        rule_obj = get_rule(rule, **{k: options.pop(k) for k in foreign if k in own})
+        foreign = [k for k in foreign if k not in own]
+        if foreign:
+            raise TypeError(f"rule {rule_obj.name!r} takes no parameters {foreign}; its parameters are {own}")
     tail_takes_rule = "rule" in (_explain_parameters(tail) or ["rule"])
     if not takers and not tail_takes_rule:
         raise ValueError(f"rule={rule!r} applies to mapping stages (bowlrp.BagOfWords, FisherVectorEncoder, "

@@ -224,3 +224,63 @@ def test_per_image_targets_across_batches(binary):
     np.testing.assert_array_equal(small.target, t)
     with pytest.raises(ValueError, match="one per image"):
         clf.explain(X[:10], target=t[:4])
+
+
+def test_pipeline_options_go_to_the_network_or_fail(binary):
+    """The pipeline hands every option to the step that takes it; one nobody takes is an error."""
+    from sklearn.pipeline import Pipeline
+
+    from bowlrp.rules import Epsilon
+
+    clf, X, _ = binary
+    pipe = Pipeline([("cnn", clf)])
+    via_rule = bowlrp.explain(pipe, X[:3], rule="epsilon", epsilon=0.01)
+    direct = clf.explain(X[:3], composite=bowlrp.cnn.get_composite(Epsilon(0.01)))
+    np.testing.assert_allclose(via_rule.pixels[2], direct.pixels[2])
+    assert via_rule.rule == "epsilon"
+    for bad in ({"bias": "uniform"}, {"references": X[:2]}, {"decomposition": "exact"}):
+        with pytest.raises(TypeError, match="CNNClassifier.explain takes no argument"):
+            bowlrp.explain(pipe, X[:2], **bad)
+    with pytest.raises(ValueError, match="either rule or composite"):
+        clf.explain(X[:1], rule="epsilon", composite="dtd")
+
+
+def _negated(clf):
+    """A copy of a binary network with its output layer negated: f -> -f."""
+    import copy
+
+    neg = copy.deepcopy(clf)
+    last = neg.model_[len(neg.model_) - 1]
+    last.W, last.b = -last.W, -last.b
+    return neg
+
+
+@pytest.mark.parametrize("composite", ["dtd", "alphabeta_2_1", "alphabeta_1_0", "epsilon", "z"])
+def test_binary_first_class_is_lrp_of_the_negated_network(binary, composite):
+    """classes_[0] explains -f with the rule applied to the messages of -f (not minus the map of f)."""
+    clf, X, _ = binary
+    neg = _negated(clf)
+    first = clf.explain(X[:6], target=clf.classes_[0], composite=composite)
+    ref = neg.explain(X[:6], target=clf.classes_[1], composite=composite)
+    np.testing.assert_allclose(first.score, -clf.decision_function(X[:6]), rtol=1e-5, atol=1e-6)
+    for a, b in zip(first.pixels, ref.pixels):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    if composite in ("dtd", "alphabeta_1_0"):  # sign-splitting rules: not the negated map of class 1
+        second = clf.explain(X[:6], target=clf.classes_[1], composite=composite)
+        assert not np.allclose(np.stack(first.pixels), -np.stack(second.pixels))
+
+
+def test_mixed_targets_in_one_batch_match_separate_calls(binary):
+    clf, X, _ = binary
+    t = np.array([clf.classes_[k % 2] for k in range(8)])
+    mixed = clf.explain(X[:8], target=t, composite="dtd")
+    for k in range(8):
+        alone = clf.explain(X[k:k + 1], target=t[k], composite="dtd")
+        np.testing.assert_allclose(mixed.pixels[k], alone.pixels[0], rtol=1e-9, atol=1e-12)
+
+
+def test_diverging_training_stops_with_an_error():
+    X, y = _blobs(40, seed=2)
+    with pytest.raises(FloatingPointError, match="training diverged.*lower learning_rate"):
+        CNNClassifier(_small_layers(1), optimizer="adam", learning_rate=1e30, epochs=5,
+                      random_state=0).fit(X, y)

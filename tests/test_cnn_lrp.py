@@ -12,7 +12,7 @@ from bowlrp.cnn import (AlphaBeta, AvgPool2d, Composite, Conv2d, Epsilon, Flat, 
                         MaxPool2d, ReLU, Sequential, SumPool2d, WSquare, ZBox, ZPlus,
                         explain_model, get_composite, get_rule)
 from bowlrp.cnn.composites import Pass
-from bowlrp.rules import Proportional
+from bowlrp.rules import Magnitude, Proportional
 
 # ---------------------------------------------------------------- reference implementations
 
@@ -50,11 +50,18 @@ def reference_rule(rule, x, Wd, bd, Cd, R):
     for j in range(J):
         ins = [i for i in range(D) if Cd[i, j]]
         z = {i: x[i] * Wd[i, j] for i in ins}
-        if isinstance(rule, Epsilon):  # thesis eq. 2.21-2.22
+        if isinstance(rule, (Epsilon, Proportional)):  # thesis eq. 2.21-2.22 (Proportional: eps = 0)
             zj = sum(z.values()) + bd[j]
-            den = zj + rule.epsilon * (1 if zj >= 0 else -1)
+            eps = rule.epsilon if isinstance(rule, Epsilon) else 0.0
+            den = zj + eps * (1 if zj >= 0 else -1)
+            magnitude = sum(abs(v) for v in z.values()) + abs(bd[j])
+            usable = abs(den) > max(1e-10 * magnitude, 1e-290) if eps == 0 else den != 0
             for i in ins:
-                out[i] += z[i] / den * R[j] if den != 0 else 0.0
+                out[i] += z[i] / den * R[j] if usable else 0.0
+        elif isinstance(rule, Magnitude):  # |z_ij| / sum |z_ij| (thesis eq. 2.7), bias left out
+            den = sum(abs(v) for v in z.values())
+            for i in ins:
+                out[i] += abs(z[i]) / den * R[j] if den else 0.0
         elif isinstance(rule, AlphaBeta):  # thesis eq. 2.26, denominators with b+ / b-
             zp = sum(max(v, 0) for v in z.values()) + max(bd[j], 0)
             zn = sum(min(v, 0) for v in z.values()) + min(bd[j], 0)
@@ -101,8 +108,8 @@ def reference_pool(layer, x, R, mode):
 
 # ---------------------------------------------------------------- fast rules = reference
 
-RULE_CASES = [Epsilon(0.0), Epsilon(0.5), AlphaBeta(2, -1), AlphaBeta(1, 0), AlphaBeta(3, -2), ZPlus(),
-              WSquare(), Flat(), ZBox(-1.0, 2.0)]
+RULE_CASES = [Epsilon(0.0), Epsilon(0.5), Proportional(), AlphaBeta(2, -1), AlphaBeta(1, 0), AlphaBeta(3, -2),
+              ZPlus(), Magnitude(), WSquare(), Flat(), ZBox(-1.0, 2.0)]
 LAYER_CASES = [
     (lambda: Conv2d(2, 3, 3, stride=1, padding=1), (2, 5, 4)),
     (lambda: Conv2d(2, 2, (3, 2), stride=2, padding=(0, 1)), (2, 6, 5)),
@@ -268,3 +275,48 @@ def test_errors_list_valid_names():
         explain_model(net, np.zeros((1, 1, 12, 12)), [0], method="smoothgrad")
     with pytest.raises(ValueError, match="fit_patterns"):
         explain_model(net, np.zeros((1, 1, 12, 12)), [0], method="patternnet")
+
+
+def _tiny_binary(w):
+    """Flatten -> Linear(eye(4, 3)) -> ReLU -> Linear(w): on x = ones the hidden units are all 1."""
+    return Sequential([Flatten(), Linear(4, 3, W=np.eye(4, 3), b=np.zeros(3)), ReLU(),
+                       Linear(3, 1, W=np.asarray(w, float)[:, None], b=np.zeros(1))])
+
+
+def test_negative_class_minimal_case():
+    """-f is explained with the rule applied to its own messages (the output layer negated)."""
+    x = np.ones((1, 1, 2, 2))
+    R, score, _ = explain_model(_tiny_binary([1, -1, -2]), x, [0], sign=[-1], composite=get_composite(AlphaBeta(2, -1)))
+    np.testing.assert_allclose(score, [2.0])
+    np.testing.assert_allclose(R.ravel(), [-4.0, 8 / 3, 16 / 3, 0.0])
+    R, score, _ = explain_model(_tiny_binary([-1, -1, -2]), x, [0], sign=[-1], composite="dtd")
+    np.testing.assert_allclose(score, [4.0])
+    np.testing.assert_allclose(R.ravel(), [1.0, 1.0, 2.0, 0.0])
+    neg = _tiny_binary([1, 1, 2])  # the negated network, explained for +f
+    ref, _, _ = explain_model(neg, x, [0], composite="dtd")
+    np.testing.assert_allclose(R, ref)
+
+
+@pytest.mark.parametrize("method", ["gradient", "guided_backprop", "deconvnet", "gradient_x_input"])
+def test_negative_class_gradient_methods_flip_sign(method):
+    rng = np.random.default_rng(9)
+    net = _random_net(rng, out=1)
+    x = rng.uniform(0, 1, (2, 1, 12, 12))
+    pos, s_pos, _ = explain_model(net, x, [0, 0], method=method)
+    neg, s_neg, _ = explain_model(net, x, [0, 0], sign=[-1, -1], method=method)
+    np.testing.assert_allclose(s_neg, -s_pos)
+    if method == "gradient" or method == "gradient_x_input":
+        np.testing.assert_allclose(neg, -pos, atol=1e-12)
+
+
+def test_gradient_type_methods_are_composites():
+    from bowlrp.cnn.composites import ReLUDeconvNet, ReLUGuidedBackprop
+
+    net = _random_net(np.random.default_rng(10))
+    assert isinstance(get_composite("guided_backprop").rules_for(net)[1], ReLUGuidedBackprop)
+    assert isinstance(get_composite("deconvnet").rules_for(net)[1], ReLUDeconvNet)
+    assert get_composite("gradient").start == "unit" and get_composite("dtd").start == "score"
+    x = np.random.default_rng(11).uniform(0, 1, (2, 1, 12, 12))
+    a, _, _ = explain_model(net, x, [0, 0], method="guided_backprop")
+    b, _, _ = explain_model(net, x, [0, 0], method="lrp", composite="guided_backprop")
+    np.testing.assert_allclose(a, b)

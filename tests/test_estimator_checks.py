@@ -33,6 +33,10 @@ class BoWUnderChecks(_TabularTagged, bowlrp.BagOfWords):
     pass
 
 
+class CNNUnderChecks(_TabularTagged, bowlrp.CNNClassifier):
+    pass
+
+
 _FEEDS_TABLES = [
     "check_fit_score_takes_y",
     "check_estimators_overwrite_params",
@@ -66,9 +70,19 @@ _FEEDS_TABLES = [
 ]
 _SIFT_ONLY = ["check_transformers_unfitted_stateless"]
 _BOW_ONLY = ["check_transformer_preserve_dtypes", "check_transformer_n_iter", "check_fit1d"]
+# The classifier checks feed tables too (and check labels only after the table is refused).
+_CNN_ONLY = [
+    "check_classifier_data_not_an_array", "check_classifiers_one_label", "check_classifiers_classes",
+    "check_classifiers_train", "check_classifiers_regression_target", "check_supervised_y_2d",
+    "check_decision_proba_consistency", "check_requires_y_none",
+]
+_CNN_NOT_TABLES = {"check_transformer_data_not_an_array", "check_transformer_general"}
 
 
 def _expected(estimator):
+    if isinstance(estimator, bowlrp.CNNClassifier):
+        why = "feeds a 2-D table; CNNClassifier takes a batch of equally sized images (n, H, W)"
+        return {name: why for name in _FEEDS_TABLES + _CNN_ONLY if name not in _CNN_NOT_TABLES}
     if isinstance(estimator, bowlrp.DenseSIFT):
         why = "feeds a 2-D table; DenseSIFT takes a batch of images (list or stack)"
         names = _FEEDS_TABLES + _SIFT_ONLY
@@ -79,7 +93,8 @@ def _expected(estimator):
 
 
 @parametrize_with_checks(
-    [SIFTUnderChecks(), BoWUnderChecks(n_words=2)], expected_failed_checks=_expected, xfail_strict=True
+    [SIFTUnderChecks(), BoWUnderChecks(n_words=2), CNNUnderChecks(epochs=1)], expected_failed_checks=_expected,
+    xfail_strict=True
 )
 def test_sklearn_checks_that_apply(estimator, check):
     check(estimator)
@@ -103,6 +118,7 @@ def _outputs(est, X):
 @pytest.mark.parametrize("make", [lambda: (bowlrp.DenseSIFT(rotate=True), _images()),
                                   lambda: (bowlrp.BagOfWords(n_words=5, random_state=0), _descriptor_sets())])
 def test_idempotent_subset_and_order_invariant(make):
+    """The properties of the table checks, on images and descriptor sets."""
     est, X = make()
     a = _outputs(est.fit(X), X)
     params = est.get_params()
@@ -128,3 +144,43 @@ def test_fit_returns_self_and_validates():
         sift.fit(np.ones((2, 40, 40), dtype=complex))
     bow = bowlrp.BagOfWords(n_words=3, random_state=0)
     assert bow.fit(_descriptor_sets()) is bow
+
+
+def _cnn_data(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    X = (rng.random((n, 16, 16)) * 255).astype(np.uint8)
+    y = np.array(["no", "yes"])[(X[:, :8].mean((1, 2)) > X[:, 8:].mean((1, 2))).astype(int)]
+    return X, y
+
+
+def _cnn_layers():
+    from bowlrp.cnn import Conv2d, Flatten, Linear, MaxPool2d, ReLU
+
+    return [Conv2d(1, 2, 3, padding=1), ReLU(), MaxPool2d(2), Flatten(), Linear(2 * 8 * 8, 1)]
+
+
+def test_cnn_table_check_properties_on_images():
+    """CNNClassifier: what the table checks test, on images (idempotent fit, order and subset invariance,
+    parameters untouched, fit returns self, NaN / one class / continuous labels / y=None refused)."""
+    X, y = _cnn_data()
+    est = bowlrp.CNNClassifier(_cnn_layers(), epochs=2, random_state=0)
+    params = est.get_params()
+    assert est.fit(X, y) is est
+    f = est.decision_function(X)
+    np.testing.assert_array_equal(clone(est).fit(X, y).decision_function(X), f)
+    order = np.arange(len(X))[::-1]
+    np.testing.assert_allclose(est.decision_function(X[order]), f[order], rtol=1e-6)
+    np.testing.assert_allclose(est.decision_function(X[[2, 5]]), f[[2, 5]], rtol=1e-6)
+    assert est.get_params() == params
+    state = set(vars(est))
+    est.predict(X)
+    est.explain(X[:2])
+    assert set(vars(est)) == state  # predict and explain cache nothing
+    with pytest.raises(ValueError, match="NaN"):
+        clone(est).fit(np.full((4, 16, 16), np.nan), y[:4])
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        clone(est).fit(X, np.repeat("yes", len(X)))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        clone(est).fit(X, np.linspace(0, 1, len(X)))
+    with pytest.raises(ValueError, match="one label per image"):
+        clone(est).fit(X, None)

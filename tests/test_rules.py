@@ -224,3 +224,38 @@ def test_get_rule_names_and_params():
     with pytest.raises(TypeError, match="Rule object"):
         get_rule(r, epsilon=1.0)
     assert len({get_rule("epsilon", epsilon=1), get_rule("epsilon", epsilon=1.0)}) == 1
+
+
+# ------------------------------------------------------------ vanishing denominators (module docstring)
+
+
+def test_subnormal_positive_sum_is_no_denominator():
+    """GMM posteriors underflow: a positive part of 5e-324 must not give inf (and then inf * 0 = NaN)."""
+    rule = AlphaBeta(2, -1)
+    (sp, sn), reached = rule.scales((np.array([5e-324]), np.array([-1.0])), np.array([1.0]), np.array([1.0]), np)
+    assert np.isfinite(sp).all() and np.isfinite(sn).all()
+    assert sp[0] == 0.0 and sn[0] == 1.0 and reached[0]  # only the negative part is sent: beta R
+    z = np.array([5e-324, 0.0, -1.0])
+    msgs, _ = redistribute_sparse(rule, z, np.zeros(3, np.intp), 1, np.array([1.0]), np)
+    np.testing.assert_array_equal(msgs, [0.0, 0.0, -1.0])
+
+
+@pytest.mark.parametrize("name,params", RULE_CASES)
+def test_nearly_cancelling_messages_are_not_amplified(name, params):
+    """z_j = 1e-14 of messages of size 1: no relevance of order R / 1e-14 (it would cancel in floating point)."""
+    z = np.array([1.0, -1.0 + 1e-14, 0.5, -0.5])
+    cols = np.zeros(4, np.intp)
+    msgs, reached = redistribute_sparse(get_rule(name, **params), z, cols, 1, np.array([1.0]), np)
+    assert np.isfinite(msgs).all()
+    eps = params.get("epsilon")
+    assert np.abs(msgs).max() <= (2.0 if not eps else 1.0 / eps)  # epsilon bounds the gain by 1 / epsilon
+    if name == "z":
+        assert not reached[0]  # the stage applies its zero-mapping case instead
+
+
+@pytest.mark.parametrize("name,params", RULE_CASES)
+@pytest.mark.parametrize("scale", [1e-300, 1e-200, 1.0, 1e200])
+def test_finite_at_every_scale(name, params, scale):
+    Z, R, rows, cols = _sparse_case(3)
+    msgs, _ = redistribute_sparse(get_rule(name, **params), Z[rows, cols] * scale, cols, Z.shape[1], R, np)
+    assert np.isfinite(msgs).all()

@@ -139,8 +139,9 @@ def train(model, X, y, *, loss="cross_entropy", optimizer="adam", learning_rate=
                 k, flip = int(rng.integers(4)), bool(rng.integers(2))
                 xb = xp.rot90(xb, k, axes=(2, 3))
                 xb = xp.ascontiguousarray(xb[..., ::-1] if flip else xb)
-            out, trace = model.forward(xb)
-            val, g = loss_and_grad(out, y[idx], loss)
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below, not as warnings
+                out, trace = model.forward(xb)
+                val, g = loss_and_grad(out, y[idx], loss)
             if not np.isfinite(val):
                 if bar is not None:
                     bar.close()
@@ -149,16 +150,22 @@ def train(model, X, y, *, loss="cross_entropy", optimizer="adam", learning_rate=
                     f"{start // batch_size} batch(es) of that epoch; lower learning_rate (now {learning_rate:g}) "
                     "or check the inputs"
                 )
-            _, grads = model.backward(g, trace)
-            for k, layer in enumerate(model):
-                for p in layer.params:
-                    setattr(layer, p, opt.step((k, p), getattr(layer, p), grads[k][p]))
+            with np.errstate(over="ignore", invalid="ignore"):
+                _, grads = model.backward(g, trace)
+                for k, layer in enumerate(model):
+                    for p in layer.params:
+                        setattr(layer, p, opt.step((k, p), getattr(layer, p), grads[k][p]))
             if nonpositive_bias:
                 _clip_bias(model, xp)
             total += val * len(idx)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{val:.3f}")
+        if not all(bool(xp.isfinite(getattr(layer, p)).all()) for layer in model for p in layer.params):
+            if bar is not None:
+                bar.close()
+            raise FloatingPointError(f"training diverged: the weights are not finite after epoch {epoch + 1}; "
+                                     f"lower learning_rate (now {learning_rate:g})")
         history.append(total / n)
         if callback is not None:
             callback(epoch, history[-1])
