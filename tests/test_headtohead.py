@@ -1,4 +1,4 @@
-"""The head-to-head of Fisher vectors and the CNN (issue 6, SPEC G3)."""
+"""The head-to-head of Fisher vectors and the CNN on polygons with a label-correlated background."""
 
 import json
 
@@ -44,12 +44,12 @@ def test_head_to_head_small(tmp_path):
 
 @pytest.mark.slow
 def test_head_to_head_default_size(tmp_path):
-    """The example at its default size: the claims of issue 6 that hold (docs/head_to_head.md)."""
+    """The example at its default size: the claims of docs/head_to_head.md that hold."""
     s = run_head_to_head(str(tmp_path), log=lambda *a: None, verbose=False)
     _check_summary(s, tmp_path)
     fv, cnn = s["models"]["fv"], s["models"]["cnn"]
     assert fv["test_accuracy"] >= 0.9 and cnn["test_accuracy"] >= 0.9
-    # issue 6: the CNN reaches the FV model's accuracy (measured 0.945 for both, 40 epochs); one point of
+    # the CNN reaches the FV model's accuracy (measured 0.945 for both, 40 epochs); one point of
     # slack for floating-point differences between BLAS builds
     assert cnn["test_accuracy"] >= fv["test_accuracy"] - 0.01
     # the CNN's LRP puts more positive relevance outside the objects than the FV model's (mu, eq. 4.11)
@@ -58,7 +58,7 @@ def test_head_to_head_default_size(tmp_path):
     for m in (fv, cnn):
         for e in m["methods"].values():
             assert e["aopc_minus_random"] > 0
-    # issue 6 asks for under 10 minutes on 2 cores: measured, not asserted (CI must not fail on a slow machine)
+    # its run time (under 10 minutes on 2 cores) is measured, not asserted: CI must not fail on a slow machine
 
 
 def test_cli_validates_arguments():

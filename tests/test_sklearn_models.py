@@ -1,4 +1,4 @@
-"""scikit-learn's own models as the last pipeline step, explained without wrapping (SPEC C2, C3)."""
+"""scikit-learn's own models as the last pipeline step, explained without wrapping."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""scikit-learn's own fitted models, explained as they are (SPEC C2, C3).
+"""scikit-learn's own fitted models, explained as they are.
 
 :func:`as_explainable` reads the fitted attributes of a scikit-learn model
 (nothing is wrapped or refitted) into a :class:`KernelExpansion`, so the same
