@@ -1,0 +1,379 @@
+"""The ``bowlrp`` command line: demos, and train / explain / evaluate on an image folder.
+
+::
+
+    bowlrp demo [toy|textures] --out DIR
+    bowlrp head-to-head --out DIR
+    bowlrp train FOLDER --model bow-hik --out model.joblib [--param bow__n_words=256 ...]
+    bowlrp explain model.joblib IMAGES_OR_FOLDERS... --out report/ [--rule z] [--target CLASS] [--n-jobs N]
+    bowlrp evaluate model.joblib FOLDER --out eval/
+
+Errors in what the user passed (option values, paths, files that are not
+models, images too small for the model) are printed as one line,
+``bowlrp <command>: error: ...``, with exit status 2; ``--traceback`` shows
+the Python traceback instead.  An unexpected failure exits with status 1.
+
+Each command is one ``add_<command>(subparsers)`` function that registers its
+options and sets ``func`` to the function running it.
+"""
+
+import argparse
+import os
+import sys
+import warnings
+
+__all__ = ["main", "build_parser", "CommandError"]
+
+
+class CommandError(Exception):
+    """A user error the command reports in one line (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line: ``bowlrp <command>: error: ...``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# ------------------------------------------------------------------ option types
+def _int_at_least(low):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+        return v
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _share(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {v:g}")
+    return v
+
+
+def _unit(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {v:g}")
+    return v
+
+
+_FROM_MODEL = -1  # --max-side not given: the model's own cap
+
+
+def _max_side(text):
+    """``--max-side``: pixels, or 0 for no cap."""
+    v = _int_at_least(0)(text)
+    return None if v == 0 else v
+
+
+def _cap(args):
+    return "model" if args.max_side == _FROM_MODEL else args.max_side
+
+
+def _model_name(text):
+    from .apps.models import model_names  # noqa: PLC0415
+
+    if text not in model_names():
+        raise argparse.ArgumentTypeError(f"unknown model {text!r}; valid models are {', '.join(model_names())}")
+    return text
+
+
+# ------------------------------------------------------------------ helpers
+def _params(items, option):
+    from .apps.models import parse_params  # noqa: PLC0415
+
+    try:
+        return parse_params(items)
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}") from None
+
+
+def _output_folder(path, option="--out"):
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CommandError(f"{option} {path!r} is an existing file; give a folder (it is created if missing)")
+    return path
+
+
+def _load(path):
+    from .apps.modelfile import load_model  # noqa: PLC0415
+
+    return load_model(path)
+
+
+def _class_of_folder(path, classes):
+    name = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    return name if name in classes else None
+
+
+# ------------------------------------------------------------------ demo
+def add_demo(sub):
+    p = sub.add_parser(
+        "demo",
+        help="toy polygons (thesis Fig. 2.13) or the texture photographs of scikit-image, end to end",
+        description="'toy' (default): the thesis' toy polygons (Sec. 2.4.3): train, explain the test tiles, "
+        "write heatmaps and summary.json. 'textures': the brick, grass and gravel photographs that ship "
+        "with scikit-image, written as an image folder, then 'bowlrp train', 'explain' (a gallery) and "
+        "'evaluate' on it.",
+    )
+    p.add_argument("name", nargs="?", default="toy", choices=("toy", "textures"), help="which demo (default: toy)")
+    p.add_argument("--out", default=None, help="output folder (default: bowlrp-demo, or bowlrp-textures)")
+    p.add_argument("--n-train", type=_int_at_least(50), default=2000, help="toy: training tiles (default: 2000)")
+    p.add_argument("--n-test-images", type=_int_at_least(1), default=4,
+                   help="toy: large test images, 100 tiles each (default: 4)")
+    p.add_argument("--n-words", type=_int_at_least(2), default=128,
+                   help="toy: vocabulary size per SIFT scale (default: 128)")
+    p.add_argument("--tile-size", type=_int_at_least(32), default=64,
+                   help="textures: side of the tiles cut from the 512 x 512 photographs (default: 64)")
+    p.add_argument("--model", type=_model_name, default="bow-hik", help="textures: model (default: bow-hik)")
+    p.add_argument("--no-evaluate", action="store_true", help="textures: skip the faithfulness evaluation")
+    p.add_argument("--n-jobs", type=int, default=None, help="textures: parallel workers (default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=run_demo)
+
+
+def run_demo(args):
+    if args.name == "toy":
+        from .apps.demo import run_demo as toy  # noqa: PLC0415
+
+        out = _output_folder(args.out or "bowlrp-demo")
+        toy(out=out, n_train=args.n_train, n_test_images=args.n_test_images, n_words=args.n_words,
+            random_state=args.seed)
+    else:
+        from .apps.textures_demo import run_textures_demo  # noqa: PLC0415
+
+        out = _output_folder(args.out or "bowlrp-textures")
+        run_textures_demo(out, tile_size=args.tile_size, model=args.model, evaluate=not args.no_evaluate,
+                          n_jobs=args.n_jobs, random_state=args.seed)
+    return 0
+
+
+# ------------------------------------------------------------------ head to head
+def add_head_to_head(sub):
+    p = sub.add_parser(
+        "head-to-head",
+        help="Fisher vectors against the CNN on polygons with a label-correlated background",
+        description="Train a Fisher-vector model and a small CNN on the same tiles and compare accuracy, "
+        "context use (mu, eq. 4.11) and pixel AOPC; writes a table, summary.json and heatmaps.png.",
+    )
+    p.add_argument("--out", default="bowlrp-head-to-head", help="output folder (default: bowlrp-head-to-head)")
+    p.add_argument("--n-train", type=_int_at_least(50), default=2000, help="training tiles (default: 2000)")
+    p.add_argument("--context", type=_unit, default=0.8,
+                   help="how strongly the background texture follows the label, 0..1 (default: 0.8)")
+    p.add_argument("--n-eval", type=_int_at_least(1), default=80, help="tiles for the perturbation test (default: 80)")
+    p.add_argument("--n-jobs", type=int, default=2, help="parallel jobs (default: 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=run_head_to_head)
+
+
+def run_head_to_head(args):
+    from .apps.head_to_head import run_head_to_head as h2h  # noqa: PLC0415
+
+    h2h(_output_folder(args.out), n_train=args.n_train, context=args.context, n_eval=args.n_eval,
+        n_jobs=args.n_jobs, random_state=args.seed)
+    return 0
+
+
+# ------------------------------------------------------------------ train
+def add_train(sub):
+    from .apps.models import MODELS  # noqa: PLC0415
+
+    models = "; ".join(f"{k}: {v.description}" for k, v in MODELS.items())
+    p = sub.add_parser(
+        "train",
+        help="train a ready-made model on an image folder (one sub-folder per class)",
+        description="Read FOLDER/<class>/*.png|jpg|tif|bmp|webp, hold out a stratified test split, fit the "
+        f"model, print held-out accuracy and the confusion matrix, and save the model file. Models: {models}.",
+    )
+    p.add_argument("folder", help="image folder with one sub-folder per class")
+    p.add_argument("--model", type=_model_name, default="bow-hik", help="ready-made model (default: bow-hik)")
+    p.add_argument("--out", required=True, help="model file to write, e.g. model.joblib")
+    p.add_argument("--param", action="append", default=[], metavar="STEP__NAME=VALUE",
+                   help="override a model parameter, e.g. --param bow__n_words=256 (repeatable)")
+    p.add_argument("--test-size", type=_share, default=0.25,
+                   help="share of each class held out for testing, 0 for none (default: 0.25)")
+    p.add_argument("--max-side", type=_max_side, default=_FROM_MODEL,
+                   help="cap on the longer image side in pixels, 0 for none (default: the model's, 640)")
+    p.add_argument("--n-jobs", type=int, default=None, help="threads for reading images and dense SIFT")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the split and the model (default: 0)")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args):
+    from .apps.models import make_model  # noqa: PLC0415
+    from .apps.train import train_folder  # noqa: PLC0415
+
+    if os.path.isdir(args.out):
+        raise CommandError(f"--out {args.out!r} is a folder; give the model file's name, e.g. {args.out}/model.joblib")
+    params = _params(args.param, "--param")
+    make_model(args.model, params)  # unknown parameters fail here, before any image is read
+    train_folder(args.folder, args.model, args.out, params=params, test_size=args.test_size,
+                 max_side=_cap(args), random_state=args.seed, n_jobs=args.n_jobs)
+    return 0
+
+
+# ------------------------------------------------------------------ explain
+def add_explain(sub):
+    p = sub.add_parser(
+        "explain",
+        help="explain images with a trained model: heatmaps, index.html, summary.csv, pixel maps",
+        description="Explain every image (files and folders, mixed) one at a time and write, into --out: "
+        "one PNG panel per image (image, heatmap, overlay), index.html (a static gallery grouped by "
+        "predicted class), summary.csv and pixel_maps.npz.",
+    )
+    p.add_argument("model", help="model file written by 'bowlrp train'")
+    p.add_argument("inputs", nargs="+", help="image files and folders (searched recursively)")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--rule", default="z",
+                   help="mapping-stage rule: z (exact), epsilon, alphabeta, abs, flat (default: z)")
+    p.add_argument("--rule-param", action="append", default=[], metavar="NAME=VALUE",
+                   help="rule parameter, e.g. --rule-param epsilon=1.0 or alpha=2 beta=-1 (repeatable)")
+    p.add_argument("--target", default=None,
+                   help="class to explain in every image (default: each image's predicted class)")
+    p.add_argument("--max-side", type=_max_side, default=_FROM_MODEL,
+                   help="cap on the longer image side, 0 for none (default: the cap the model was trained with)")
+    p.add_argument("--n-jobs", type=int, default=None, help="parallel worker processes (default: 1)")
+    p.set_defaults(func=run_explain)
+
+
+def run_explain(args):
+    from .apps.explain import explain_paths  # noqa: PLC0415
+    from .datasets.folder import find_images, warn_skipped  # noqa: PLC0415
+
+    out = _output_folder(args.out)
+    rule_params = _params(args.rule_param, "--rule-param")
+    pipeline, meta = _load(args.model)
+    classes = [c.item() if hasattr(c, "item") else c for c in pipeline.classes_]
+    target = args.target
+    if target is not None and target not in [str(c) for c in classes]:
+        raise CommandError(f"--target {target!r} is not a class of the model; its classes are "
+                           f"{', '.join(map(str, classes))} (or leave --target out to explain each prediction)")
+    if target is not None:
+        target = classes[[str(c) for c in classes].index(target)]
+    paths, skipped = find_images(args.inputs)
+    warn_skipped(skipped)
+    cap = meta.get("max_side") if _cap(args) == "model" else args.max_side
+    rows = explain_paths(
+        pipeline, paths, out, rule=args.rule, target=target, rule_params=rule_params, max_side=cap,
+        folder_classes=[_class_of_folder(p, [str(c) for c in classes]) for p in paths], n_jobs=args.n_jobs,
+        title=f"bowlrp: {meta.get('model')} explained with rule {args.rule}",
+        meta={"model": f"{meta.get('model')} ({os.path.abspath(args.model)})",
+              "classes": ", ".join(map(str, classes)), "rule": args.rule + (f" {rule_params}" if rule_params else ""),
+              "images read with longer side capped at": f"{cap} px" if cap else "no cap"},
+    )
+    bad = [r for r in rows if r.get("error")]
+    for r in bad[:10]:
+        print(f"bowlrp explain: warning: not explained: {r['path']}: {r['error']}", file=sys.stderr)
+    if len(bad) > 10:
+        print(f"bowlrp explain: warning: ... and {len(bad) - 10} more (see summary.csv)", file=sys.stderr)
+    if len(bad) == len(rows):
+        raise CommandError(f"none of the {len(rows)} input image(s) could be explained; first: "
+                           f"{bad[0]['path']}: {bad[0]['error']}")
+    print(f"explained {len(rows) - len(bad)} of {len(rows)} images; open {os.path.join(out, 'index.html')}")
+    return 0
+
+
+# ------------------------------------------------------------------ evaluate
+def add_evaluate(sub):
+    p = sub.add_parser(
+        "evaluate",
+        help="accuracy and faithfulness (pixel and descriptor perturbation) of a trained model",
+        description="On FOLDER/<class>/*: accuracy and confusion matrix; on a class-balanced sample, pixel "
+        "AOPC of LRP against occlusion and a random order, and descriptor-replacement AOPC against a "
+        "random order; writes evaluation.json and PNG plots into --out. Images the model was trained on "
+        "are left out unless --include-train.",
+    )
+    p.add_argument("model", help="model file written by 'bowlrp train'")
+    p.add_argument("folder", help="image folder with one sub-folder per class of the model")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--n-sample", type=_int_at_least(2), default=24,
+                   help="images for the perturbation tests (default: 24)")
+    p.add_argument("--region-size", type=_int_at_least(1), default=None,
+                   help="side of the perturbed regions in pixels (default: 1/8 of the smallest image side)")
+    p.add_argument("--n-repeats", type=_int_at_least(1), default=3,
+                   help="repetitions of the random baselines (default: 3)")
+    p.add_argument("--replacement", choices=("uniform", "blur", "mean"), default="uniform",
+                   help="what replaces a perturbed region (default: uniform noise, as in the paper)")
+    p.add_argument("--include-train", action="store_true", help="also evaluate on the images the model was trained on")
+    p.add_argument("--max-side", type=_max_side, default=_FROM_MODEL,
+                   help="cap on the longer image side, 0 for none (default: the model's training cap)")
+    p.add_argument("--n-jobs", type=int, default=None, help="parallel workers (default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args):
+    from .apps.evaluate import evaluate_folder  # noqa: PLC0415
+
+    out = _output_folder(args.out)
+    pipeline, meta = _load(args.model)
+    evaluate_folder(pipeline, meta, args.folder, out, n_sample=args.n_sample, region_size=args.region_size,
+                    n_repeats=args.n_repeats, replacement=args.replacement, include_train=args.include_train,
+                    max_side=_cap(args), n_jobs=args.n_jobs, random_state=args.seed)
+    print(f"wrote {os.path.join(out, 'evaluation.json')} and plots")
+    return 0
+
+
+# ------------------------------------------------------------------ main
+COMMANDS = [add_demo, add_head_to_head, add_train, add_explain, add_evaluate]
+
+
+def build_parser():
+    """The ``bowlrp`` argument parser with every sub-command of :data:`COMMANDS`."""
+    parser = _Parser(prog="bowlrp", description="Explain Bag-of-Words and Fisher-vector kernel-SVM image "
+                     "classifiers with Layer-wise Relevance Propagation.")
+    parser.add_argument("--traceback", action="store_true", help="show Python tracebacks of errors (for bug reports)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def main(argv=None):
+    """Run ``bowlrp`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"bowlrp {args.command}"
+    from .apps.modelfile import ModelFileError  # noqa: PLC0415
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        try:
+            return args.func(args) or 0
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        except (CommandError, ModelFileError, ValueError, TypeError, OSError, ImportError) as exc:
+            if args.traceback:
+                raise
+            print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        except Exception as exc:  # noqa: BLE001  (a bug: say so in one line, exit 1)
+            if args.traceback:
+                raise
+            print(f"{prog}: error: unexpected {type(exc).__name__}: {_one_line(exc)} "
+                  "(rerun with 'bowlrp --traceback ...' and report it)", file=sys.stderr)
+            return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
