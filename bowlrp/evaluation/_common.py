@@ -1,13 +1,11 @@
 """Input checks and the joblib/tqdm loop shared by the evaluation measures."""
 
-from numbers import Integral
-
 import numpy as np
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from .._backend import to_numpy
-from .._validation import check_images
+from .._validation import check_choice, check_images, check_number, resolve_seed  # noqa: F401  (re-exported)
 
 __all__ = ["check_heatmaps", "check_images_list", "map_chunks", "select_scores", "chunks"]
 
@@ -50,15 +48,8 @@ def check_heatmaps(heatmaps, shapes=None, name="heatmaps"):
 
 
 def check_positive_int(value, name, lo=1):
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
-
-
-def check_choice(value, name, valid):
-    if value not in valid:
-        raise ValueError(f"unknown {name} {value!r}; valid values are {list(valid)}")
-    return value
+    """``value`` as an int ``>= lo`` (:func:`bowlrp._validation.check_number`)."""
+    return check_number(value, name, low=lo, integer=True)
 
 
 def select_scores(scores, target, n):
@@ -95,14 +86,3 @@ def map_chunks(func, args, n_jobs=None, verbose=True, desc=None, unit="batch"):
         return [func(*a) for a in tqdm(args, desc=desc, unit=unit, disable=not verbose)]
     gen = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(func)(*a) for a in args)
     return list(tqdm(gen, total=len(args), desc=desc, unit=unit, disable=not verbose))
-
-
-def resolve_seed(random_state):
-    """One integer seed from ``random_state`` (so every chunk derives the same per-item streams)."""
-    if random_state is None:
-        return int(np.random.SeedSequence().generate_state(1)[0])
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(np.iinfo(np.int32).max))
-    if isinstance(random_state, Integral):
-        return int(random_state)
-    raise TypeError(f"random_state must be None, an int or a RandomState, got {type(random_state).__name__}")
