@@ -31,6 +31,9 @@ setup(
         "plot": ["matplotlib>=3.5"],
         # peers for benchmarks/peers.py only; nothing in the package imports them
         "bench": ["shap", "lime"],
+        # the documentation site: python -m sphinx -W --keep-going -b html docs docs/_build/html
+        "docs": ["sphinx>=7", "numpydoc>=1.6", "pydata-sphinx-theme>=0.15", "sphinx-gallery>=0.17",
+                 "myst-parser>=3", "matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["bowlrp=bowlrp.__main__:main"]},
 )
