@@ -298,12 +298,15 @@ def add_evaluate(sub):
     p.add_argument("model", help="model file written by 'bowlrp train'")
     p.add_argument("folder", help="image folder with one sub-folder per class of the model")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument("--n-sample", type=_int_at_least(2), default=24,
-                   help="images for the perturbation tests (default: 24)")
+    p.add_argument("--n-sample", type=_int_at_least(2), default=12,
+                   help="images for the perturbation tests, balanced over classes (default: 12)")
+    p.add_argument("--n-steps", type=_int_at_least(1), default=16,
+                   help="perturbation steps: regions, and batches of descriptors, replaced (default: 16); "
+                   "costs n-sample x (n-steps + 1) x (2 + n-repeats) predictions")
     p.add_argument("--region-size", type=_int_at_least(1), default=None,
                    help="side of the perturbed regions in pixels (default: 1/8 of the smallest image side)")
-    p.add_argument("--n-repeats", type=_int_at_least(1), default=3,
-                   help="repetitions of the random baselines (default: 3)")
+    p.add_argument("--n-repeats", type=_int_at_least(1), default=2,
+                   help="repetitions of the random baselines (default: 2)")
     p.add_argument("--replacement", choices=("uniform", "blur", "mean"), default="uniform",
                    help="what replaces a perturbed region (default: uniform noise, as in the paper)")
     p.add_argument("--include-train", action="store_true", help="also evaluate on the images the model was trained on")
@@ -320,6 +323,7 @@ def run_evaluate(args):
     out = _output_folder(args.out)
     pipeline, meta = _load(args.model)
     evaluate_folder(pipeline, meta, args.folder, out, n_sample=args.n_sample, region_size=args.region_size,
+                    n_steps=args.n_steps,
                     n_repeats=args.n_repeats, replacement=args.replacement, include_train=args.include_train,
                     max_side=_cap(args), n_jobs=args.n_jobs, random_state=args.seed)
     print(f"wrote {os.path.join(out, 'evaluation.json')} and plots")

@@ -84,7 +84,7 @@ def _stats(result):
     return {"aopc": float(per.mean()), "se": se, "flip_share": float(result.flip_share), "n": int(len(per))}
 
 
-def evaluate_folder(pipeline, meta, folder, out, *, n_sample=24, region_size=None, n_repeats=3,
+def evaluate_folder(pipeline, meta, folder, out, *, n_sample=12, region_size=None, n_steps=16, n_repeats=2,
                     replacement="uniform", include_train=False, max_side="model", n_jobs=None, random_state=0,
                     log=print, verbose=True):
     """Evaluate ``pipeline`` on ``folder/<class>/*`` and write ``evaluation.json`` and plots to ``out``.
@@ -99,13 +99,18 @@ def evaluate_folder(pipeline, meta, folder, out, *, n_sample=24, region_size=Non
         Image folder whose class folders are classes of the model.
     out : str
         Output folder.
-    n_sample : int, default=24
+    n_sample : int, default=12
         Images (balanced over classes) for the perturbation tests.
     region_size : int or None
         Side of the perturbed square regions; ``None``: an eighth of the
         smallest sample image's shorter side (at least 4), so that every
         image has about 64 regions.
-    n_repeats : int, default=3
+    n_steps : int, default=16
+        Perturbation steps ``L`` (eq. 11-12): regions replaced one after the
+        other, and the number of descriptor batches replaced (at most all).
+        The pixel test costs ``n_sample * (n_steps + 1) * (2 + n_repeats)``
+        predictions, occlusion ``n_sample`` times the number of regions.
+    n_repeats : int, default=2
         Repetitions of the random orders and of the replacement noise.
     replacement : {"uniform", "blur", "mean"}
         What replaces a region (paper 003: uniform noise).
@@ -179,10 +184,12 @@ def evaluate_folder(pipeline, meta, folder, out, *, n_sample=24, region_size=Non
     scores = _score_columns(pipeline)
     m = region_size or max(4, min(min(x.shape[:2]) for x in Xs) // 8)
     n_cells = min(-(-x.shape[0] // m) * -(-x.shape[1] // m) for x in Xs)
+    L = min(n_steps, n_cells)
     seed = int(rng.integers(2**31))
-    kw = dict(region_size=m, n_steps=n_cells, target=col, replacement=replacement, n_jobs=n_jobs,
+    kw = dict(region_size=m, n_steps=L, target=col, replacement=replacement, n_jobs=n_jobs,
               random_state=seed, verbose=verbose)
-    log(f"[4/5] pixel perturbation: {n_cells} regions of {m} x {m} px, LRP against occlusion and random order")
+    log(f"[4/5] pixel perturbation: the first {L} of {n_cells} regions of {m} x {m} px, "
+        "LRP against occlusion and random order")
     t = time.perf_counter()
     occ = occlusion(scores, Xs, patch_size=m, target=col, n_jobs=n_jobs, verbose=verbose)
     occlusion_s = time.perf_counter() - t
@@ -203,8 +210,9 @@ def evaluate_folder(pipeline, meta, folder, out, *, n_sample=24, region_size=Non
         pool_what = f"descriptors of {len(src)} other evaluated images" if len(rest) >= 4 else \
             f"descriptors of {len(src)} evaluated images (too few others)"
     n_desc = min(len(d) for d in pipeline[:1].transform(Xs))
-    batch = max(1, n_desc // 25)
-    dkw = dict(pool=pool, batch_size=batch, n_steps=n_desc // batch, n_repeats=n_repeats,
+    batch = max(1, n_desc // (4 * n_steps))  # the first quarter of the descriptors in n_steps batches
+    D = min(n_steps, n_desc // batch)
+    dkw = dict(pool=pool, batch_size=batch, n_steps=D, n_repeats=n_repeats,
                n_jobs=n_jobs, random_state=seed, verbose=verbose)
     desc = {
         "LRP": _explained_descriptor_curves(pipeline, Xs, exp.descriptors, col, len(classes), **dkw),
@@ -226,9 +234,10 @@ def evaluate_folder(pipeline, meta, folder, out, *, n_sample=24, region_size=Non
         "sample": {"n": len(Xs), "paths": [paths[i] for i in sample]},
         "conservation": {"max_relative_residual": float(rel.max()), "median_relative_residual": float(np.median(rel)),
                          "rule": exp.rule},
-        "pixel_perturbation": {"region_size": m, "n_steps": n_cells, "replacement": replacement,
+        "pixel_perturbation": {"region_size": m, "n_steps": L, "n_regions": n_cells, "replacement": replacement,
                                "n_repeats_random": n_repeats, **{k: _stats(v) for k, v in pixel.items()}},
-        "descriptor_perturbation": {"batch_size": batch, "n_steps": n_desc // batch, "substitutes": pool_what,
+        "descriptor_perturbation": {"batch_size": batch, "n_steps": D, "n_descriptors_min": n_desc,
+                                    "substitutes": pool_what,
                                     "n_repeats": n_repeats, **{k: _stats(v) for k, v in desc.items()}},
         "seconds": {"predict": predict_s, "explain_sample": explain_s, "occlusion_sample": occlusion_s,
                     "total": time.perf_counter() - t0},

@@ -85,8 +85,13 @@ def colour_scale(fig, mappable, cax, S, label):
     """A colour bar from ``-S`` to ``S`` with five labelled ticks (no offset text)."""
     ticks = [-S, -S / 2, 0.0, S / 2, S]
     cb = fig.colorbar(mappable, cax=cax, ticks=ticks)
-    cb.ax.set_yticklabels([f"{t:.2g}" for t in ticks], fontsize=7)
-    cb.set_label(label, fontsize=7)
+    e = int(np.floor(np.log10(S))) if S > 0 else 0
+    if -2 <= e <= 2:
+        e = 0
+    unit = 10.0 ** e
+    cb.ax.set_yticklabels([f"{t / unit:.3g}" for t in ticks], fontsize=7)
+    first, _, rest = label.partition("\n")
+    cb.set_label(first + (f" (x 1e{e})" if e else "") + ("\n" + rest if rest else ""), fontsize=7)
     return cb
 
 

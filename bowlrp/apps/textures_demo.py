@@ -86,7 +86,7 @@ def mosaic_figure(pipeline, paths, folder_classes, class_names, path, layout=MOS
     S = max(float(np.abs(R).max()) for R in maps) or 1.0
     h, w = mosaic.shape
     n = 1 + len(maps)
-    zoom = 1.2
+    zoom = max(1.0, 320 / w)  # small tiles are drawn enlarged, without smoothing
     pw, ph, gap, top, bottom, right = w * zoom, h * zoom, 12, 64, 8, 80
     Wf, Hf = 8 + n * pw + (n - 1) * gap + 12 + 12 + right, top + ph + bottom
     fig = Figure(figsize=(Wf / 100, Hf / 100), dpi=100)
@@ -164,7 +164,7 @@ def run_textures_demo(out="bowlrp-textures", tile_size=64, model="bow-hik", para
     if evaluate:
         t = time.perf_counter()
         log("evaluating on the held-out tiles")
-        ev = evaluate_folder(pipeline, meta, photos, os.path.join(out, "evaluation"), n_jobs=n_jobs,
+        ev = evaluate_folder(pipeline, meta, photos, os.path.join(out, "evaluation"), n_sample=24, n_jobs=n_jobs,
                              random_state=random_state, log=log)
         seconds["evaluate"] = time.perf_counter() - t
         summary["evaluation"] = {k: ev[k] for k in ("accuracy", "pixel_perturbation", "descriptor_perturbation")}
