@@ -86,7 +86,7 @@ def test_pipeline_conserves_to_pixels():
     pipe = make_pipeline(scales=(2.0, 3.0), steps=(6, 9), rotate=True, n_components=4, pca=12,
                          pyramid=((1, 1), (2, 2), (3, 1)), max_iter=20).fit(data.images, data.labels)
     X = data.test_images[:3]
-    exp = pipe.explain(X, rule="z")
+    exp = pipe.explain(X, rule="z", keep_dimensions=True)
     np.testing.assert_allclose(exp.score, pipe.decision_function(X), rtol=1e-10)
     for i in range(len(X)):
         tol = 1e-8 * max(abs(exp.score[i]), 1e-3)
@@ -94,6 +94,12 @@ def test_pipeline_conserves_to_pixels():
         for total in (exp.features[i].sum(), exp.descriptors[i].sum(), exp.pixels[i].sum()):
             assert abs(total + exp.bias[i] - exp.score[i]) <= tol
     assert np.all(np.abs(exp.residual) <= 1e-8 * np.maximum(np.abs(exp.score), 1e-3))
+    lean = pipe.explain(X, rule="z")  # by default each descriptor's dimensions are summed
+    for i in range(len(X)):
+        assert lean.descriptors[i].ndim == 1
+        np.testing.assert_allclose(lean.descriptors[i], exp.descriptors[i].sum(1), rtol=1e-12)
+        np.testing.assert_array_equal(lean.pixels[i], exp.pixels[i])
+        assert all(r.ndim == 1 for r in lean.stages["fv"])
 
 
 def test_toy_polygons_accuracy_and_heatmaps(toy):
