@@ -9,12 +9,15 @@ has no part starting with an underscore.  A name passes when the inventory
 documents it under that path or documents the same object under another
 path (``bowlrp.encoders.BagOfWords`` is documented as ``bowlrp.BagOfWords``).
 Exits with status 1 and lists what is missing otherwise.
+``--missing-examples`` lists the public classes and functions whose
+docstring has no ``Examples`` section (the doctests).
 """
 
 import argparse
 import importlib
 import os
 import pkgutil
+import re
 import sys
 import warnings
 
@@ -81,11 +84,33 @@ def missing_names(build_dir, package="bowlrp"):
     return [f"{m}.{n}" for m, n, obj in names if id(obj) not in documented], len(names)
 
 
+def without_examples(package="bowlrp"):
+    """Public classes and functions whose docstring has no numpydoc ``Examples`` section."""
+    import inspect
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        names = public_names(package)
+    seen, out = set(), []
+    for m, n, obj in names:
+        if (inspect.isclass(obj) or inspect.isroutine(obj)) and id(obj) not in seen:
+            seen.add(id(obj))
+            if not re.search(r"^Examples\n-{8,}$", inspect.getdoc(obj) or "", re.M):
+                out.append(f"{m}.{n}")
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("build_dir", nargs="?", default=os.path.join(os.path.dirname(__file__), "_build", "html"),
                    help="the HTML build folder (default: docs/_build/html)")
+    p.add_argument("--missing-examples", action="store_true",
+                   help="instead, list the public classes and functions without an Examples section")
     a = p.parse_args(argv)
+    if a.missing_examples:
+        names = without_examples()
+        print(f"{len(names)} public classes and functions have no Examples section:", *names, sep="\n  ")
+        return 0
     inv = os.path.join(a.build_dir, "objects.inv")
     if not os.path.exists(inv):
         print(f"{inv} does not exist: build the site first "
