@@ -1,4 +1,4 @@
-"""explain() against predict() (exact and Taylor models), and DenseSIFT against OpenCV, in one run.
+"""explain() against predict() (exact and Taylor models), in one run; DenseSIFT against OpenCV: bench_sift.py.
 
 Run: python benchmarks/bench_explain.py [--n-train 1200] [--repeat 3]
 Prints ratios, not absolute targets: CI never times anything.
@@ -6,7 +6,6 @@ Prints ratios, not absolute targets: CI never times anything.
 
 import argparse
 
-import cv2
 import numpy as np
 from threadpoolctl import threadpool_info
 
@@ -14,7 +13,6 @@ import bowlrp
 from bowlrp.datasets import make_polygons
 from bowlrp.demo import toy_pipeline
 from bowlrp.pipeline import ExplainablePipeline
-from bowlrp.features.sift import grid_centers
 from _timing import best  # benchmarks/_timing.py
 
 
@@ -27,19 +25,6 @@ def main():
     X = data.test_images
     print(f"{len(X)} test tiles of {X.shape[1]}x{X.shape[2]} px; BLAS: "
           f"{', '.join(sorted({i['internal_api'] + ':' + str(i['num_threads']) for i in threadpool_info()}))}")
-
-    # DenseSIFT against cv2.SIFT.compute on the same keypoints
-    sift = bowlrp.DenseSIFT(scales=(2.0, 3.0), steps=(6, 9))
-    kps = [cv2.KeyPoint(float(x), float(y), 2 * s) for s, st in zip((2.0, 3.0), (6, 9))
-           for x, y in grid_centers(X.shape[1:], s, st)]
-    ocv = cv2.SIFT_create()
-    t_cv = best(lambda: [ocv.compute(im, kps) for im in X], args.repeat)
-    t_up = best(lambda: sift.transform(X), args.repeat)
-    t_rot = best(lambda: sift.set_params(rotate=True).transform(X), args.repeat)
-    sift.set_params(rotate=False)
-    print(f"OpenCV SIFT.compute      {1e3 * t_cv / len(X):7.2f} ms/image   1.00x")
-    print(f"DenseSIFT (upright)      {1e3 * t_up / len(X):7.2f} ms/image   {t_up / t_cv:.2f}x OpenCV")
-    print(f"DenseSIFT (rotated)      {1e3 * t_rot / len(X):7.2f} ms/image   {t_rot / t_cv:.2f}x OpenCV")
 
     # explain() against predict() on the toy models: exact (HIK) and Taylor (rbf, chi2)
     hik = toy_pipeline(random_state=0).fit(data.images, data.labels)

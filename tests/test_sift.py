@@ -10,7 +10,7 @@ from sklearn.base import clone
 from bowlrp._backend import cupy_available
 from bowlrp._validation import check_images, images_to_uint8_gray
 from bowlrp.features import DenseSIFT, DescriptorSet, flat_pixel_relevance, grid_centers
-from bowlrp.features.sift import box_side
+from bowlrp.features.sift import box_side, dominant_orientations, orientation_histograms
 from bowlrp.rules import get_rule
 
 
@@ -279,6 +279,80 @@ def test_flipped_angle_convention_would_break_invariance():
 def test_flat_image_gets_angle_zero():
     ds = DenseSIFT(rotate=True).transform([np.full((50, 50), 0.5)])[0]
     assert np.all(ds.angles == 0)
+
+
+def _orientation_reference(gray, center, sigma):
+    """Lowe's orientation assignment for one keypoint, written out pixel by pixel (slow, obvious).
+
+    36 bins, magnitude split linearly between the two nearest bins, Gaussian
+    window of std 1.5 sigma truncated at 3 std, zero outside the image,
+    circular [1, 4, 6, 4, 1] / 16 smoothing, parabolic peak.  Returns
+    ``(histogram before smoothing, angle in degrees)``.
+    """
+    s = np.sqrt(max(sigma**2 - 0.25, 0.01))
+    img = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), s, borderType=cv2.BORDER_REFLECT_101).astype(np.float64)
+    H, W = img.shape
+    sw = 1.5 * sigma
+    r = max(1, int(round(3 * sw)))
+    cx, cy = int(center[0]), int(center[1])
+    hist = np.zeros(36)
+    for y in range(cy - r, cy + r + 1):
+        for x in range(cx - r, cx + r + 1):
+            if not (1 <= y < H - 1 and 1 <= x < W - 1):
+                continue  # outside the image, or on its outermost rows/columns: no gradient
+            dx = img[y, x + 1] - img[y, x - 1]
+            dy = img[y + 1, x] - img[y - 1, x]
+            mag = np.hypot(dx, dy)
+            pos = (np.degrees(np.arctan2(dy, dx)) % 360.0) / 10.0
+            b = int(np.floor(pos))
+            w = np.exp(-0.5 * ((y - cy) ** 2 + (x - cx) ** 2) / sw**2)
+            hist[b % 36] += w * mag * (1 - (pos - b))
+            hist[(b + 1) % 36] += w * mag * (pos - b)
+    sm = np.array([(hist[(b - 2) % 36] + hist[(b + 2) % 36]) + 4 * (hist[(b - 1) % 36] + hist[(b + 1) % 36])
+                   + 6 * hist[b] for b in range(36)]) / 16
+    j = int(np.argmax(sm))
+    if sm[j] <= 0:
+        return hist, 0.0
+    left, c, right = sm[(j - 1) % 36], sm[j], sm[(j + 1) % 36]
+    denom = left - 2 * c + right
+    offset = 0.5 * (left - right) / denom if denom < 0 else 0.0
+    return hist, ((j + offset) * 10.0) % 360.0
+
+
+@pytest.mark.parametrize(("sigma", "step", "shape"), [(2.0, 6, (61, 70)), (3.0, 9, (80, 57))])
+def test_orientation_matches_slow_reference(sigma, step, shape):
+    img = _textured(shape, seed=11)
+    centers = grid_centers(shape, sigma, step)
+    # keypoints off the grid too: near the borders (windows leave the image) and in any order
+    extra = np.array([[2, 3], [shape[1] - 2, shape[0] - 1], [0, 0], [shape[1] // 2, 5]])
+    centers = np.concatenate([centers[::-1][:25], extra])
+    hist = orientation_histograms(img, centers, sigma)
+    angles = dominant_orientations(img, centers, sigma)
+    for c, h, a in zip(centers, hist, angles):
+        ref_h, ref_a = _orientation_reference(img, c, sigma)
+        # OpenCV's cartToPolar (as in its own SIFT) has angles to about 0.3 degrees, the reference exact ones
+        np.testing.assert_allclose(h, ref_h, rtol=5e-3, atol=5e-3 * ref_h.max())
+        assert abs((a - ref_a + 180) % 360 - 180) < 0.1
+
+
+def test_orientation_is_independent_of_the_batch_and_of_banding(monkeypatch):
+    """An image's angles are the same alone, in any batch, and when cut into bands of rows."""
+    import bowlrp.features.orientation as ori
+
+    imgs = [_textured((90, 130), seed=s) for s in range(3)]
+    centers = grid_centers((90, 130), 2.0, 6)
+    alone = [dominant_orientations(im, centers, 2.0) for im in imgs]
+    batch = dominant_orientations(imgs, centers, 2.0)
+    for a, b in zip(alone, batch):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(ori, "_CHANNEL_BYTES", 1)  # bands of two windows of rows
+    monkeypatch.setattr(ori, "_COLUMN_SPAN", 1)  # column products of two windows
+    monkeypatch.setattr(ori, "_BATCH", 2)
+    banded = dominant_orientations(imgs, centers, 2.0)
+    np.testing.assert_allclose(banded, batch, atol=1e-3)
+    assert dominant_orientations(imgs[0], np.zeros((0, 2)), 2.0).shape == (0,)
+    with pytest.raises(ValueError, match="of one shape"):
+        dominant_orientations([imgs[0], imgs[0][:50]], centers, 2.0)
 
 
 # ------------------------------------------------------------------------ flat rule

@@ -10,7 +10,7 @@ all of them).
 
 from .descriptors import DescriptorSet
 from .geometry import bin_boxes, box_side, descriptor_boxes, grid_centers
-from .orientation import dominant_orientations
+from .orientation import dominant_orientations, orientation_histograms
 from .pixel_rules import PIXEL_RULES, bin_pixel_relevance, flat_pixel_relevance, pixel_relevance
 from .sift import DenseSIFT
 
@@ -25,5 +25,6 @@ __all__ = [
     "dominant_orientations",
     "flat_pixel_relevance",
     "grid_centers",
+    "orientation_histograms",
     "pixel_relevance",
 ]

@@ -1,11 +1,20 @@
-"""Dominant gradient orientation of dense keypoints (Lowe 2004, Sec. 5), for rotated SIFT."""
+"""Dominant gradient orientation of dense keypoints (Lowe 2004, Sec. 5), for rotated SIFT.
+
+Lowe's rule, as OpenCV's detector applies it: a 36-bin histogram of gradient
+orientations around the keypoint, each gradient weighted by its magnitude
+and by a Gaussian window of std ``1.5 sigma`` (truncated at 3 std), split
+linearly between the two nearest bins; the histogram is smoothed circularly
+with ``[1, 4, 6, 4, 1] / 16`` and its highest peak refined by a parabola.
+OpenCV does not expose this step for given keypoints, so it is computed
+here, for a whole grid of keypoints and a batch of images at once.
+"""
 
 import math
 
 import cv2
 import numpy as np
 
-__all__ = ["ORI_BINS", "ORI_RADIUS_STDS", "ORI_WINDOW_SIGMAS", "dominant_orientations"]
+__all__ = ["ORI_BINS", "ORI_RADIUS_STDS", "ORI_WINDOW_SIGMAS", "dominant_orientations", "orientation_histograms"]
 
 #: Number of bins of the orientation histogram (Lowe 2004, Sec. 5).
 ORI_BINS = 36
@@ -15,90 +24,278 @@ ORI_WINDOW_SIGMAS = 1.5
 ORI_RADIUS_STDS = 3.0
 #: Blur OpenCV assumes is already present in an input image.
 _INIT_SIGMA = 0.5
+#: Size (bytes) of the orientation channel images built at once: about a processor's L2 cache, so that
+#: the products read them from there; a larger image is cut into bands of rows.
+_CHANNEL_BYTES = 2 << 20
+#: Images smoothed and split into orientation bins together.
+_BATCH = 16
+#: Channels per pixel: the 36 bins and a copy of bin 0 after bin 35, so that a pixel's second bin is
+#: always its first plus one (the copy is folded back into bin 0).
+_CHANNELS = ORI_BINS + 1
+#: Columns one window matrix of the columns pass spans at most (unless one window is wider).
+_COLUMN_SPAN = 128
 
 
-def _window_sum(arr, axis, centers, weights):
-    """``out[i] = sum_t weights[t] * arr[centers[i] + t - r]`` along ``axis`` (zero outside).
+_BLAS = []
 
-    A separable Gaussian window evaluated only where it is needed: one
-    vectorised pass per filter tap (``2 r + 1`` of them), none per keypoint.
+
+def _one_blas_thread():
+    """Context that runs NumPy's BLAS on one thread (the products here are small and many)."""
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController  # noqa: PLC0415  (scikit-learn's dependency)
+
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
+
+
+def _circulant(kernel, n):
+    """``(n, n)`` matrix ``M`` with ``(h @ M)[b] = sum_t kernel[t] h[(b + t - r) % n]``, ``r = len(kernel) // 2``."""
+    M = np.zeros((n, n))
+    r = len(kernel) // 2
+    for t, w in enumerate(kernel):
+        M[(np.arange(n) + t - r) % n, np.arange(n)] += w
+    return M
+
+
+#: Circular smoothing of the orientation histogram with ``[1, 4, 6, 4, 1] / 16`` (OpenCV).
+_SMOOTHING = _circulant(np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0, ORI_BINS)
+
+
+def _window(sigma):
+    """The truncated Gaussian orientation window: ``(taps, radius)``, float32 taps."""
+    sw = ORI_WINDOW_SIGMAS * float(sigma)
+    radius = max(1, int(round(ORI_RADIUS_STDS * sw)))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sw) ** 2).astype(np.float32)
+    return taps, radius
+
+
+def _runs(centers, radius, span):
+    """``(i0, i1)`` runs of the sorted ``centers`` whose windows together cover at most ``span`` pixels.
+
+    Every run holds at least one centre; one window covers ``2 radius + 1`` pixels.
     """
-    r = (len(weights) - 1) // 2
-    n = arr.shape[axis]
-    lo = max(0, r - int(centers.min()))
-    hi = max(0, int(centers.max()) + r + 1 - n)
-    if lo or hi:  # zero padding, only for windows that leave the image
-        pad = [(0, 0)] * arr.ndim
-        pad[axis] = (lo, hi)
-        arr = np.pad(arr, pad)
-    start = centers - r + lo
-    out = None
-    for t, w in enumerate(weights):
-        term = np.take(arr, start + t, axis=axis)
-        term *= w
-        out = term if out is None else out.__iadd__(term)
+    out, i0, n = [], 0, len(centers)
+    reach = max(span - 2 * radius - 1, 0)
+    while i0 < n:
+        i1 = max(int(np.searchsorted(centers, centers[i0] + reach, side="right")), i0 + 1)
+        out.append((i0, i1))
+        i0 = i1
     return out
 
 
-def dominant_orientations(gray, centers, sigma):
-    """Dominant gradient orientation at integer ``centers`` (Lowe 2004, Sec. 5).
+def _window_matrix(centers, lo, hi, taps):
+    """``G[i, p - lo] = taps[p - centers[i] + r]`` for pixels ``lo <= p < hi`` inside window ``i``, else 0."""
+    r = (len(taps) - 1) // 2
+    d = np.arange(lo, hi)[None, :] - np.asarray(centers)[:, None] + r
+    inside = (d >= 0) & (d <= 2 * r)
+    return np.where(inside, taps[np.clip(d, 0, 2 * r)], np.float32(0.0)).astype(np.float32)
 
-    The image is smoothed to scale ``sigma`` (assuming the 0.5 pixel blur
+
+def _plan(centers, taps, axis_len, span):
+    """The products of a separable window pass: ``(i0, i1, lo, hi, G)`` per run of nearby centres.
+
+    Centres ``i0..i1-1`` (a run of :func:`_runs`, whose windows cover at most
+    ``span`` pixels) get ``G @ A[lo:hi]``, ``G`` the window matrix
+    (:func:`_window_matrix`) of the pixels ``lo..hi-1`` they reach inside
+    ``0..axis_len-1``; each product reads ``O(span)`` rows, not all of them.
+    """
+    r = (len(taps) - 1) // 2
+    plan = []
+    for i0, i1 in _runs(centers, r, span):
+        lo, hi = max(int(centers[i0]) - r, 0), min(int(centers[i1 - 1]) + r + 1, axis_len)
+        plan.append((i0, i1, lo, hi, _window_matrix(centers[i0:i1], lo, hi, taps)))
+    return plan
+
+
+def _apply(plan, A, out):
+    """``out[i] = sum_t taps[t] A[centers[i] - r + t]`` over the rows of the 2-D ``A`` (zero outside)."""
+    for i0, i1, lo, hi, G in plan:
+        np.matmul(G, A[lo:hi], out=out[i0:i1])
+    return out
+
+
+def _bin_split(blurred):
+    """Gradient magnitude split between two neighbouring orientation bins, per pixel.
+
+    Central differences of the smoothed images (the outermost rows and
+    columns get none, as in OpenCV), in the ``cv2.KeyPoint`` convention (rows
+    pointing down).  Returns ``(first_bin, weight_first, weight_second)`` of
+    shape (N, H, W): the second bin is ``first_bin + 1`` in the channel layout
+    of :data:`_CHANNELS`.
+    """
+    N, H, W = blurred.shape
+    dx = np.zeros_like(blurred)
+    dy = np.zeros_like(blurred)
+    dx[:, 1:-1, 1:-1] = blurred[:, 1:-1, 2:] - blurred[:, 1:-1, :-2]
+    dy[:, 1:-1, 1:-1] = blurred[:, 2:, 1:-1] - blurred[:, :-2, 1:-1]
+    mag = np.empty_like(blurred)
+    ang = np.empty_like(blurred)
+    for k in range(N):  # one OpenCV call per image: its result does not depend on the batch
+        cv2.cartToPolar(dx[k], dy[k], magnitude=mag[k], angle=ang[k], angleInDegrees=True)
+    pos = ang
+    pos *= np.float32(ORI_BINS / 360.0)
+    b0 = pos.astype(np.int32)
+    np.subtract(pos, b0, out=pos, dtype=np.float32)  # fractional part: weight of the second bin
+    b0[b0 >= ORI_BINS] -= ORI_BINS
+    v1 = pos
+    v1 *= mag
+    v0 = mag
+    v0 -= v1
+    return b0, v0, v1
+
+
+def _histograms(images, rows, cols, sigma):
+    """Window-weighted orientation histograms at every grid point ``(rows[i], cols[j])``, (N, n_r, n_c, 36).
+
+    The blur and the bin split run on the whole batch; the channel images,
+    the products and their buffers are per image (and per band of rows, for
+    a large image) and sized to stay in the processor's cache.  The
+    products of one image have the same shapes whatever else is in the
+    batch, so its result does not depend on the batch.
+    """
+    H, W = images[0].shape
+    taps, radius = _window(sigma)
+    k = len(taps)
+    C = _CHANNELS
+    band_rows = max(2 * k, _CHANNEL_BYTES // (W * C * 4))
+    bands = []
+    for m0, m1 in _runs(rows, radius, band_rows):  # channel images of rows lo..hi only
+        lo, hi = max(int(rows[m0]) - radius, 0), min(int(rows[m1 - 1]) + radius + 1, H)
+        bands.append((m0, m1, lo, hi, _plan(rows[m0:m1] - lo, taps, hi - lo, 2 * k)))
+    col_plan = _plan(cols, taps, W, max(2 * k, _COLUMN_SPAN))
+    h_max = max(hi - lo for _, _, lo, hi, _ in bands)
+    chans = np.zeros(h_max * W * C, np.float32)
+    base = np.arange(h_max * W, dtype=np.intp) * C
+    out = np.empty((len(images), len(rows), len(cols), ORI_BINS), np.float32)
+    for a in range(0, len(images), _BATCH):
+        b0s, v0s, v1s = _bin_split(_blurred_stack(images[a:a + _BATCH], sigma))
+        for n in range(len(b0s)):
+            for m0, m1, lo, hi, row_plan in bands:
+                size = (hi - lo) * W
+                ch = chans[: size * C]
+                idx = base[:size] + b0s[n, lo:hi].ravel()
+                ch[idx] = v0s[n, lo:hi].ravel()
+                ch[idx + 1] = v1s[n, lo:hi].ravel()  # a pixel's second bin: the next channel
+                b = m1 - m0
+                # rows pass: (b, h') @ (h', 37 W)
+                tmp = _apply(row_plan, ch.reshape(hi - lo, W * C), np.empty((b, W * C), np.float32))
+                ch[idx] = 0.0  # clean the buffer for the next image
+                ch[idx + 1] = 0.0
+                # columns pass: (n_c, W') @ (W', 37 b)
+                tmp = np.ascontiguousarray(tmp.reshape(b, W, C).transpose(1, 0, 2)).reshape(W, b * C)
+                hist = _apply(col_plan, tmp, np.empty((len(cols), b * C), np.float32)).reshape(len(cols), b, C)
+                hist[..., 0] += hist[..., ORI_BINS]
+                out[a + n, m0:m1] = hist[..., :ORI_BINS].transpose(1, 0, 2)
+    return out
+
+
+def _blurred_stack(images, sigma):
+    """The images smoothed to scale ``sigma`` (from OpenCV's assumed 0.5 pixel blur), float32 (N, H, W)."""
+    s = math.sqrt(max(sigma * sigma - _INIT_SIGMA**2, 0.01))
+    out = np.empty((len(images),) + images[0].shape, np.float32)
+    for k, img in enumerate(images):
+        cv2.GaussianBlur(img.astype(np.float32), (0, 0), s, dst=out[k], borderType=cv2.BORDER_REFLECT_101)
+    return out
+
+
+def _at_centers(grid, row_inv, col_inv):
+    """``grid[:, row_inv, col_inv]``; a reshape when the centres are the full grid in row-major order."""
+    n_r, n_c = grid.shape[1:3]
+    if len(row_inv) == n_r * n_c and np.array_equal(row_inv * n_c + col_inv, np.arange(n_r * n_c)):
+        return grid.reshape(grid.shape[0], n_r * n_c, grid.shape[3])
+    return grid[:, row_inv, col_inv]
+
+
+def _as_batch(images):
+    if isinstance(images, np.ndarray) and images.ndim == 2:
+        return [images], True
+    images = list(images)
+    if not images or any(np.ndim(im) != 2 or np.shape(im) != np.shape(images[0]) for im in images):
+        raise ValueError("images must be one (H, W) grayscale image or a sequence of grayscale images of one shape")
+    return [np.asarray(im) for im in images], False
+
+
+def orientation_histograms(images, centers, sigma):
+    """36-bin gradient-orientation histograms around integer ``centers`` (Lowe 2004, Sec. 5).
+
+    The images are smoothed to scale ``sigma`` (assuming the 0.5 pixel blur
     OpenCV assumes for any input); each pixel's gradient magnitude is split
     linearly between the two nearest of 36 orientation bins, giving 36
-    channel images; these are weighted with the Gaussian window of std
-    ``1.5 sigma`` (truncated at 3 std, as OpenCV) around every centre at once,
-    as a separable filter evaluated only at the rows and then the columns that
-    hold centres.  The histograms are smoothed circularly with
-    ``[1, 4, 6, 4, 1] / 16`` (as OpenCV) and the peak is refined by parabolic
-    interpolation.  Cost ``O(36 H W)`` plus ``O(36 (n_rows W + n) k)`` for a
-    window of ``k`` taps, with no Python loop over keypoints.
+    channel images, weighted with the Gaussian window of std ``1.5 sigma``
+    (truncated at 3 std, as OpenCV) around every centre.  The window is
+    separable, so the histograms of the whole grid are two matrix products
+    per image: the window matrix of the rows that hold centres times the
+    channel images (``(n_rows, H) @ (H, 37 W)``), then that of the columns
+    (``(n_cols, W) @ (W, 37 n_rows)``).  Both matrices are banded, and each
+    product runs over runs of nearby centres only, so the work is
+    ``O(37 H W k / step)`` for a window of ``k`` taps and a grid step
+    ``step``, with no Python loop over keypoints.  The channel images of one
+    image (or of a band of rows of a large one) fit a processor cache and
+    are built in a reused buffer; NumPy's BLAS runs on one thread for these
+    small products.  An image's histograms do not depend on the other images
+    of the batch.
 
-    Returns angles in degrees in the ``cv2.KeyPoint.angle`` convention
-    (``atan2(dI/drow, dI/dcol)`` with rows pointing down, in ``[0, 360)``).
-    OpenCV's ``compute`` turns it into ``360 - angle``, the angle of its own
-    gradients (``dy = I(y-1, x) - I(y+1, x)``, up positive), so the
-    descriptor is built in the frame of the dominant gradient.
+    Parameters
+    ----------
+    images : ndarray of shape (H, W), or sequence of them (all one shape)
+        Grayscale images (8-bit or float).
+    centers : array of shape (n, 2)
+        Integer ``(x, y) = (column, row)`` centres.
+    sigma : float
+        Scale of the keypoints.
+
+    Returns
+    -------
+    hist : ndarray of shape (n, 36), or (N, n, 36) for a sequence, float64
+        Bin ``b`` collects gradient angles around ``10 b`` degrees in the
+        ``cv2.KeyPoint.angle`` convention (``atan2(dI/drow, dI/dcol)``).
     """
-    H, W = gray.shape
-    s = math.sqrt(max(sigma * sigma - _INIT_SIGMA**2, 0.01))
-    img = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), s, borderType=cv2.BORDER_REFLECT_101)
-    # Central differences; the outermost rows/columns get no gradient, as in OpenCV.
-    dx = np.zeros_like(img)
-    dy = np.zeros_like(img)
-    dx[1:-1, 1:-1] = img[1:-1, 2:] - img[1:-1, :-2]
-    dy[1:-1, 1:-1] = img[2:, 1:-1] - img[:-2, 1:-1]  # rows point down: the KeyPoint convention
-    mag, ang = cv2.cartToPolar(dx, dy, angleInDegrees=True)
-    mag = mag.ravel()
-    pos = ang.ravel() * np.float32(ORI_BINS / 360.0)
-    b0 = pos.astype(np.intp)
-    w1 = pos - b0
-    b0 %= ORI_BINS
-    b1 = b0 + 1
-    b1[b1 == ORI_BINS] = 0
-    pix = np.arange(H * W)
-    chans = np.zeros((H * W, ORI_BINS), np.float32)
-    chans[pix, b0] = mag * (1.0 - w1)
-    chans[pix, b1] = mag * w1  # b1 != b0: plain assignment, no accumulation needed
-    chans = chans.reshape(H, W, ORI_BINS)
-
-    sw = ORI_WINDOW_SIGMAS * sigma
-    radius = max(1, int(round(ORI_RADIUS_STDS * sw)))
-    g = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sw) ** 2).astype(np.float32)
-    x = np.asarray(centers[:, 0], dtype=np.intp)
-    y = np.asarray(centers[:, 1], dtype=np.intp)
+    images, single = _as_batch(images)
+    centers = np.asarray(centers).reshape(-1, 2)
+    x = np.rint(centers[:, 0]).astype(np.intp)
+    y = np.rint(centers[:, 1]).astype(np.intp)
+    if len(centers) == 0:
+        out = np.zeros((len(images), 0, ORI_BINS))
+        return out[0] if single else out
     rows, row_inv = np.unique(y, return_inverse=True)
     cols, col_inv = np.unique(x, return_inverse=True)
-    tmp = _window_sum(chans, 0, rows, g)  # (n_rows, W, 36)
-    tmp = _window_sum(tmp, 1, cols, g)  # (n_rows, n_cols, 36)
-    hist = tmp[row_inv.ravel(), col_inv.ravel()].astype(np.float64)  # (n, 36)
+    with _one_blas_thread():
+        grid = _histograms(images, rows, cols, sigma)
+    out = _at_centers(grid, row_inv.ravel(), col_inv.ravel()).astype(np.float64)
+    return out[0] if single else out
 
-    # Circular smoothing of the histogram, as OpenCV does.
-    hist = (
-        6.0 * hist
-        + 4.0 * (np.roll(hist, 1, axis=1) + np.roll(hist, -1, axis=1))
-        + (np.roll(hist, 2, axis=1) + np.roll(hist, -2, axis=1))
-    ) / 16.0
+
+def dominant_orientations(images, centers, sigma):
+    """Dominant gradient orientation at integer ``centers`` (Lowe 2004, Sec. 5).
+
+    The 36-bin histograms of :func:`orientation_histograms` are smoothed
+    circularly with ``[1, 4, 6, 4, 1] / 16`` (as OpenCV) and the highest
+    peak is refined by parabolic interpolation through it and its two
+    neighbours.  OpenCV's detector adds a keypoint for every further peak
+    above 80 % of the highest; a dense grid keeps one orientation per
+    keypoint.
+
+    Returns angles in degrees in the ``cv2.KeyPoint.angle`` convention
+    (``atan2(dI/drow, dI/dcol)`` with rows pointing down, in ``[0, 360)``),
+    of shape (n,) for one image, (N, n) for a sequence.  OpenCV's
+    ``compute`` turns it into ``360 - angle``, the angle of its own
+    gradients (``dy = I(y-1, x) - I(y+1, x)``, up positive), so the
+    descriptor is built in the frame of the dominant gradient.  A keypoint
+    without any gradient in its window gets angle 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.features.orientation import dominant_orientations
+    >>> ramp = np.tile(np.linspace(0, 255, 60), (60, 1)).astype(np.uint8)  # brighter to the right
+    >>> np.round(dominant_orientations(ramp, [[30, 30]], 2.0), 3).tolist()
+    [0.0]
+    >>> np.round(dominant_orientations([ramp.T, ramp[:, ::-1]], [[30, 30]], 2.0), 3).tolist()
+    [[90.0], [180.0]]
+    """
+    hist = orientation_histograms(images, centers, sigma)
+    shape = hist.shape[:-1]
+    hist = hist.reshape(-1, ORI_BINS) @ _SMOOTHING  # circular [1, 4, 6, 4, 1] / 16, as OpenCV does
     j = np.argmax(hist, axis=1)
     k = np.arange(hist.shape[0])
     c = hist[k, j]
@@ -109,4 +306,4 @@ def dominant_orientations(gray, centers, sigma):
         offset = np.where(denom < 0, 0.5 * (left - right) / denom, 0.0)
     angles = ((j + offset) * (360.0 / ORI_BINS)) % 360.0
     angles[c <= 0] = 0.0  # flat patch: no gradient, no orientation
-    return angles
+    return angles.reshape(shape)

@@ -33,7 +33,7 @@ from ..base import ExplainableTransformerMixin
 from .descriptors import DescriptorSet, make_keypoints
 from .geometry import _boxes  # noqa: F401  (former private name, imported by callers)
 from .geometry import BIN_WIDTH_SIGMAS, SPATIAL_BINS, bin_boxes, box_side, descriptor_boxes, grid_centers
-from .orientation import ORI_BINS, ORI_RADIUS_STDS, ORI_WINDOW_SIGMAS, dominant_orientations
+from .orientation import ORI_BINS, ORI_RADIUS_STDS, ORI_WINDOW_SIGMAS, dominant_orientations, orientation_histograms
 from .pixel_rules import PIXEL_RULES, bin_pixel_relevance, flat_pixel_relevance, pixel_relevance, resolve_pixel_rule
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "dominant_orientations",
     "flat_pixel_relevance",
     "grid_centers",
+    "orientation_histograms",
     "pixel_relevance",
 ]
 
@@ -126,26 +127,46 @@ def _grid_geometry(shape, scales, steps, index):
     return centers, sigmas, levels, boxes, zeros, make_keypoints(centers, sigmas, zeros)
 
 
+def _set_angles(keypoints, angles):
+    """Give the keypoints of one image their orientations (a Python loop over attribute writes only)."""
+    for kp, a in zip(keypoints, angles.tolist()):
+        kp.angle = a
+    return keypoints
+
+
 def _describe_images(images, scales, steps, rotate, offset):
     """Compute the DescriptorSets of a chunk of images (one SIFT object per chunk).
 
-    Images of one shape share their grid: its geometry and upright keypoints
-    are built once per shape.
+    Images of one shape share their grid: its geometry and keypoints are
+    built once per shape, and the dominant orientations of all images of a
+    shape are computed together, one batch per scale level.  A result does
+    not depend on which other images are in the chunk.
     """
     sift = cv2.SIFT_create()
+    grays = [images_to_uint8_gray(img) for img in images]
     grids = {}
+    for i, gray in enumerate(grays):
+        if gray.shape not in grids:
+            grids[gray.shape] = _grid_geometry(gray.shape, scales, steps, offset + i)
+    angles = [grids[gray.shape][4] for gray in grays]
+    rotated_kps = {}
+    if rotate:
+        for shape in grids:
+            members = [i for i, gray in enumerate(grays) if gray.shape == shape]
+            centers, sigmas, levels, _, zeros, _ = grids[shape]
+            per_level = [
+                dominant_orientations([grays[i] for i in members], centers[levels == k], sigma).reshape(len(members), -1)
+                for k, sigma in enumerate(scales)
+            ]
+            for i, row in zip(members, np.concatenate(per_level, axis=1)):
+                angles[i] = row
+            rotated_kps[shape] = make_keypoints(centers, sigmas, zeros)
     out = []
-    for i, img in enumerate(images):
-        gray = images_to_uint8_gray(img)
+    for gray, ang in zip(grays, angles):
         H, W = gray.shape
-        if (H, W) not in grids:
-            grids[(H, W)] = _grid_geometry((H, W), scales, steps, offset + i)
-        centers, sigmas, levels, boxes, angles, kps = grids[(H, W)]
+        centers, sigmas, levels, boxes, _, kps = grids[(H, W)]
         if rotate:
-            angles = np.concatenate([
-                dominant_orientations(gray, centers[levels == k], sigma) for k, sigma in enumerate(scales)
-            ])
-            kps = make_keypoints(centers, sigmas, angles)
+            kps = _set_angles(rotated_kps[(H, W)], ang)
         kps_out, desc = sift.compute(gray, kps)
         if desc is None or len(kps_out) != len(kps):  # pragma: no cover - OpenCV keeps provided keypoints
             raise RuntimeError("OpenCV SIFT dropped keypoints; cannot align descriptors with the grid")
@@ -155,7 +176,7 @@ def _describe_images(images, scales, steps, rotate, offset):
                 centers=centers,
                 sigmas=sigmas,
                 levels=levels,
-                angles=angles,
+                angles=ang,
                 boxes=boxes,
                 image_shape=(H, W),
                 n_levels=len(scales),

@@ -1,0 +1,93 @@
+"""DenseSIFT against OpenCV's SIFT.compute on the same grid, upright and rotated, in one run.
+
+Run: python benchmarks/bench_sift.py [--images 8] [--rounds 60] [--photo]
+
+Two baselines: OpenCV's ``SIFT.compute`` on the upright keypoints of the
+grid, and on the very keypoints DenseSIFT's rotated descriptors use (same
+grid, same angles: what OpenCV would cost if it were handed the
+orientations; its rotated descriptors cost more than its upright ones).
+OpenCV gets 8-bit grayscale images; DenseSIFT's time includes its grid,
+the conversion of the input, the dominant orientations (rotated) and the
+DescriptorSets.
+
+Each round runs every method once on the same batch, in turn, and the
+fastest round of each is kept, so that the ratios come from one run and a
+busy machine disturbs them least.  Two clocks: wall time with OpenCV's own
+threads (what a user waits), and the CPU time of the calling thread with
+OpenCV on one thread (the work done, steadier on a shared machine).
+Prints ratios, not absolute targets: CI never times anything.
+"""
+
+import argparse
+import time
+
+import cv2
+import numpy as np
+
+import bowlrp
+from bowlrp.datasets import make_polygons
+from bowlrp._validation import images_to_uint8_gray
+from bowlrp.features.sift import grid_centers
+
+
+def interleaved_best(methods, rounds, clock):
+    """The fastest of ``rounds`` runs of every ``methods[name]()``, the methods run in turn each round."""
+    best = dict.fromkeys(methods, np.inf)
+    for _ in range(rounds):
+        for name, f in methods.items():
+            t = clock()
+            f()
+            best[name] = min(best[name], clock() - t)
+    return best
+
+
+def compare(images, scales, steps, rounds, label):
+    ocv = cv2.SIFT_create()
+    grays = [images_to_uint8_gray(im) for im in images]
+    upright_kps = [cv2.KeyPoint(float(x), float(y), 2 * s) for s, st in zip(scales, steps)
+                   for x, y in grid_centers(grays[0].shape, s, st)]
+    upright = bowlrp.DenseSIFT(scales=scales, steps=steps)
+    rotated = bowlrp.DenseSIFT(scales=scales, steps=steps, rotate=True)
+    rotated_kps = [ds.keypoints() for ds in rotated.transform(images)]
+    methods = {
+        "opencv upright": lambda: [ocv.compute(g, upright_kps) for g in grays],
+        "opencv rotated": lambda: [ocv.compute(g, k) for g, k in zip(grays, rotated_kps)],
+        "DenseSIFT upright": lambda: upright.transform(images),
+        "DenseSIFT rotated": lambda: rotated.transform(images),
+    }
+    n_threads = cv2.getNumThreads()
+    wall = interleaved_best(methods, rounds, time.perf_counter)
+    cv2.setNumThreads(1)
+    try:
+        cpu = interleaved_best(methods, rounds, time.thread_time)
+    finally:
+        cv2.setNumThreads(n_threads)
+    H, W = grays[0].shape
+    print(f"{label}: {len(images)} images of {H}x{W} px, {len(upright_kps)} keypoints each "
+          f"(scales {scales}, steps {steps})")
+    print(f"  {'':20s} {'wall ms/img':>12s} {'/ OpenCV up':>12s} {'/ OpenCV rot':>13s}   "
+          f"{'CPU ms/img':>11s} {'/ OpenCV up':>12s} {'/ OpenCV rot':>13s}")
+    for name in methods:
+        print(f"  {name:20s} {1e3 * wall[name] / len(images):12.2f} {wall[name] / wall['opencv upright']:11.2f}x "
+              f"{wall[name] / wall['opencv rotated']:12.2f}x   {1e3 * cpu[name] / len(images):11.2f} "
+              f"{cpu[name] / cpu['opencv upright']:11.2f}x {cpu[name] / cpu['opencv rotated']:12.2f}x")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=8, help="toy tiles per timed batch")
+    ap.add_argument("--rounds", type=int, default=60, help="timed rounds per clock; the fastest of each is kept")
+    ap.add_argument("--photo", action="store_true", help="also a 512x512 photograph (needs scikit-image)")
+    args = ap.parse_args()
+    print(f"OpenCV {cv2.__version__}, {cv2.getNumThreads()} OpenCV threads for the wall clock, 1 for the CPU clock")
+    data = make_polygons(n_train=10, n_test_images=1, random_state=0)
+    tiles = [np.ascontiguousarray(t) for t in data.test_images[: args.images]]
+    compare(tiles, (2.0, 3.0), (6, 9), args.rounds, "toy polygon tiles (thesis Sec. 2.4.3)")
+    if args.photo:
+        from skimage import data as skdata  # noqa: PLC0415  (optional: the photograph ships with scikit-image)
+
+        compare([skdata.camera()], (2.0, 3.0), (6, 9), max(3, args.rounds // 10), "photograph (skimage camera)")
+
+
+if __name__ == "__main__":
+    main()
