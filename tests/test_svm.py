@@ -11,6 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bowlrp import KernelSVC
 from bowlrp.svm import KernelOneClassSVM, make_kernel
+from bowlrp.svm.decompose import KernelExpansion
 
 EXACT = ["additive_chi2", "hik", "linear"]
 
@@ -407,3 +408,121 @@ def test_one_class_rbf_matches_sklearn_and_finds_roots():
     np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
     out = ours.explain(X[:8])
     assert out.root_found.all() and np.abs(out.bias).max() <= 1e-5
+
+
+# ---- root search: segments set aside, scores along segments, threads ---------------------
+def _illinois_ref(f, fx, fr, tol, max_iter):
+    """Illinois on one segment, g in [0, 1] (g = 1 at x), by a plain loop; returns (g, f(g))."""
+    a, b, fa, fb, g, fg, side = 0.0, 1.0, fr, fx, 1.0, fx, 0
+    if abs(fx) <= tol:
+        return g, fg
+    for _ in range(max_iter):
+        c = b - fb * (b - a) / (fb - fa)
+        fc = f(c)
+        g, fg = c, fc
+        if fc * fb > 0:
+            if side == 1:
+                fa /= 2
+            b, fb, side = c, fc, 1
+        else:
+            a, fa, b, fb, side = b, fb, c, fc, -1
+        if abs(fc) <= tol:
+            break
+    return g, fg
+
+
+def _nearest_root_ref(score, X, refs, ref_scores, x_scores, tol, max_iter):
+    """Every opposite-side segment searched to the end, then the nearest converged root (else least |f|)."""
+    roots, found = [], []
+    for a in range(len(X)):
+        cands = []
+        for b in np.flatnonzero(ref_scores[a] * x_scores[a] < 0):
+            f = lambda g: score((g * X[a] + (1 - g) * refs[b])[None], np.array([a]))[0]  # noqa: E731
+            g, fg = _illinois_ref(f, x_scores[a], ref_scores[a, b], tol, max_iter)
+            cands.append((abs(fg) > tol, (1 - g) * np.linalg.norm(X[a] - refs[b]) if abs(fg) <= tol else abs(fg),
+                          g * X[a] + (1 - g) * refs[b]))
+        best = min(cands, key=lambda c: (c[0], c[1]))
+        roots.append(best[2])
+        found.append(not best[0])
+    return np.array(roots), np.array(found)
+
+
+@pytest.mark.parametrize("max_iter", [100, 3, 2])  # with 3 and 2 some searches stop without a root
+def test_root_search_sets_aside_only_segments_that_cannot_be_nearest(max_iter):
+    from bowlrp.svm.decompose import find_roots
+
+    rng = np.random.default_rng(11)
+    X = rng.random((30, 5))
+    y = (X[:, 0] + X[:, 1] > X[:, 2] + X[:, 3]).astype(int)
+    m = KernelSVC(kernel="chi2", C=10.0, random_state=0).fit(X, y)
+    expansion = KernelExpansion(m.kernel_, m.support_vectors_, m.dual_coef_, m.intercept_)
+    refs = m.reference_samples_
+    calls = []
+
+    def score(P, owners):
+        calls.append(len(P))
+        return expansion.outputs(P, np)[:, 0]
+
+    Xe = X[:10]
+    xs, rs = m.decision_function(Xe), np.tile(m.decision_function(refs), (10, 1))
+    roots, root_scores, found = find_roots(score, Xe, refs, rs, xs, tol=1e-5, max_iter=max_iter)
+    n_evals = sum(calls)
+    calls.clear()
+    ref_roots, ref_found = _nearest_root_ref(score, Xe, refs, rs, xs, 1e-5, max_iter)
+    np.testing.assert_allclose(roots, ref_roots, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(found, ref_found)
+    np.testing.assert_allclose(root_scores, m.decision_function(roots), atol=1e-12)
+    if max_iter == 100:
+        assert found.all()
+        assert n_evals < 0.6 * sum(calls)  # the reference searches every segment to its end
+    if max_iter == 2:
+        assert not found.any()  # no search converged: the segment end with the least |f| is kept
+
+
+@pytest.mark.parametrize("name", ["rbf", "chi2", "hik"])
+def test_segment_scores_match_the_expansion_at_the_points(name):
+    from bowlrp.svm.segments import SegmentScores
+
+    rng = np.random.default_rng(12)
+    X = _histograms(rng, 90, 7)
+    y = np.argmax(X[:, :3], axis=1)
+    m = KernelSVC(kernel=name, C=5.0, blocks=(3, 4), block_weights=(0.7, 1.6), random_state=0).fit(X, y)
+    expansion = KernelExpansion(m.kernel_, m.support_vectors_, m.dual_coef_, m.intercept_)
+    refs = m.reference_samples_
+    rows, signs = rng.integers(0, 3, 10), np.where(rng.random(10) < 0.5, -1.0, 1.0)
+    along = SegmentScores(expansion, X[:10], refs, rows, signs, np)
+    owners, ends, g = rng.integers(0, 10, 40), rng.integers(0, len(refs), 40), rng.random(40)
+    g[:3] = (0.0, 1.0, 0.5)
+    P = g[:, None] * X[:10][owners] + (1 - g[:, None]) * refs[ends]
+    direct = m.decision_function(P)[np.arange(40), rows[owners]] * signs[owners]
+    np.testing.assert_allclose(along(g, owners, ends), direct, rtol=1e-12, atol=1e-13)
+
+
+def test_multiclass_taylor_roots_lie_on_the_explained_boundary():
+    rng = np.random.default_rng(13)
+    X = _histograms(rng, 120, 6)
+    y = np.argmax(X[:, :3], axis=1)
+    for name in ("rbf", "chi2"):
+        m = KernelSVC(kernel=name, C=10.0, blocks=(2, 4), random_state=0).fit(X, y)
+        target = np.arange(15) % 3
+        out = m.explain(X[:15], target=target)
+        F_root = m.decision_function(out.root)[np.arange(15), target]
+        np.testing.assert_allclose(out.bias, F_root, atol=1e-12)
+        assert np.abs(F_root[out.root_found]).max() <= 1e-5 + 1e-12 and out.root_found.mean() > 0.5
+
+
+@pytest.mark.parametrize("name", ["rbf", "chi2"])
+def test_threaded_chunks_give_the_single_thread_result(name, monkeypatch):
+    import bowlrp.svm.kernels as kernels
+
+    rng = np.random.default_rng(14)
+    X, Y = _histograms(rng, 70, 40), _histograms(rng, 300, 40)  # several chunks of rows
+    coef = rng.normal(size=(70, 300))
+    kern = make_kernel(name, (15, 25), (1.0, 2.0), (0.5, 0.2))
+    assert kernels._rows(300, 40) < 70
+    monkeypatch.setattr(kernels, "n_threads", lambda: 1)
+    one = kern.gram(X, Y, np), kern.gradient(X, Y, coef, np)
+    monkeypatch.setattr(kernels, "n_threads", lambda: 3)
+    three = kern.gram(X, Y, np), kern.gradient(X, Y, coef, np)
+    for a, b in zip(one, three):
+        np.testing.assert_array_equal(a, b)

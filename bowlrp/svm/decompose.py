@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._backend import asarray, get_namespace, to_numpy
+from .._backend import asarray, get_namespace
 from ..explanation import Explanation
+from .segments import SegmentScores
 
 __all__ = ["KernelExpansion", "explain_expansion", "find_roots", "spread_bias", "BIAS_MODES", "DECOMPOSITIONS"]
 
@@ -78,7 +79,8 @@ def spread_bias(R, Rb, mode, w_rows, xp):
     return R + share * Rb[:, None], xp.zeros_like(Rb)
 
 
-def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100, n_candidates=None):
+def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100, n_candidates=None,
+               segment_score=None):
     """Nearest root of ``score`` on the segments between each ``x`` and its references.
 
     Illinois (regula falsi) search on ``x~ = g x + (1 - g) r`` for every pair
@@ -86,21 +88,34 @@ def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100, n_c
     pairs at once; a pair stops when ``|score(x~)| <= tol``.  Of the converged
     roots of an input the one nearest to ``x`` is kept (thesis Sec. 2.4.2).
 
+    The search on a segment never leaves its bracket, so the root it ends on
+    lies ``(1 - g) ||x - r||`` from ``x`` with ``g`` inside the current
+    bracket.  A segment whose bracket lies wholly farther from ``x`` than the
+    bracket of another segment of the same input (or a root found there) is
+    set aside; should that other segment not converge after all, the segments
+    set aside against it are searched on.  Every segment that could hold the
+    nearest root is searched exactly as without this, so the result is the
+    same, with fewer evaluations.
+
     Parameters
     ----------
-    score : callable (points (k, D), owners (k,)) -> (k,)
+    score : callable (points (k, D), owners (k,)) -> (k,), or None
         The explained score of input ``owners[k]`` at ``points[k]``.
     X : array (n, D)
     refs : array (m, D)
     ref_scores : array (n, m)
         ``score`` of input ``a`` at reference ``b``.
     x_scores : array (n,)
-    tol, max_iter : stopping rule.
+    tol, max_iter : stopping rule (``max_iter`` steps per segment).
     n_candidates : int or None
         Search only the segments to the ``n_candidates`` opposite-side
         references nearest to each input (None: all of them).  The nearest
         root almost always lies towards a near reference; fewer segments make
         the search proportionally cheaper.
+    segment_score : callable (g (k,), owners (k,), ends (k,)) -> (k,), optional
+        The score at ``g X[owners] + (1 - g) refs[ends]``, used instead of
+        ``score`` (e.g. :class:`bowlrp.svm.segments.SegmentScores`, which
+        evaluates rbf expansions from terms computed once per segment).
 
     Returns
     -------
@@ -122,21 +137,39 @@ def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100, n_c
         xp.put_along_axis(keep, near, True, axis=1)
         opposite = opposite & keep
     pa, pb = xp.nonzero(opposite)
-    ga = xp.zeros(pa.shape[0])  # parameter of the reference end
-    gb = xp.ones(pa.shape[0])  # parameter of the input end
+    if segment_score is None:
+        def segment_score(g, owners, ends):
+            return score(g[:, None] * X[owners] + (1.0 - g[:, None]) * refs[ends], owners)
+
+    def per_input_min(values):  # min over the segments of each input, shape (n,)
+        table = xp.full((n, m), xp.inf)
+        table[pa, pb] = values
+        return table.min(1) if m else xp.full(n, xp.inf)
+
+    k = pa.shape[0]
+    length = xp.sqrt(((X[pa] - refs[pb]) ** 2).sum(1))
+    ga = xp.zeros(k)  # parameter of the reference end
+    gb = xp.ones(k)  # parameter of the input end
     fa, fb = ref_scores[pa, pb], x_scores[pa]
-    g = xp.ones(pa.shape[0])
+    g = xp.ones(k)
     fg = fb.copy()
-    active = xp.abs(fb) > tol
-    side = xp.zeros(pa.shape[0], dtype=xp.int8)
-    for _ in range(max_iter):
-        act = xp.nonzero(active)[0]
-        if act.shape[0] == 0:
-            break
+    searching = xp.abs(fb) > tol
+    steps = xp.zeros(k, dtype=xp.int64)
+    side = xp.zeros(k, dtype=xp.int8)
+    aside = xp.zeros(k, dtype=bool)  # still searching, but farther than a root of the same input
+    least = xp.full(k, xp.inf)  # the least root distance of a segment set aside
+    while True:
+        act = xp.nonzero(searching & ~aside)[0]
+        if act.shape[0] == 0:  # search on what was set aside against a segment that did not converge
+            nearest = per_input_min(xp.where(xp.abs(fg) <= tol, (1.0 - g) * length, xp.inf))
+            resume = aside & ~(least > nearest[pa])
+            if not bool(resume.any()):
+                break
+            aside = aside & ~resume
+            continue
         a, b, fa_, fb_ = ga[act], gb[act], fa[act], fb[act]
         c = b - fb_ * (b - a) / (fb_ - fa_)
-        P = c[:, None] * X[pa[act]] + (1.0 - c[:, None]) * refs[pb[act]]
-        fc = score(P, pa[act])
+        fc = segment_score(c, pa[act], pb[act])
         g[act], fg[act] = c, fc
         same = fc * fb_ > 0  # the root lies between a and c
         # Illinois: when the same end is kept twice, halve its value
@@ -147,27 +180,43 @@ def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100, n_c
         ga[act], fa[act] = new_a, new_fa
         gb[act], fb[act] = c, fc
         side[act] = xp.where(same, 1, -1).astype(xp.int8)
-        active[act] = xp.abs(fc) > tol
-    dist = (1.0 - g) * xp.sqrt(((X[pa] - refs[pb]) ** 2).sum(1))
-    converged = xp.abs(fg) <= tol
-    roots = xp.empty_like(X)
-    root_scores = xp.empty(n)
-    found = xp.zeros(n, dtype=bool)
-    pa_np, dist_np, conv_np, fg_np = (to_numpy(v) for v in (pa, dist, converged, fg))
-    g_np, pb_np = to_numpy(g), to_numpy(pb)
-    ref_abs = to_numpy(xp.abs(ref_scores))
-    for a in range(n):  # a selection per input, no arithmetic
-        k = np.flatnonzero(pa_np == a)
-        if k.size:
-            pick = k[conv_np[k]] if conv_np[k].any() else k
-            best = pick[np.argmin(dist_np[pick])] if conv_np[k].any() else pick[np.argmin(np.abs(fg_np[pick]))]
-            roots[a] = g_np[best] * X[a] + (1.0 - g_np[best]) * refs[int(pb_np[best])]
-            root_scores[a] = fg_np[best]
-            found[a] = bool(conv_np[best])
-        else:
-            b = int(np.argmin(ref_abs[a]))
-            roots[a] = refs[b]
-            root_scores[a] = ref_scores[a, b]
+        steps[act] += 1
+        searching[act] = (xp.abs(fc) > tol) & (steps[act] < max_iter)
+        # root distance bounds: [(1 - hi) L, (1 - lo) L] while searching, (1 - g) L once converged
+        live = searching & ~aside
+        near_end = (1.0 - xp.maximum(ga, gb)) * length
+        far_end = xp.where(live, (1.0 - xp.minimum(ga, gb)) * length,
+                           xp.where(xp.abs(fg) <= tol, (1.0 - g) * length, xp.inf))
+        drop = live & (near_end > per_input_min(far_end)[pa])
+        least = xp.where(drop, near_end, least)
+        aside = aside | drop
+    return _nearest_roots(X, refs, ref_scores, pa, pb, g, fg, (1.0 - g) * length, xp.abs(fg) <= tol)
+
+
+def _nearest_roots(X, refs, ref_scores, pa, pb, g, fg, dist, converged):
+    """Per input, the converged segment root nearest to ``x`` (else the least ``|f|``), vectorised."""
+    xp = get_namespace(X)
+    n, m = ref_scores.shape
+    k = pa.shape[0]
+    has_root = xp.zeros(n, dtype=bool)
+    has_root[pa[converged]] = True
+    key = xp.where(has_root[pa], xp.where(converged, dist, xp.inf), xp.abs(fg))
+    table = xp.full((n, m), xp.inf)
+    table[pa, pb] = key
+    index = xp.full((n, m), -1, dtype=xp.int64)
+    index[pa, pb] = xp.arange(k)
+    rows = xp.arange(n)
+    best = index[rows, xp.argmin(table, axis=1)] if m else xp.full(n, -1, dtype=xp.int64)
+    has_segment = best >= 0  # argmin takes the first of equal keys, as a loop over the segments would
+    best = xp.where(has_segment, best, 0)
+    fallback = xp.argmin(xp.abs(ref_scores), axis=1)  # no reference on the other side
+    if k:
+        gb = g[best][:, None]
+        roots = xp.where(has_segment[:, None], gb * X + (1.0 - gb) * refs[pb[best]], refs[fallback])
+        root_scores = xp.where(has_segment, fg[best], ref_scores[rows, fallback])
+        found = has_segment & converged[best]
+    else:
+        roots, root_scores, found = refs[fallback], ref_scores[rows, fallback], xp.zeros(n, dtype=bool)
     return roots, root_scores, found
 
 
@@ -232,13 +281,9 @@ def explain_expansion(expansion, X, rows, signs, labels, bias="keep", decomposit
             raise ValueError("a Taylor decomposition needs reference samples (references=...)")
         refs = asarray(references, xp, dtype=xp.float64)
         ref_scores = (expansion.outputs(refs, xp)[:, rows_x] * signs_x).T  # (n, m)
-
-        def score_at(P, owners):
-            out = expansion.outputs(P, xp)
-            return out[xp.arange(P.shape[0]), rows_x[owners]] * signs_x[owners]
-
-        root, Rb, found = find_roots(score_at, X, refs, ref_scores, score, tol=tol, max_iter=max_iter,
-                                     n_candidates=n_candidates)
+        along = SegmentScores(expansion, X, refs, rows_x, signs_x, xp)
+        root, Rb, found = find_roots(None, X, refs, ref_scores, score, tol=tol, max_iter=max_iter,
+                                     n_candidates=n_candidates, segment_score=along)
         R = (X - root) * kern.gradient(root, SV, coef, xp)
     R, Rb = spread_bias(R, Rb, bias, w_rows, xp)
     residual = score - R.sum(1) - Rb

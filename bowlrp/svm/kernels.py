@@ -14,12 +14,20 @@ A kernel here is a weighted sum of one base kernel per feature block
   :meth:`Kernel.gradient` (eq. A.5, A.7).
 
 Every method takes ``xp`` (NumPy or CuPy) and works in chunks so that no
-temporary exceeds about ``_MAX_ELEMENTS`` elements.
+temporary exceeds about ``_MAX_ELEMENTS`` elements; on NumPy the chunks of the
+exponential kernels run on :func:`n_threads` threads (NumPy's loops release the
+GIL).
 """
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["Kernel", "KERNELS", "make_kernel", "kernel_names"]
+from .._backend import to_numpy
+
+__all__ = ["Kernel", "KERNELS", "make_kernel", "kernel_names", "n_threads"]
 
 _MAX_ELEMENTS = 1 << 18  # 256K float64 = 2 MB per temporary: cache-sized chunks run 2-3x faster than 32 MB ones
 
@@ -43,6 +51,40 @@ def _harmonic(x, y, xp):
     return x * y / (x + y + _TINY)
 
 
+# --- threads for the chunked loops on NumPy arrays ------------------------------------------
+_POOL = {}
+_POOL_LOCK = threading.Lock()
+
+
+def n_threads():
+    """Threads the NumPy chunk loops of the exponential kernels use: the CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _over_rows(n_rows, step, work, xp):
+    """Call ``work(lo, hi)`` on consecutive row ranges covering ``range(n_rows)``.
+
+    On NumPy the ranges are split among :func:`n_threads` threads (each
+    ``work`` writes its own rows of a shared output); ``work`` chunks its range
+    into at most ``step`` rows itself.  Small problems run inline.
+    """
+    threads = min(n_threads(), -(-n_rows // step)) if xp is np else 1
+    if threads <= 1:
+        work(0, n_rows)
+        return
+    key = (os.getpid(), threads)  # a forked child gets its own pool: the parent's threads are not there
+    with _POOL_LOCK:
+        if key not in _POOL:
+            _POOL[key] = ThreadPoolExecutor(threads, thread_name_prefix="bowlrp-kernel")
+        pool = _POOL[key]
+    cuts = [n_rows * t // threads for t in range(threads + 1)]
+    for f in [pool.submit(work, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]:
+        f.result()
+
+
 # --- per-dimension base terms t(x, y) of the sum-decomposable kernels -------------------
 def _t_linear(x, y, xp):
     return x * y
@@ -54,19 +96,6 @@ def _t_hik(x, y, xp):
 
 def _t_additive_chi2(x, y, xp):
     return 2.0 * _harmonic(x, y, xp)
-
-
-# --- per-dimension distance terms of the exponential kernels --------------------------------
-def _dd_rbf(p, s, xp):
-    """d dist / d p_d for rbf: 2 (p - s)."""
-    return 2.0 * (p - s)
-
-
-def _dd_chi2(p, s, xp):
-    """d dist / d p_d for chi2: 1 - 4 s^2 / (p + s)^2 (eq. A.7); at p = s = 0 the
-    one-sided derivative for non-negative inputs, 1."""
-    den = (p + s) ** 2
-    return 1.0 - 4.0 * _chi2_div(s * s, den, xp)
 
 
 class Kernel:
@@ -103,6 +132,10 @@ class Kernel:
             yield slice(start, start + size)
             start += size
 
+    def block_slices(self):
+        """The slice of each feature block, in order."""
+        return list(self._slices())
+
     def dimension_weights(self, xp=np):
         """``beta_u`` repeated over the dimensions of block ``u``."""
         w = np.repeat(self.block_weights, self.block_sizes)
@@ -126,24 +159,54 @@ class Kernel:
             return out
         return self._exp_blocks(X, Y, xp) @ xp.asarray(self.block_weights)
 
-    def _distances(self, X, Y, sl, xp):
-        """Block distance ``dist_u(X[a], Y[b])``, shape (n, m)."""
-        Xu, Yu = X[:, sl], Y[:, sl]
+    def _starts(self):
+        return np.cumsum((0,) + self.block_sizes[:-1])
+
+    def _block_sums(self, A, xp):
+        """Sums of ``A`` over each block of its last axis, shape ``A.shape[:-1] + (n_blocks,)``."""
+        if xp is np:
+            return np.add.reduceat(A, self._starts(), axis=-1)
+        return xp.stack([A[..., sl].sum(-1) for sl in self._slices()], axis=-1)
+
+    def _block_distances(self, X, Y, xp):
+        """``dist_u(X[a], Y[b])`` per block, shape (n, m, n_blocks) (eq. A.4, A.6)."""
         if self.name == "rbf":  # ||x||^2 + ||y||^2 - 2 x.y by matrix products
-            d = (Xu * Xu).sum(1)[:, None] + (Yu * Yu).sum(1)[None, :] - 2.0 * (Xu @ Yu.T)
+            d = xp.stack([(X[:, sl] * X[:, sl]).sum(1)[:, None] + (Y[:, sl] * Y[:, sl]).sum(1)[None, :]
+                          - 2.0 * (X[:, sl] @ Y[:, sl].T) for sl in self._slices()], axis=2)
             return xp.maximum(d, 0.0)
-        # sum_d (x - y)^2 / (x + y) = sum_d x + sum_d y - 4 sum_d x y / (x + y)
-        out = Xu.sum(1)[:, None] + Yu.sum(1)[None, :]
-        step = _rows(Y.shape[0], Xu.shape[1])
-        for a in range(0, X.shape[0], step):
-            out[a : a + step] -= 4.0 * _harmonic(Xu[a : a + step, None, :], Yu[None, :, :], xp).sum(2)
-        return xp.maximum(out, 0.0)
+        return self._chi2_distances(X, Y, xp)
+
+    def _chi2_distances(self, X, Y, xp):
+        """chi2 block distances (eq. A.6) as ``sum_d x - 3 sum_d y + 4 sum_d y^2 / (x + y)`` (0/0 = 0).
+
+        Three passes over each (rows, m, D) chunk (add, divide, block sums), the
+        rest on (rows, m, n_blocks).  The smallest normal float added to ``Y``
+        leaves every non-zero sum unchanged and turns 0/0 into 0 / tiny = 0.
+        """
+        Yt, Y2 = Y + _TINY, Y * Y
+        sx, sy = self._block_sums(X, xp), -3.0 * self._block_sums(Y, xp)
+        out = xp.empty((X.shape[0], Y.shape[0], len(self.block_sizes)), dtype=xp.float64)
+        step = _rows(Y.shape[0], X.shape[1])
+
+        def work(lo, hi):
+            buf = xp.empty((min(step, hi - lo),) + Y.shape, dtype=xp.float64)
+            for a in range(lo, hi, step):
+                t = buf[: min(step, hi - a)]
+                b = a + t.shape[0]
+                xp.add(X[a:b, None, :], Yt[None], out=t)
+                xp.divide(Y2[None], t, out=t)
+                d = self._block_sums(t, xp)
+                d *= 4.0
+                d += sy[None]
+                d += sx[a:b, None, :]
+                out[a:b] = xp.maximum(d, 0.0)
+
+        _over_rows(X.shape[0], step, work, xp)
+        return out
 
     def _exp_blocks(self, X, Y, xp):
         """``exp(-gamma_u dist_u)`` per block, shape (n, m, n_blocks)."""
-        return xp.stack(
-            [xp.exp(-g * self._distances(X, Y, sl, xp)) for g, sl in zip(self.gammas, self._slices())], axis=2
-        )
+        return xp.exp(-self._block_distances(X, Y, xp) * xp.asarray(self.gammas))
 
     # ------------------------------------------------------- exact decomposition
     def dimension_terms(self, X, Y, coef, xp):
@@ -191,11 +254,28 @@ class Kernel:
                      "additive_chi2": lambda p, s: 2.0 * _chi2_div(s * s, (p + s) ** 2, xp)}[self.name]
             return self._weighted_sum(deriv, P, Y, coef, xp) * w
         G = xp.empty(P.shape, dtype=xp.float64)
-        blocks = self._exp_blocks(P, Y, xp)  # (n, S, U)
-        dd = {"rbf": _dd_rbf, "chi2": _dd_chi2}[self.name]
-        for u, (g, sl) in enumerate(zip(self.gammas, self._slices())):
-            c = coef * blocks[:, :, u] * (-g * self.block_weights[u])  # (n, S)
-            G[:, sl] = self._weighted_sum(lambda p, s: dd(p, s, xp), P[:, sl], Y[:, sl], c, xp)
+        # weight of support vector b in d f / d dist_u at P[a]: -gamma_u beta_u coef[a, b] k_u(Y[b], P[a])
+        C = coef[:, :, None] * self._exp_blocks(P, Y, xp) * xp.asarray(-self.gammas * self.block_weights)
+        if self.name == "rbf":  # d dist / d p = 2 (p - s) (eq. A.5): two matrix products per block
+            for u, sl in enumerate(self._slices()):
+                G[:, sl] = 2.0 * (C[:, :, u].sum(1)[:, None] * P[:, sl] - C[:, :, u] @ Y[:, sl])
+            return G
+        # chi2: d dist / d p = 1 - 4 s^2 / (p + s)^2 (eq. A.7), 1 at p = s = 0 (the one-sided limit)
+        Csum, Yt = C.sum(1), Y + _TINY
+        step = _rows(Y.shape[0], P.shape[1])
+
+        def work(lo, hi):
+            buf = xp.empty((min(step, hi - lo),) + Y.shape, dtype=xp.float64)
+            for a in range(lo, hi, step):
+                q = buf[: min(step, hi - a)]
+                b = a + q.shape[0]
+                xp.add(P[a:b, None, :], Yt[None], out=q)
+                xp.divide(Y[None], q, out=q)
+                xp.multiply(q, q, out=q)
+                for u, sl in enumerate(self._slices()):
+                    G[a:b, sl] = Csum[a:b, u, None] - 4.0 * xp.einsum("rs,rsd->rd", C[a:b, :, u], q[:, :, sl])
+
+        _over_rows(P.shape[0], step, work, xp)
         return G
 
     def _weighted_sum(self, f, P, Y, coef, xp):
@@ -212,12 +292,8 @@ class Kernel:
         rng = np.random.default_rng(random_state)
         idx = rng.choice(X.shape[0], min(X.shape[0], max_samples), replace=False)
         S = X[xp.asarray(idx)] if xp is not np else X[idx]
-        means = []
-        for sl in self._slices():
-            d = self._distances(S, S, sl, xp)
-            n = d.shape[0]
-            means.append(float(d.sum()) / max(n * (n - 1), 1))
-        return np.array(means)
+        n = S.shape[0]
+        return to_numpy(self._block_distances(S, S, xp).sum((0, 1))) / max(n * (n - 1), 1)
 
 
 KERNELS = {
