@@ -20,14 +20,14 @@ decompose, so it is refused with a pointer to :class:`bowlrp.KernelSVC`.
 """
 
 import numpy as np
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
-from .._backend import to_numpy
+from .._backend import get_namespace, to_numpy
 from .._validation import resolve_targets
 from ..base import ExplainableClassifierMixin, is_explainable_estimator
 from .decompose import KernelExpansion, explain_expansion
 from .kernels import make_kernel
-from .svc import check_references
+from .svc import check_features, check_references
 
 __all__ = ["as_explainable", "SUPPORTED"]
 
@@ -47,19 +47,16 @@ class _FittedExpansion(ExplainableClassifierMixin):
 
     def explain(self, X, target=None, bias="keep", decomposition="auto", references=None):
         """Decompose the model's decision function over its features (see :meth:`bowlrp.KernelSVC.explain`)."""
-        D = self.expansion.support_vectors.shape[1]
-        X = check_array(np.asarray(to_numpy(X)), dtype=np.float64, input_name="X")
-        if X.shape[1] != D:
-            raise ValueError(f"expected features of shape (n, {D}), got {X.shape}")
+        X = check_features(X, self.expansion.support_vectors.shape[1])  # device features stay there
         n = X.shape[0]
-        F = self.expansion.outputs(X, np)
+        F = self.expansion.outputs(X, get_namespace(X))
         if self.one_class:
             if target is not None:
                 raise ValueError("a one-class model explains its inlierness; target must be None")
             rows, signs, labels = np.zeros(n, dtype=np.intp), np.ones(n), np.ones(n, dtype=int)
         else:
-            rows, signs, labels = resolve_targets(self.classes_, F, target)
-        refs = self.references if references is None else check_references(references, D)
+            rows, signs, labels = resolve_targets(self.classes_, to_numpy(F), target)
+        refs = self.references if references is None else check_references(references, X.shape[1])
         return explain_expansion(self.expansion, X, rows, signs, labels, bias=bias,
                                  decomposition=decomposition, references=refs, outputs=F)
 

@@ -110,16 +110,10 @@ class _KernelModel(ExplainableClassifierMixin, BaseEstimator):
 
     def _prepare_explain(self, X, references):
         check_is_fitted(self)
-        xp = get_namespace(X)
-        if xp is np:
+        if get_namespace(X) is np:
             X = self._check_X(X, reset=False)
-        else:
-            X = asarray(X, xp, dtype=xp.float64)
-            if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-                raise ValueError(f"X must have shape (n, {self.n_features_in_}), got {tuple(X.shape)}")
-            if not bool(xp.isfinite(X).all()):
-                raise ValueError("X contains NaN or infinite values")
-            self._check_nonnegative(X)
+        else:  # device features stay on the device
+            X = self._check_nonnegative(check_features(X, self.n_features_in_))
         if references is None:
             references = self.reference_samples_
         else:
@@ -411,9 +405,27 @@ class KernelOneClassSVM(OutlierMixin, _KernelModel):
         return tags
 
 
+def check_features(X, n_features, name="X"):
+    """``X`` as a finite float64 ``(n, n_features)`` array on its own device.
+
+    NumPy input (and lists) goes through scikit-learn's ``check_array``;
+    a device array is checked on the device (one scalar read for finiteness)
+    and never copied to the host.
+    """
+    xp = get_namespace(X)
+    if xp is np:
+        X = check_array(np.asarray(X), dtype=np.float64, input_name=name)
+    else:
+        X = asarray(X, xp, dtype=xp.float64)
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D (n, {n_features}) array, got shape {tuple(X.shape)}")
+        if not bool(xp.isfinite(X).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{name} must have shape (n, {n_features}), got {tuple(X.shape)}")
+    return X
+
+
 def check_references(references, n_features, name="references"):
-    """Taylor reference samples as a finite float64 ``(m, n_features)`` NumPy array."""
-    refs = check_array(np.asarray(to_numpy(references)), dtype=np.float64, input_name=name)
-    if refs.shape[1] != n_features:
-        raise ValueError(f"{name} must have shape (m, {n_features}), got {refs.shape}")
-    return refs
+    """Taylor reference samples as a finite float64 ``(m, n_features)`` array (device arrays stay there)."""
+    return check_features(references, n_features, name)
