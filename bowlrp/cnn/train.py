@@ -161,7 +161,8 @@ def train(model, X, y, *, loss="cross_entropy", optimizer="adam", learning_rate=
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{val:.3f}")
-        if not all(bool(xp.isfinite(getattr(layer, p)).all()) for layer in model for p in layer.params):
+        finite = xp.stack([xp.isfinite(getattr(layer, p)).all() for layer in model for p in layer.params])
+        if not bool(finite.all()):  # one read from the device per epoch
             if bar is not None:
                 bar.close()
             raise FloatingPointError(f"training diverged: the weights are not finite after epoch {epoch + 1}; "
