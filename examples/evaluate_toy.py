@@ -82,6 +82,7 @@ res = {
 for k, r in res.items():
     print(f"pixel AOPC {k:>14}: {r.aopc:.4f}")
 plot_perturbation_curves(res, os.path.join(OUT, "pixel_perturbation.png"), relative_to="random")
+# sphinx_gallery_thumbnail_number = 2
 
 # %%
 # Descriptor replacement
