@@ -29,86 +29,14 @@ from .._backend import asarray, get_namespace, to_numpy
 from .._validation import check_int
 from ..base import ExplainableTransformerMixin
 from ..rules import mapping_rule, redistribute_sparse
+from .bow_math import block_scale, nearest_words, normalize_blocks, pmeans_pool, rank_values, soft_values
+from .descriptor_sets import check_descriptor_sets
 
 __all__ = ["BagOfWords", "check_descriptor_sets"]
 
 _MAPPINGS = ("hard", "rank", "soft")
 _NORMALIZE = ("l1", "count", None)
 _POOLINGS = ("sum", "max", "a float p >= 1 (p-means)")
-_CHUNK = 1 << 16  # descriptors per distance computation (bounds memory to ~70 MB)
-_SOFT_CHUNK_ELEMS = 1 << 22  # float64 elements per soft-assignment distance block (~32 MB)
-# Mapping values below this are set to 0: a word reached only by a vanishing
-# message would need R_d / z_d, which overflows once z_d is subnormal.  (The
-# rank mapping is affected only beyond rank 332 for rank_base=2.)
-_TINY = 1e-100
-
-
-def _segment_max(values, segments, n_segments, xp):
-    """Maximum of ``values`` per segment id (0 where a segment has no entry).
-
-    One sort (``lexsort`` by segment, then value) instead of ``maximum.at``, so
-    the same code runs on NumPy and CuPy.
-    """
-    out = xp.zeros(n_segments, dtype=values.dtype)
-    if values.size == 0:
-        return out
-    order = xp.lexsort(xp.stack([values, segments.astype(xp.float64)]))
-    seg, val = segments[order], values[order]
-    last = xp.concatenate([seg[1:] != seg[:-1], xp.ones(1, dtype=bool)])
-    out[seg[last]] = val[last]
-    return out
-
-
-def check_descriptor_sets(X, name="X"):
-    """Return ``(descriptors, levels, n_levels)`` lists for a batch of descriptor sets.
-
-    Accepts a list of objects with ``descriptors`` (n_i, D) and ``levels``
-    (n_i,) attributes (such as :class:`bowlrp.features.DescriptorSet`) or a list
-    of plain 2-D arrays (one level).
-    """
-    if isinstance(X, np.ndarray) and X.dtype != object:
-        raise TypeError(
-            f"{name} must be a list with one descriptor set per image (the output of "
-            f"DenseSIFT.transform, or a list of (n_i, D) arrays), got an array of shape {X.shape}"
-        )
-    if not isinstance(X, (list, tuple, np.ndarray)):
-        raise TypeError(f"{name} must be a list of descriptor sets, got {type(X).__name__}")
-    if len(X) == 0:
-        raise ValueError(f"{name} is empty: pass at least one descriptor set")
-    descs, levels, n_levels = [], [], 1
-    width = None
-    for i, s in enumerate(X):
-        if hasattr(s, "descriptors") and hasattr(s, "levels"):
-            d, lv = s.descriptors, np.asarray(s.levels, dtype=np.intp)
-            n_levels = max(n_levels, int(getattr(s, "n_levels", lv.max() + 1 if lv.size else 1)))
-        else:
-            d = s
-            lv = None
-        xp = get_namespace(d)
-        if not hasattr(d, "ndim") or d.ndim != 2:
-            raise ValueError(
-                f"{name}[{i}] must be a descriptor set or a 2-D (n_descriptors, n_dims) array; "
-                f"got {type(d).__name__} with shape {getattr(d, 'shape', None)}"
-            )
-        if d.dtype.kind not in "fiu":
-            raise TypeError(f"{name}[{i}] has dtype {d.dtype}; descriptors must be real numbers")
-        if d.size and not bool(xp.isfinite(d).all()):
-            raise ValueError(f"{name}[{i}] contains NaN or infinite values")
-        if width is None:
-            width = d.shape[1]
-        elif d.shape[1] != width:
-            raise ValueError(
-                f"{name}[{i}] has descriptors of dimension {d.shape[1]}, earlier ones {width}"
-            )
-        if lv is None:
-            lv = np.zeros(d.shape[0], dtype=np.intp)
-        elif lv.shape != (d.shape[0],):
-            raise ValueError(f"{name}[{i}].levels must have one entry per descriptor")
-        descs.append(d)
-        levels.append(lv)
-    return descs, levels, n_levels
-
-
 class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
     """Visual-word histograms with one k-means vocabulary per descriptor level.
 
@@ -328,57 +256,33 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
 
     def _assign(self, D, vocab, xp, beta=None):
         """Word indices (n, r) and mapping values (n, r) of descriptors ``D`` (eq. 2.86, soft)."""
-        V = asarray(vocab, xp, dtype=xp.float32)
-        r = self._n_mapped()
-        idx = xp.empty((D.shape[0], r), dtype=xp.intp)
-        vnorm = (V * V).sum(1)
-        for a in range(0, D.shape[0], _CHUNK):
-            Dc = asarray(D[a : a + _CHUNK], xp, dtype=xp.float32)
-            d2 = vnorm[None, :] - 2.0 * (Dc @ V.T)  # ||l||^2 is constant per row
-            if r == 1:
-                idx[a : a + _CHUNK, 0] = xp.argmin(d2, axis=1)
-            else:
-                part = xp.argpartition(d2, r - 1, axis=1)[:, :r]
-                order = xp.argsort(xp.take_along_axis(d2, part, axis=1), axis=1, kind="stable")
-                idx[a : a + _CHUNK] = xp.take_along_axis(part, order, axis=1)
+        idx = nearest_words(D, vocab, self._n_mapped(), xp)
         if self.mapping == "hard":
             vals = xp.ones((D.shape[0], 1), dtype=xp.float64)
         elif self.mapping == "soft":
-            vals = self._soft_values(D, vocab, idx, beta, xp)
+            vals = soft_values(D, vocab, idx, beta, xp)
         else:
-            ranks = xp.arange(1, r + 1, dtype=xp.float64)
-            weights = float(self.rank_base) ** -ranks
-            weights = xp.where(weights >= _TINY, weights, 0.0)
-            vals = xp.broadcast_to(weights, (D.shape[0], r)).copy()
+            vals = rank_values(D.shape[0], idx.shape[1], self.rank_base, xp)
         return idx, vals
 
-    def _soft_values(self, D, vocab, idx, beta, xp):
-        """Kernel-codebook weights ``exp(-beta ||l - c_d||^2)`` over the words ``idx``, summing to 1.
+    def normalize_raw(self, raw, counts):
+        """Per-block normalisation (``normalize``) of raw pooled vectors ``raw`` (..., n_features_out_).
 
-        Distances are recomputed in float64 from the differences (no
-        cancellation), and the smallest is subtracted before ``exp`` so the
-        nearest word gets ``exp(0) = 1`` before normalisation.  Weights below
-        ``1e-100`` become 0 (see ``_TINY``), so the rows sum to 1 up to that.
+        ``raw`` is the sum of :meth:`map_descriptors` over an image's
+        descriptors (sum pooling); ``counts`` (..., n_levels) holds the
+        descriptors per block (used by ``normalize="count"``).  :meth:`forward`
+        applies the same function (:func:`~bowlrp.encoders.bow_math.block_scale`).
         """
-        V = asarray(vocab, xp, dtype=xp.float64)
-        n, r = idx.shape
-        vals = xp.empty((n, r), dtype=xp.float64)
-        step = max(1, _SOFT_CHUNK_ELEMS // max(1, r * V.shape[1]))
-        for a in range(0, n, step):
-            Dc = asarray(D[a : a + step], xp, dtype=xp.float64)
-            diff = Dc[:, None, :] - V[idx[a : a + step]]
-            d2 = (diff * diff).sum(2)
-            w = xp.exp(-beta * (d2 - d2.min(1, keepdims=True)))
-            w = w / w.sum(1, keepdims=True)
-            vals[a : a + step] = xp.where(w >= _TINY, w, 0.0)
-        return vals
+        check_is_fitted(self, "vocabularies_")
+        return normalize_blocks(raw, counts, self.normalize, self.n_words, get_namespace(raw))
 
     def forward(self, X):
         """Encode ``X`` and return ``(features, trace)`` for :meth:`relevance`.
 
         The trace holds, per image, the sparse forward messages ``z_ld``
         (word index and message of each descriptor's mapping: ``m_d(l)`` for
-        sum pooling, eq. 2.77, the p-means messages of :meth:`_pmeans`
+        sum pooling, eq. 2.77, the p-means messages of
+        :func:`~bowlrp.encoders.bow_math.pmeans_pool`
         otherwise; already scaled by the block normalisation) and each
         descriptor's block.  Each word's messages sum to its output feature.
         """
@@ -409,15 +313,10 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         if p is None:  # sum pooling; the messages are the mappings (eq. 2.77 without 1/|L|)
             hist = xp.bincount(cols, weights=vals.ravel(), minlength=n * L * K).reshape(n, L, K)
         else:
-            hist, vals = self._pmeans(vals, cols, group, (n, L, K), p, xp)
+            hist, vals = pmeans_pool(vals, cols, group, (n, L, K), p, xp)
         # per-block normalisation, after pooling
-        if self.normalize == "l1":
-            scale = hist.sum(2)
-        elif self.normalize == "count":
-            scale = xp.bincount(group, minlength=n * L).reshape(n, L).astype(xp.float64)
-        else:
-            scale = xp.ones((n, L))
-        scale = xp.where(scale > 0, scale, 1.0)
+        counts_b = xp.bincount(group, minlength=n * L).reshape(n, L)
+        scale = block_scale(hist, counts_b, self.normalize, xp)
         features = (hist / scale[:, :, None]).reshape(n, L * K)
         vals = vals / scale.reshape(-1)[group][:, None]
         trace = {
@@ -429,38 +328,6 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
             "features": features,
         }
         return features, trace
-
-    @staticmethod
-    def _pmeans(vals, cols, group, shape, p, xp):
-        """p-means pooling (eq. 2.65, 2.81) and its forward messages (eq. 2.82, 2.83).
-
-        Returns the pooled histogram ``(n_images, n_levels, K)`` and messages
-        of the shape of ``vals``.  A word's messages are proportional to
-        ``m_d(l) ** p`` (eq. 2.82) -- for ``p = inf`` to the indicator of the
-        descriptors with the maximal mapping, ties sharing evenly (eq. 2.83) --
-        and scaled to sum to the pooled value ``x_d``, so that rules whose
-        result depends on the size of ``z_d`` (epsilon) see the feature the
-        classifier saw.  The proportional, alpha-beta, magnitude and flat rules
-        see only the proportions.  Powers are taken of ``m / max_l m`` so that
-        large ``p`` neither overflows nor underflows the maximal term.
-        """
-        n_groups, K = shape[0] * shape[1], shape[2]
-        m = vals.ravel()
-        n_cols = n_groups * K
-        top = _segment_max(m, cols, n_cols, xp)
-        top_e = top[cols]
-        ok = top_e > 0
-        if math.isinf(p):
-            w = ((m == top_e) & ok).astype(xp.float64)
-            pooled = top
-        else:
-            w = xp.where(ok, m / xp.where(ok, top_e, 1.0), 0.0) ** p
-            size = xp.maximum(xp.bincount(group, minlength=n_groups), 1).astype(xp.float64)
-            mean = xp.bincount(cols, weights=w, minlength=n_cols) / xp.repeat(size, K)
-            pooled = top * mean ** (1.0 / p)
-        S = xp.bincount(cols, weights=w, minlength=n_cols)[cols]
-        msgs = xp.where(S > 0, w / xp.where(S > 0, S, 1.0), 0.0) * pooled[cols]
-        return pooled.reshape(shape), msgs.reshape(vals.shape)
 
     def transform(self, X):
         """Return the Bag-of-Words features, shape ``(n_images, n_features_out_)``."""
