@@ -21,18 +21,18 @@ R_{i<-j}`` (eq. 2.12).
 primitives ``apply(x, W, b)`` and its transpose ``apply_T(s, W, x_shape)``, so
 one implementation serves convolutions and dense layers:
 
-=================  =====================================================================  ==============
-rule               ``R_i = sum_j q_ij / sum_i' q_i'j * R_j`` with ``q_ij =``               reference
-=================  =====================================================================  ==============
-``Proportional``   ``z_ij``; denominator ``z_j`` (bias in ``z_j``)                        thesis eq. 2.10, 2.21
-``Epsilon(eps)``   ``z_ij``; denominator ``z_j + eps sign(z_j)`` (bias in ``z_j``)        thesis eq. 2.22
-``AlphaBeta(a,b)`` ``a z+_ij / (z+_j + b+_j) + b z-_ij / (z-_j + b-_j)``, ``a + b = 1``  thesis eq. 2.26
-``ZPlus()``        alpha-beta with ``alpha=1, beta=0``: ``x_i w+_ij`` for ``x >= 0``      paper 000 Sec. III.B
-``Magnitude()``    ``|z_ij|``                                                             thesis eq. 2.7
-``Flat()``         ``1`` (every input of the output alike)                                thesis eq. 2.27
-``WSquare()``      ``w_ij^2`` (layers only)                                               paper 000 eq. 12
-``ZBox(l, h)``     ``x_i w_ij - l_i w+_ij - h_i w-_ij`` (layers only)                     paper 000 Sec. III.B
-=================  =====================================================================  ==============
+==================  ====================================================================  =====================
+rule                ``R_i = sum_j q_ij / sum_i' q_i'j * R_j`` with ``q_ij =``             reference
+==================  ====================================================================  =====================
+``Proportional``    ``z_ij``; denominator ``z_j`` (bias in ``z_j``)                       thesis eq. 2.10, 2.21
+``Epsilon(eps)``    ``z_ij``; denominator ``z_j + eps sign(z_j)`` (bias in ``z_j``)       thesis eq. 2.22
+``AlphaBeta(a,b)``  ``a z+_ij / (z+_j + b+_j) + b z-_ij / (z-_j + b-_j)``, ``a + b = 1``  thesis eq. 2.26
+``ZPlus()``         alpha-beta with ``alpha=1, beta=0``: ``x_i w+_ij`` for ``x >= 0``     paper 000 Sec. III.B
+``Magnitude()``     ``|z_ij|``                                                            thesis eq. 2.7
+``Flat()``          ``1`` (every input of the output alike)                               thesis eq. 2.27
+``WSquare()``       ``w_ij^2`` (layers only)                                              paper 000 eq. 12
+``ZBox(l, h)``      ``x_i w_ij - l_i w+_ij - h_i w-_ij`` (layers only)                    paper 000 Sec. III.B
+==================  ====================================================================  =====================
 
 **Alpha-beta convention.** bowlrp follows the thesis (eq. 2.26): ``alpha +
 beta = 1`` with ``alpha >= 1``, so ``beta <= 0``; the negative part is *added*

@@ -4,17 +4,17 @@ All methods run the network forward once (keeping a :class:`~.layers.Trace`)
 and walk the layers backward once, each layer applying the rule its
 :class:`~.composites.Composite` assigns:
 
-====================== ======================= ========================== ===================
-method                 linear layer            ReLU                       max pooling
-====================== ======================= ========================== ===================
-``gradient``           ``W^T g``               ``g 1(y > 0)``             switches
-``gradient_x_input``   as gradient, times the input at the end
-``deconvnet``          ``W^T g``               ``max(g, 0)``              switches
-``guided_backprop``    ``W^T g``               ``max(g, 0) 1(y > 0)``     switches
-``patternnet``         ``A^T g`` (patterns)    ``g 1(y > 0)``             switches
-``pattern_attribution````(W * A+)^T r``        ``r 1(y > 0)``             switches
-``lrp``                the composite's rule    identity                   winner or proportional
-====================== ======================= ========================== ===================
+======================== ======================= ========================== ======================
+method                   linear layer            ReLU                       max pooling
+======================== ======================= ========================== ======================
+``gradient``             ``W^T g``               ``g 1(y > 0)``             switches
+``gradient_x_input``     ``W^T g``               ``g 1(y > 0)``             switches; times the input at the end
+``deconvnet``            ``W^T g``               ``max(g, 0)``              switches
+``guided_backprop``      ``W^T g``               ``max(g, 0) 1(y > 0)``     switches
+``patternnet``           ``A^T g`` (patterns)    ``g 1(y > 0)``             switches
+``pattern_attribution``  ``(W * A+)^T r``        ``r 1(y > 0)``             switches
+``lrp``                  the composite's rule    identity                   winner or proportional
+======================== ======================= ========================== ======================
 
 (paper 004 eq. 1-2 for the ReLU column; paper 002 for the patterns; the LRP
 rules are in :mod:`bowlrp.rules`, the composites in
