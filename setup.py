@@ -22,6 +22,8 @@ setup(
         "joblib>=1.2",
         "threadpoolctl>=3.1",
         "tqdm>=4.60",
+        # the commands' figures: titled heatmap panels with colour scales, evaluation plots
+        "matplotlib>=3.5",
     ],
     extras_require={
         "gpu": ["cupy>=12"],
@@ -29,6 +31,8 @@ setup(
         # matplotlib: so that CI exercises bowlrp.evaluation.plots
         "test": ["pytest>=7", "hypothesis>=6", "scikit-image>=0.22", "matplotlib>=3.5"],
         "plot": ["matplotlib>=3.5"],
+        # the real-photograph demo: brick, grass and gravel photographs that ship inside scikit-image
+        "photos": ["scikit-image>=0.22"],
         # peers for benchmarks/peers.py only; nothing in the package imports them
         "bench": ["shap", "lime"],
         # the documentation site: python -m sphinx -W --keep-going -b html docs docs/_build/html

@@ -139,7 +139,8 @@ def render_panel(path, image, R, *, title, target_name, rule, panel_side=PANEL_S
 
     panels = [axes(left + k * (pw + gap), pw) for k in range(3)]
     panels[0].imshow(img_d, cmap="gray" if img_d.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-    panels[0].set_title(f"image ({W} x {H} px)", fontsize=8)
+    shown = "" if f >= 1.0 else f", shown at {f:.2g}x"
+    panels[0].set_title(f"image ({W} x {H} px{shown})", fontsize=8)
     im = panels[1].imshow(R_d, cmap=_colormap(), vmin=-S, vmax=S, interpolation="nearest")
     panels[1].set_title(f"heatmap for {target_name!r} (rule {rule})", fontsize=8)
     panels[2].imshow(overlay_rgb(img_d, R_d, S), interpolation="nearest")
@@ -148,7 +149,7 @@ def render_panel(path, image, R, *, title, target_name, rule, panel_side=PANEL_S
         ax.set_xticks([])
         ax.set_yticks([])
     cax = axes(left + 3 * pw + 2 * gap + 12, cbw)
-    what = "pixel relevance" if f >= 1.0 else f"pixel relevance (block means, {f:.2g}x)"
+    what = "pixel relevance" if f >= 1.0 else "pixel relevance (block means)"
     colour_scale(fig, im, cax, S, f"{what}\nred: for, blue: against")
     fig.text(0.5, 1 - 4 / Hf, title, ha="center", va="top", fontsize=8, linespacing=1.3)
     fig.savefig(path, format="png", dpi=dpi)
