@@ -526,3 +526,12 @@ def test_threaded_chunks_give_the_single_thread_result(name, monkeypatch):
     three = kern.gram(X, Y, np), kern.gradient(X, Y, coef, np)
     for a, b in zip(one, three):
         np.testing.assert_array_equal(a, b)
+
+
+def test_kernel_threads_follow_omp_num_threads(monkeypatch):
+    from bowlrp.svm.kernels import n_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert n_threads() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert n_threads() >= 1

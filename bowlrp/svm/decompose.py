@@ -90,12 +90,12 @@ def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100, n_c
 
     The search on a segment never leaves its bracket, so the root it ends on
     lies ``(1 - g) ||x - r||`` from ``x`` with ``g`` inside the current
-    bracket.  A segment whose bracket lies wholly farther from ``x`` than the
-    bracket of another segment of the same input (or a root found there) is
-    set aside; should that other segment not converge after all, the segments
-    set aside against it are searched on.  Every segment that could hold the
-    nearest root is searched exactly as without this, so the result is the
-    same, with fewer evaluations.
+    bracket.  A segment whose nearest possible root is farther from ``x`` than
+    the farthest possible root of another segment of the same input (or a
+    root found there) is set aside; should that other segment end without a
+    root after all, the segments set aside against it are searched on.  Every
+    segment that could hold the nearest root is searched step for step as
+    without this, so the result is the same, with fewer evaluations.
 
     Parameters
     ----------
@@ -153,7 +153,7 @@ def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100, n_c
     fa, fb = ref_scores[pa, pb], x_scores[pa]
     g = xp.ones(k)
     fg = fb.copy()
-    searching = xp.abs(fb) > tol
+    searching = (xp.abs(fb) > tol) & (max_iter > 0)
     steps = xp.zeros(k, dtype=xp.int64)
     side = xp.zeros(k, dtype=xp.int8)
     aside = xp.zeros(k, dtype=bool)  # still searching, but farther than a root of the same input

@@ -57,21 +57,27 @@ _POOL_LOCK = threading.Lock()
 
 
 def n_threads():
-    """Threads the NumPy chunk loops of the exponential kernels use: the CPUs this process may run on."""
+    """Threads for the NumPy chunk loops of the exponential kernels: the CPUs this process may run on,
+    at most ``OMP_NUM_THREADS`` where that is set (as for scikit-learn's own threaded loops)."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(n, int(limit)) if limit.isdigit() and int(limit) > 0 else n
 
 
 def _over_rows(n_rows, step, work, xp):
     """Call ``work(lo, hi)`` on consecutive row ranges covering ``range(n_rows)``.
 
-    On NumPy the ranges are split among :func:`n_threads` threads (each
-    ``work`` writes its own rows of a shared output); ``work`` chunks its range
-    into at most ``step`` rows itself.  Small problems run inline.
+    On NumPy the ranges go to :func:`n_threads` threads, a few ranges per
+    thread so that a thread that gets less CPU on a busy machine takes fewer
+    (each ``work`` writes its own rows of a shared output; its loops release
+    the GIL); ``work`` chunks its range into at most ``step`` rows itself.
+    Small problems and CuPy arrays run inline.
     """
-    threads = min(n_threads(), -(-n_rows // step)) if xp is np else 1
+    chunks = -(-n_rows // step)
+    threads = min(n_threads(), chunks) if xp is np else 1
     if threads <= 1:
         work(0, n_rows)
         return
@@ -80,7 +86,8 @@ def _over_rows(n_rows, step, work, xp):
         if key not in _POOL:
             _POOL[key] = ThreadPoolExecutor(threads, thread_name_prefix="bowlrp-kernel")
         pool = _POOL[key]
-    cuts = [n_rows * t // threads for t in range(threads + 1)]
+    pieces = min(chunks, 4 * threads)
+    cuts = [n_rows * t // pieces for t in range(pieces + 1)]
     for f in [pool.submit(work, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]:
         f.result()
 
@@ -157,7 +164,7 @@ class Kernel:
             for a in range(0, X.shape[0], step):
                 out[a : a + step] = (spec["term"](X[a : a + step, None, :], Y[None, :, :], xp) * w).sum(2)
             return out
-        return self._exp_blocks(X, Y, xp) @ xp.asarray(self.block_weights)
+        return self._exp_blocks(X, Y, xp, weighted=True)
 
     def _starts(self):
         return np.cumsum((0,) + self.block_sizes[:-1])
@@ -176,16 +183,19 @@ class Kernel:
             return xp.maximum(d, 0.0)
         return self._chi2_distances(X, Y, xp)
 
-    def _chi2_distances(self, X, Y, xp):
+    def _chi2_distances(self, X, Y, xp, finish=None, blocks=True):
         """chi2 block distances (eq. A.6) as ``sum_d x - 3 sum_d y + 4 sum_d y^2 / (x + y)`` (0/0 = 0).
 
         Three passes over each (rows, m, D) chunk (add, divide, block sums), the
-        rest on (rows, m, n_blocks).  The smallest normal float added to ``Y``
-        leaves every non-zero sum unchanged and turns 0/0 into 0 / tiny = 0.
+        rest on (rows, m, n_blocks), where ``finish`` (if given) maps the
+        chunk's distances to its part of the output, (rows, m, n_blocks) or,
+        with ``blocks=False``, (rows, m).  The smallest normal float added to
+        ``Y`` leaves every non-zero sum unchanged and turns 0/0 into 0 / tiny = 0.
         """
         Yt, Y2 = Y + _TINY, Y * Y
         sx, sy = self._block_sums(X, xp), -3.0 * self._block_sums(Y, xp)
-        out = xp.empty((X.shape[0], Y.shape[0], len(self.block_sizes)), dtype=xp.float64)
+        shape = (X.shape[0], Y.shape[0]) + ((len(self.block_sizes),) if blocks else ())
+        out = xp.empty(shape, dtype=xp.float64)
         step = _rows(Y.shape[0], X.shape[1])
 
         def work(lo, hi):
@@ -199,14 +209,24 @@ class Kernel:
                 d *= 4.0
                 d += sy[None]
                 d += sx[a:b, None, :]
-                out[a:b] = xp.maximum(d, 0.0)
+                d = xp.maximum(d, 0.0)
+                out[a:b] = d if finish is None else finish(d)
 
         _over_rows(X.shape[0], step, work, xp)
         return out
 
-    def _exp_blocks(self, X, Y, xp):
-        """``exp(-gamma_u dist_u)`` per block, shape (n, m, n_blocks)."""
-        return xp.exp(-self._block_distances(X, Y, xp) * xp.asarray(self.gammas))
+    def _exp_blocks(self, X, Y, xp, weighted=False):
+        """``exp(-gamma_u dist_u)`` per block, shape (n, m, n_blocks); ``weighted``: summed with
+        the weights ``beta_u``, the Gram matrix (n, m) (eq. 2.67)."""
+        gammas, beta = xp.asarray(self.gammas), xp.asarray(self.block_weights)
+
+        def finish(d):
+            e = xp.exp(-d * gammas)
+            return e @ beta if weighted else e
+
+        if self.name == "rbf":
+            return finish(self._block_distances(X, Y, xp))
+        return self._chi2_distances(X, Y, xp, finish, blocks=not weighted)
 
     # ------------------------------------------------------- exact decomposition
     def dimension_terms(self, X, Y, coef, xp):
