@@ -20,7 +20,8 @@ What the stand-in refuses (``TypeError``):
   raises and ``__array_ufunc__ = None``.  *Stricter than CuPy*, which
   forwards such calls to its own function when it has one: bowlrp takes
   every function from the array module of its inputs, so a NumPy call on
-  device data is a bug even where CuPy would rescue it;
+  device data is a bug even where CuPy would rescue it.  Only ``np.ndim``,
+  ``np.shape`` and ``np.size``, which read no data, are answered;
 * arithmetic and comparisons between a device array and a NumPy array of any
   shape, in either order (as CuPy); NumPy *scalars* and Python numbers are
   fine (as CuPy);
@@ -236,6 +237,8 @@ class ndarray:
         raise TypeError(_IMPLICIT)
 
     def __array_function__(self, func, types, args, kwargs):
+        if func in _METADATA and args and type(args[0]) is ndarray:  # read no data: as CuPy, which forwards them
+            return func(args[0]._a, *args[1:], **kwargs)
         raise TypeError(f"numpy.{func.__name__} was called with a device array; use the array module of the "
                         "inputs (bowlrp._backend.get_namespace), not numpy. (cupy_standin is stricter than "
                         "CuPy here, which forwards the calls it can)")
@@ -374,6 +377,9 @@ class ndarray:
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         return ndarray._new(self._a.transpose(*axes))
+
+
+_METADATA = (np.ndim, np.shape, np.size)  # NumPy functions that only read an array's shape
 
 
 def _check_kind(kind):
