@@ -7,6 +7,7 @@
     bowlrp train FOLDER --model bow-hik --out model.joblib [--param bow__n_words=256 ...]
     bowlrp explain model.joblib IMAGES_OR_FOLDERS... --out report/ [--rule z] [--target CLASS] [--n-jobs N]
     bowlrp evaluate model.joblib FOLDER --out eval/
+    bowlrp reproduce [--fast] [--only toy,fisher,...] [--out docs/reproduction.md]
 
 Errors in what the user passed (option values, paths, files that are not
 models, images too small for the model) are printed as one line,
@@ -349,8 +350,41 @@ def run_evaluate(args):
     return 0
 
 
+# ------------------------------------------------------------------ reproduce
+def add_reproduce(sub):
+    from .apps.reproduce import FINDINGS  # noqa: PLC0415
+
+    p = sub.add_parser(
+        "reproduce",
+        help="measure the papers' findings again and write the reproduction table (docs/reproduction.md)",
+        description="Train the models and measure every finding of the thesis and papers that bowlrp can test; "
+        "write one Markdown page with, per finding, the paper's claim, the measurement with its protocol and "
+        "standard errors, and whether it reproduces. The two groups of findings that share no data run in two "
+        "processes. --fast shrinks everything to a check that it runs (its numbers are not results).",
+    )
+    p.add_argument("--out", default=os.path.join("docs", "reproduction.md"),
+                   help="Markdown file to write (default: docs/reproduction.md)")
+    p.add_argument("--fast", action="store_true", help="tiny data and models: a quick check, not a measurement")
+    p.add_argument("--only", default=None, metavar="FINDINGS",
+                   help=f"comma-separated subset of: {', '.join(FINDINGS)} (default: all)")
+    p.add_argument("--n-jobs", type=_int_at_least(1), default=2,
+                   help="threads for dense SIFT and BLAS per process (default: 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=run_reproduce)
+
+
+def run_reproduce(args):
+    from .apps.reproduce import run_reproduce as reproduce  # noqa: PLC0415
+
+    if os.path.isdir(args.out):
+        raise CommandError(f"--out {args.out!r} is a folder; give the Markdown file's name, "
+                           f"e.g. {os.path.join(args.out, 'reproduction.md')}")
+    reproduce(args.out, fast=args.fast, only=args.only, n_jobs=args.n_jobs, random_state=args.seed)
+    return 0
+
+
 # ------------------------------------------------------------------ main
-COMMANDS = [add_demo, add_head_to_head, add_train, add_explain, add_evaluate]
+COMMANDS = [add_demo, add_head_to_head, add_train, add_explain, add_evaluate, add_reproduce]
 
 
 def build_parser():
