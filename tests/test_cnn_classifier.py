@@ -284,3 +284,18 @@ def test_diverging_training_stops_with_an_error():
     with pytest.raises(FloatingPointError, match="training diverged.*lower learning_rate"):
         CNNClassifier(_small_layers(1), optimizer="adam", learning_rate=1e30, epochs=5,
                       random_state=0).fit(X, y)
+
+
+@pytest.mark.parametrize("method", ["patternnet", "pattern_attribution"])
+def test_pattern_methods_for_the_first_class(binary, method):
+    """-f through the patterns: the output layer's pattern is negated with its weights."""
+    clf, X, _ = binary
+    clf.fit_patterns(X[:40])
+    neg = _negated(clf)
+    neg.patterns_ = list(clf.patterns_)
+    last = len(clf.model_) - 1
+    neg.patterns_[last] = -clf.patterns_[last]
+    first = clf.explain(X[:4], target=clf.classes_[0], method=method)
+    ref = neg.explain(X[:4], target=clf.classes_[1], method=method)
+    for a, b in zip(first.pixels, ref.pixels):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -16,7 +16,8 @@ See docs/cnn.md.
 """
 
 from ..rules import RULES, AlphaBeta, Epsilon, Flat, Magnitude, Proportional, Rule, WSquare, ZBox, ZPlus, get_rule
-from .analyzers import METHODS, backward, explain_model, fit_patterns, method_composite, signed_network
+from .analyzers import (METHODS, backward, explain_model, fit_patterns, method_composite, signed_network,
+                        signed_patterns)
 from .classifier import CNNClassifier, default_layers
 from .composites import COMPOSITES, Composite, get_composite, pattern_composite
 from .layers import (AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, SumPool2d,
@@ -28,5 +29,5 @@ __all__ = [
     "Flat", "Flatten", "Linear", "METHODS", "Magnitude", "MaxPool2d", "Proportional", "ReLU", "RULES",
     "Rule", "Sequential", "SumPool2d", "Trace", "WSquare", "ZBox", "ZPlus", "backward", "default_layers",
     "explain_model", "fit_patterns", "get_composite", "get_rule", "method_composite", "pattern_composite",
-    "signed_network", "train",
+    "signed_network", "signed_patterns", "train",
 ]

@@ -40,7 +40,8 @@ from .._backend import get_namespace
 from .composites import GRADIENT_COMPOSITES, get_composite, pattern_composite
 from .layers import Conv2d, Flatten, Linear, ReLU, Sequential
 
-__all__ = ["METHODS", "backward", "explain_model", "fit_patterns", "method_composite", "signed_network", "walk"]
+__all__ = ["METHODS", "backward", "explain_model", "fit_patterns", "method_composite", "signed_network",
+           "signed_patterns", "walk"]
 
 METHODS = ("lrp", "gradient", "gradient_x_input", "deconvnet", "guided_backprop",
            "patternnet", "pattern_attribution")
@@ -124,6 +125,21 @@ def signed_network(model):
     return Sequential(model.layers[:last] + [new] + list(tail))
 
 
+def signed_patterns(model, patterns):
+    """The patterns of :func:`signed_network`: the last linear layer's ``A`` doubled to ``[A, -A]``.
+
+    ``None`` stays ``None`` (no patterns fitted).
+    """
+    if patterns is None:
+        return None
+    last = max(k for k, layer in enumerate(model) if isinstance(layer, (Conv2d, Linear)))
+    A = patterns[last]
+    xp = get_namespace(A)
+    out = list(patterns)
+    out[last] = xp.concatenate([A, -A], axis=1 if isinstance(model[last], Linear) else 0)
+    return out
+
+
 def explain_model(model, x, target_index, sign=None, method="lrp", composite="dtd", patterns=None):
     """Explain output ``target_index[n]`` of ``model`` for each input ``x[n]``.
 
@@ -133,14 +149,15 @@ def explain_model(model, x, target_index, sign=None, method="lrp", composite="dt
     score, trace)`` where ``score[n] = sign[n] * f(x)[n, target_index[n]]``.
     """
     xp = get_namespace(x)
-    comp = method_composite(method, composite, patterns)
     n = len(x)
     idx = xp.asarray(target_index)
     if sign is not None and bool((xp.asarray(sign) < 0).any()):
         out0 = model(x[:1])
         K = out0.reshape(1, -1).shape[1]
         idx = xp.where(xp.asarray(sign) < 0, idx + K, idx)
+        patterns = signed_patterns(model, patterns)
         model = signed_network(model)
+    comp = method_composite(method, composite, patterns)
     out, trace = model.forward(x)
     flat = out.reshape(n, -1)
     score = flat[xp.arange(n), idx]

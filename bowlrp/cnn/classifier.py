@@ -18,7 +18,7 @@ from .._backend import DEVICES, asarray, get_namespace, namespace_for_device, to
 from .._validation import check_choice, check_images, check_number, resolve_seed, resolve_targets
 from ..explanation import Explanation
 from ..rules import get_rule
-from .analyzers import fit_patterns, method_composite, signed_network, walk
+from .analyzers import fit_patterns, method_composite, signed_network, signed_patterns, walk
 from .layers import Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, Sequential
 from .train import LOSSES, OPTIMIZERS, train
 
@@ -262,9 +262,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             composite = get_rule(rule)
         if method == "lrp" and composite is None:
             composite = "dtd"
-        comp = method_composite(method, composite, getattr(self, "patterns_", None))
+        patterns = getattr(self, "patterns_", None)
+        comp = method_composite(method, composite, patterns)
         Xa = self._check_input(X)
-        model, signed = self.model_, None
+        model, signed, signed_comp = self.model_, None, None
         last = max(k for k, layer in enumerate(model) if isinstance(layer, (Conv2d, Linear)))
         n_all = len(Xa)
         per_image = target is not None and np.ndim(target) == 1
@@ -277,17 +278,19 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             out, trace = model.forward(xb)
             tb = np.asarray(target)[start:start + n] if per_image else target
             rows, signs, labels = resolve_targets(self.classes_, to_numpy(out), tb)
-            net = model
+            net, net_comp = model, comp
             if (signs < 0).any():  # explain -f with the rules applied to its own messages
                 n_out = out.shape[1]
-                signed = signed_network(model) if signed is None else signed
-                net, (out, trace) = signed, signed.forward(xb)
+                if signed is None:
+                    signed = signed_network(model)
+                    signed_comp = method_composite(method, composite, signed_patterns(model, patterns))
+                net, net_comp, (out, trace) = signed, signed_comp, signed.forward(xb)
                 rows = np.where(signs < 0, rows + n_out, rows)
             idx = xp.asarray(rows)
             score = out[xp.arange(n), idx]
             R = xp.zeros_like(out)
             R[xp.arange(n), idx] = 1.0 if comp.start == "unit" else score
-            Rl, kept = walk(net, trace, R, comp, record=(last,))
+            Rl, kept = walk(net, trace, R, net_comp, record=(last,))
             pixels.append(to_numpy(Rl.sum(1)))
             feats.append(to_numpy(kept[last]).reshape(n, -1))
             scores.append(to_numpy(score))
