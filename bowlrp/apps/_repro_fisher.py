@@ -58,7 +58,7 @@ def run_fisher_rules(ctx, log=print):
     n = sz["n_train"]
     log(f"  fisher: FV model ({sz['fv_components']} components, PCA {sz['fv_pca']}) on {n} toy tiles")
     fv = fit_on_sets(fisher_model(sz["fv_components"], sz["fv_pca"], random_state=ctx.seed, n_jobs=ctx.n_jobs),
-                     d.images, ctx.toy_sift_train[:n], d.labels[:n])
+                     d.images, ctx.toy_sift_train(n), d.labels[:n])
     X, y = d.test_images, d.test_labels
     f = fv.decision_function(X)
     acc = float(np.mean(np.where(f > 0, 1, -1) == y))

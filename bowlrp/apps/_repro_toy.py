@@ -78,18 +78,22 @@ def _synthetic_check(n_shapes, seed):
 
 def _fit_models(ctx, n_words, n_train, C_hik=1.0, C_chi2=1.0, hik_params=None, chi2_params=None):
     """HIK and chi2 pipelines sharing SIFT and one vocabulary, fitted on the first ``n_train`` tiles."""
-    S, y = ctx.toy_sift_train[:n_train], ctx.toy.labels[:n_train]
+    y = ctx.toy.labels[:n_train]
     hik = toy_pipeline(n_words=n_words, C=C_hik, random_state=ctx.seed)
     hik.set_params(sift__n_jobs=ctx.n_jobs, bow__max_descriptors=ctx.sizes["max_descriptors"])
     hik[0].fit(ctx.toy.images[:1])
-    F = hik[1].fit_transform(S)
+    key = ("bow", n_words, n_train)
+    if key not in ctx.memo:  # one vocabulary per size and training set, shared by the SVM variants
+        bow = hik[1].fit(ctx.toy_sift_train(n_train))
+        ctx.memo[key] = (bow, bow.transform(ctx.toy_sift_train(n_train)), bow.transform(ctx.toy_sift_test))
+    bow, F, Ft = ctx.memo[key]
+    hik.steps[1] = ("bow", bow)
     hik[2].set_params(**(hik_params or {}))
     hik[2].fit(F, y)
     chi2 = ExplainablePipeline(hik.steps[:-1] + [
         ("svm", KernelSVC(kernel="chi2", C=C_chi2, blocks=(n_words, n_words), random_state=ctx.seed,
                           **(chi2_params or {})))])
     chi2[-1].fit(F, y)
-    Ft = hik[1].transform(ctx.toy_sift_test)
     return hik, chi2, F, Ft
 
 
