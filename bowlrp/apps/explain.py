@@ -1,11 +1,13 @@
 """Explain a collection of photographs, one image at a time, streaming the results to a folder.
 
-:func:`explain_paths` is the one loop: it takes *paths*, and each task
-(:func:`explain_one`) reads its image where it runs, explains it, writes that
-image's files and returns one small row.  Memory is bounded by the images
-in flight (one per worker), never by the size of the collection, and the
-same loop runs serially, on joblib workers (``n_jobs``), or on any backend
-joblib is configured with (``joblib.parallel_config``).
+:func:`explain_one` is the work of one image: it reads the image from its
+*path*, explains it, writes that image's files and returns one small row.
+:func:`explain_paths` runs it over a list of paths with
+:func:`bowlrp.collection.explain_collection`, the one loop for collections:
+serially, on joblib workers (``n_jobs``), or on a Dask cluster (``client``),
+with results streamed to disk and a rerun resuming what is done.  Memory is
+bounded by the images in flight (one per worker), never by the size of the
+collection.
 
 Output folder::
 
@@ -15,17 +17,15 @@ Output folder::
     panels/<id>.png   image | heatmap | overlay, titled, with a colour scale
     heatmaps/<id>.png the heatmap at the size the image was explained
     thumbs/           the gallery's thumbnails
+    rows/, run.json   each image's row and what the run was (bowlrp.collection.store), for resuming
 """
 
 import os
 import time
 
 import numpy as np
-from joblib import Parallel, delayed
-from tqdm.auto import tqdm
 
 from ..datasets.folder import read_image
-from ..rules import get_rule
 from . import report
 
 __all__ = ["explain_one", "explain_paths", "check_output_folder"]
@@ -60,7 +60,7 @@ def _predict_and_explain(pipeline, image, target, rule, rule_params):
 
 
 def explain_one(pipeline, path, out, *, index=0, rule="z", target=None, rule_params=None, max_side=None,
-                folder_class=None):
+                folder_class=None, gallery=True):
     """Read, explain and write one image; return its row of ``summary.csv``.
 
     Parameters
@@ -81,6 +81,9 @@ def explain_one(pipeline, path, out, *, index=0, rule="z", target=None, rule_par
         Cap on the longer side when reading (use the model's training cap).
     folder_class : str or None
         The class the image's folder names, shown beside the prediction.
+    gallery : bool, default=True
+        Write the PNG files of :func:`bowlrp.apps.report.write_image_files`
+        and ``maps/<id>.npy``; ``False`` writes only the map (atomically).
 
     Returns
     -------
@@ -107,7 +110,12 @@ def explain_one(pipeline, path, out, *, index=0, rule="z", target=None, rule_par
     title = (f"{os.path.basename(path)}: predicted {predicted!r} (score {scores[predicted]:.4g})\n"
              f"explained {explained!r}: f(x) = {f:.4g} = {R.sum():.4g} (pixels) + {bias:.4g} (bias) "
              f"+ {residual:.1e} (residual)")
-    files = report.write_image_files(out, fid, image, R, title=title, target_name=str(explained), rule=exp.rule)
+    if gallery:
+        files = report.write_image_files(out, fid, image, R, title=title, target_name=str(explained), rule=exp.rule)
+    else:
+        from ..collection.store import ResultStore  # noqa: PLC0415  (the collection runs this function)
+
+        files = {"map": ResultStore(out).write_map(fid, R)}
     row.update(
         predicted=predicted,
         score=scores[predicted],
@@ -119,10 +127,10 @@ def explain_one(pipeline, path, out, *, index=0, rule="z", target=None, rule_par
         relative_residual=abs(residual) / max(abs(f), 1e-300),
         height=R.shape[0],
         width=R.shape[1],
-        panel=files["panel"],
-        heatmap=files["heatmap"],
-        thumb_image=files["thumb_image"],
-        thumb_heatmap=files["thumb_heatmap"],
+        panel=files.get("panel"),
+        heatmap=files.get("heatmap"),
+        thumb_image=files.get("thumb_image"),
+        thumb_heatmap=files.get("thumb_heatmap"),
         npz_key=fid,
         scores=scores,
         seconds=round(time.perf_counter() - t0, 4),
@@ -131,17 +139,22 @@ def explain_one(pipeline, path, out, *, index=0, rule="z", target=None, rule_par
 
 
 def explain_paths(pipeline, paths, out, *, rule="z", target=None, rule_params=None, max_side=None,
-                  folder_classes=None, n_jobs=None, title="bowlrp heatmaps", meta=None, verbose=True):
+                  folder_classes=None, n_jobs=None, client=None, gallery=True, title="bowlrp heatmaps", meta=None,
+                  verbose=True):
     """Explain every image in ``paths`` and write the gallery, the table and the pixel maps to ``out``.
+
+    :func:`bowlrp.collection.explain_collection`, returning the rows.
 
     Parameters
     ----------
-    pipeline : fitted ExplainablePipeline
+    pipeline : fitted ExplainablePipeline, or str
+        The model, or the path of a model file written by ``bowlrp train``.
     paths : sequence of str
         Image files (see :func:`bowlrp.datasets.find_images` for files and
         folders mixed).
     out : str
         Output folder; created if missing (an existing file is an error).
+        A rerun with the same model and options skips the images done.
     rule, target, rule_params, max_side
         As in :func:`explain_one`.
     folder_classes : sequence of (str or None) or None
@@ -149,6 +162,11 @@ def explain_paths(pipeline, paths, out, *, rule="z", target=None, rule_params=No
     n_jobs : int or None
         joblib workers (processes); each reads, explains and writes one image
         at a time.  ``None`` or 1: in this process.
+    client : dask.distributed.Client, str or None
+        Run on a Dask cluster instead (a client or a scheduler address).
+    gallery : bool, default=True
+        The PNG files, ``index.html`` and ``pixel_maps.npz``; ``False``:
+        only the maps (``maps/<id>.npy``) and ``summary.csv``.
     title : str
         The page's title.
     meta : dict or None
@@ -161,35 +179,9 @@ def explain_paths(pipeline, paths, out, *, rule="z", target=None, rule_params=No
     list of dict
         The rows of ``summary.csv``, in the order of ``paths``.
     """
-    out = check_output_folder(out)
-    paths = [os.fspath(p) for p in paths]
-    folder_classes = list(folder_classes) if folder_classes is not None else [None] * len(paths)
-    get_rule(rule, **(rule_params or {}))  # an unknown rule or parameter fails here, not once per image
-    if target is not None:
-        known = [_label(c) for c in pipeline.classes_]
-        if target not in known:
-            raise ValueError(f"target {target!r} is not a class of the model; its classes are {known}")
-    jobs = (
-        delayed(explain_one)(pipeline, p, out, index=i, rule=rule, target=target, rule_params=rule_params,
-                             max_side=max_side, folder_class=folder_classes[i])
-        for i, p in enumerate(paths)
-    )
-    parallel = Parallel(n_jobs=n_jobs, return_as="generator")
-    rows = []
-    bar = tqdm(parallel(jobs), total=len(paths), desc="explaining", unit="image", disable=not verbose)
-    for row in bar:
-        rows.append(row)
-    ok = [r for r in rows if not r.get("error")]
-    report.write_summary_csv(os.path.join(out, "summary.csv"), rows)
-    report.write_pixel_maps(os.path.join(out, "pixel_maps.npz"), out, rows)
-    info = dict(meta or {})
-    info["images"] = f"{len(ok)} explained" + (f", {len(rows) - len(ok)} not explained" if len(ok) < len(rows) else "")
-    if ok:
-        rel = np.array([r["relative_residual"] for r in ok])
-        info["conservation"] = f"median |residual| / |f(x)| {np.median(rel):.1e}, maximum {rel.max():.1e}"
-        known = [r for r in ok if r.get("folder_class") not in (None, "")]
-        if known:
-            acc = np.mean([r["folder_class"] == r["predicted"] for r in known])
-            info["agreement with folder classes"] = f"{acc:.3f} ({len(known)} images in class folders)"
-    report.write_index_html(os.path.join(out, "index.html"), rows, title=title, meta=info)
-    return rows
+    from ..collection import explain_collection  # noqa: PLC0415  (it builds on explain_one)
+
+    done = explain_collection(pipeline, paths, out, rule=rule, target=target, rule_params=rule_params,
+                              max_side=max_side, folder_classes=folder_classes, gallery=gallery, n_jobs=n_jobs,
+                              client=client, title=title, meta=meta, verbose=verbose)
+    return list(done.rows())
