@@ -4,8 +4,9 @@
 
     bowlrp demo [toy|textures] --out DIR
     bowlrp head-to-head --out DIR
-    bowlrp train FOLDER --model bow-hik --out model.joblib [--param bow__n_words=256 ...]
+    bowlrp train FOLDER --model bow-hik --out model.joblib [--param bow__n_words=256 ...] [--scheduler ADDRESS]
     bowlrp explain model.joblib IMAGES_OR_FOLDERS... --out report/ [--rule z] [--target CLASS] [--n-jobs N]
+                   [--scheduler ADDRESS] [--no-gallery]
     bowlrp evaluate model.joblib FOLDER --out eval/
     bowlrp reproduce [--fast] [--only toy,fisher,...] [--out docs/reproduction.md]
 
@@ -129,6 +130,19 @@ def _threads(args):
     return threadpool_limits(limits=threads)
 
 
+def _add_scheduler(p):
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786; needs "
+                   "dask.distributed). The workers read the images and write the results themselves: the "
+                   "paths must mean the same on every worker (a shared file system)")
+
+
+def _scheduler(args):
+    if args.scheduler is not None and args.n_jobs not in (None, 1):
+        raise CommandError("give --n-jobs (workers on this machine) or --scheduler (a Dask cluster), not both")
+    return args.scheduler
+
+
 def _class_of_folder(path, classes):
     name = os.path.basename(os.path.dirname(os.path.abspath(path)))
     return name if name in classes else None
@@ -223,8 +237,10 @@ def add_train(sub):
                    help="share of each class held out for testing, 0 for none (default: 0.25)")
     p.add_argument("--max-side", type=_max_side, default=_FROM_MODEL,
                    help="cap on the longer image side in pixels, 0 for none (default: the model's, 640)")
-    p.add_argument("--n-jobs", type=int, default=None, help="threads for reading images and dense SIFT")
+    p.add_argument("--n-jobs", type=int, default=None,
+                   help="worker processes reading images, computing dense SIFT and the features (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the split and the model (default: 0)")
+    _add_scheduler(p)
     _add_threads(p)
     p.set_defaults(func=run_train)
 
@@ -238,7 +254,7 @@ def run_train(args):
     params = _params(args.param, "--param")
     make_model(args.model, params)  # unknown parameters fail here, before any image is read
     train_folder(args.folder, args.model, args.out, params=params, test_size=args.test_size,
-                 max_side=_cap(args), random_state=args.seed, n_jobs=args.n_jobs)
+                 max_side=_cap(args), random_state=args.seed, n_jobs=args.n_jobs, client=_scheduler(args))
     return 0
 
 
@@ -249,7 +265,8 @@ def add_explain(sub):
         help="explain images with a trained model: heatmaps, index.html, summary.csv, pixel maps",
         description="Explain every image (files and folders, mixed) one at a time and write, into --out: "
         "one PNG panel per image (image, heatmap, overlay), index.html (a static gallery grouped by "
-        "predicted class), summary.csv and pixel_maps.npz.",
+        "predicted class), summary.csv and pixel_maps.npz. Rerun the same command after an interruption: "
+        "the images already explained are kept.",
     )
     p.add_argument("model", help="model file written by 'bowlrp train'")
     p.add_argument("inputs", nargs="+", help="image files and folders (searched recursively)")
@@ -263,17 +280,23 @@ def add_explain(sub):
     p.add_argument("--max-side", type=_max_side, default=_FROM_MODEL,
                    help="cap on the longer image side, 0 for none (default: the cap the model was trained with)")
     p.add_argument("--n-jobs", type=int, default=None, help="parallel worker processes (default: 1)")
+    p.add_argument("--no-gallery", action="store_true",
+                   help="write only the pixel maps (maps/<id>.npy) and summary.csv: no PNG files, no index.html")
+    _add_scheduler(p)
     _add_threads(p)
     p.set_defaults(func=run_explain)
 
 
 def run_explain(args):
-    from .apps.explain import explain_paths  # noqa: PLC0415
+    from .collection import explain_collection  # noqa: PLC0415
+    from .collection.engine import remember_model  # noqa: PLC0415
     from .datasets.folder import find_images, warn_skipped  # noqa: PLC0415
 
     out = _output_folder(args.out)
     rule_params = _params(args.rule_param, "--rule-param")
+    client = _scheduler(args)
     pipeline, meta = _load(args.model)
+    remember_model(args.model, pipeline, meta)
     classes = [c.item() if hasattr(c, "item") else c for c in pipeline.classes_]
     target = args.target
     if target is not None and target not in [str(c) for c in classes]:
@@ -284,23 +307,26 @@ def run_explain(args):
     paths, skipped = find_images(args.inputs)
     warn_skipped(skipped)
     cap = meta.get("max_side") if _cap(args) == "model" else args.max_side
-    rows = explain_paths(
-        pipeline, paths, out, rule=args.rule, target=target, rule_params=rule_params, max_side=cap,
+    done = explain_collection(
+        args.model, paths, out, rule=args.rule, target=target, rule_params=rule_params, max_side=cap,
         folder_classes=[_class_of_folder(p, [str(c) for c in classes]) for p in paths], n_jobs=args.n_jobs,
+        client=client, gallery=not args.no_gallery,
         title=f"bowlrp: {meta.get('model')} explained with rule {args.rule}",
         meta={"model": f"{meta.get('model')} ({os.path.abspath(args.model)})",
               "classes": ", ".join(map(str, classes)), "rule": args.rule + (f" {rule_params}" if rule_params else ""),
               "images read with longer side capped at": f"{cap} px" if cap else "no cap"},
     )
-    bad = [r for r in rows if r.get("error")]
-    for r in bad[:10]:
-        print(f"bowlrp explain: warning: not explained: {r['path']}: {r['error']}", file=sys.stderr)
+    bad = done.errors
+    for path, error in bad[:10]:
+        print(f"bowlrp explain: warning: not explained: {path}: {error}", file=sys.stderr)
     if len(bad) > 10:
         print(f"bowlrp explain: warning: ... and {len(bad) - 10} more (see summary.csv)", file=sys.stderr)
-    if len(bad) == len(rows):
-        raise CommandError(f"none of the {len(rows)} input image(s) could be explained; first: "
-                           f"{bad[0]['path']}: {bad[0]['error']}")
-    print(f"explained {len(rows) - len(bad)} of {len(rows)} images; open {os.path.join(out, 'index.html')}")
+    if len(bad) == done.n_images:
+        raise CommandError(f"none of the {done.n_images} input image(s) could be explained; first: "
+                           f"{bad[0][0]}: {bad[0][1]}")
+    kept = f" ({done.n_resumed} kept from an earlier run)" if done.n_resumed else ""
+    where = os.path.join(out, "index.html") if not args.no_gallery else os.path.join(out, "summary.csv")
+    print(f"explained {done.n_explained} of {done.n_images} images{kept}; open {where}")
     return 0
 
 

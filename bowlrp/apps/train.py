@@ -1,5 +1,12 @@
-"""Train a ready-made model on an image folder, with a stratified held-out test split."""
+"""Train a ready-made model on an image folder, with a stratified held-out test split.
 
+The images are never held together: :mod:`bowlrp.collection.fit` samples
+descriptors per image and computes the feature vectors on workers (this
+process, joblib workers or a Dask cluster), and the client fits the
+encoder on the sample and the SVM on the features.
+"""
+
+import math
 import os
 import time
 
@@ -7,7 +14,9 @@ import numpy as np
 from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import train_test_split
 
-from ..datasets.folder import load_image_folder
+from ..collection.engine import dask_client
+from ..collection.fit import describe_sample, fit_descriptor_stages, fit_on_features, image_features, pipeline_layout
+from ..datasets.folder import list_image_folder, warn_skipped
 from .modelfile import min_image_side, save_model
 from .models import MODELS, make_model
 
@@ -26,11 +35,15 @@ def format_confusion(cm, names):
 
 
 def check_image_sizes(pipeline, images, paths):
-    """Raise a ``ValueError`` naming the images smaller than the model's descriptors need."""
+    """Raise a ``ValueError`` naming the images smaller than the model's descriptors need.
+
+    ``images`` are arrays or their ``(H, W)`` shapes.
+    """
     need = min_image_side(pipeline)
     if need is None:
         return
-    small = [(p, im.shape[:2]) for p, im in zip(paths, images) if min(im.shape[:2]) < need]
+    shapes = [tuple(getattr(im, "shape", im)[:2]) for im in images]
+    small = [(p, sh) for p, sh in zip(paths, shapes) if min(sh) < need]
     if small:
         shown = ", ".join(f"{p} ({h} x {w})" for p, (h, w) in small[:5])
         more = f" and {len(small) - 5} more" if len(small) > 5 else ""
@@ -42,13 +55,13 @@ def check_image_sizes(pipeline, images, paths):
 
 
 def train_folder(folder, model="bow-hik", out=None, *, params=None, test_size=0.25, max_side="model",
-                 random_state=0, n_jobs=None, log=print, verbose=True):
+                 random_state=0, n_jobs=None, client=None, log=print, verbose=True):
     """Train ready-made model ``model`` on ``folder/<class>/*`` and report held-out accuracy.
 
     Parameters
     ----------
     folder : str
-        An image folder (:func:`bowlrp.datasets.load_image_folder`).
+        An image folder (:func:`bowlrp.datasets.list_image_folder`).
     model : str
         A name of :func:`bowlrp.apps.models.model_names`.
     out : str or None
@@ -62,9 +75,13 @@ def train_folder(folder, model="bow-hik", out=None, *, params=None, test_size=0.
         Cap on the longer side of every image; ``"model"`` uses the model's
         default (640), ``None`` none.
     random_state : int
-        Seeds the split and the model.
+        Seeds the split, the descriptor sample and the model.
     n_jobs : int or None
-        Threads reading images and computing dense SIFT.
+        joblib worker processes reading images, computing dense SIFT, the
+        descriptor sample and the feature vectors.
+    client : dask.distributed.Client, str or None
+        Do that on a Dask cluster instead (a client or a scheduler address);
+        the workers must read ``folder`` under the same path.
     log : callable
         Where progress lines go.
 
@@ -76,53 +93,78 @@ def train_folder(folder, model="bow-hik", out=None, *, params=None, test_size=0.
     """
     t0 = time.perf_counter()
     pipe = make_model(model, params, random_state=random_state)
-    if n_jobs is not None:
-        pipe.set_params(sift__n_jobs=n_jobs)
     cap = MODELS[model].max_side if max_side == "model" else max_side
     if not (isinstance(test_size, (int, float)) and not isinstance(test_size, bool) and 0 <= test_size < 1):
         raise ValueError(f"test_size must be a share in [0, 1), got {test_size!r}")
-    log(f"[1/3] reading {folder} (longer side capped at {cap} px)" if cap else f"[1/3] reading {folder}")
-    data = load_image_folder(folder, max_side=cap, gray=True, n_jobs=n_jobs, verbose=verbose)
-    names = data.target_names
-    y = np.asarray(names, dtype=object)[data.target]
-    counts = np.bincount(data.target, minlength=len(names))
-    log("      " + ", ".join(f"{n}: {c}" for n, c in zip(names, counts)) + f" images ({len(y)} in all)")
-    if len(names) < 2:
-        raise ValueError(f"{folder!r} has one class ({names[0]!r}); a classifier needs at least two class folders")
-    check_image_sizes(pipe, data.images, data.paths)
-    idx = np.arange(len(y))
-    if test_size > 0:
-        n_test = int(np.ceil(test_size * len(y)))
-        if counts.min() < 2 or n_test < len(names):
-            raise ValueError(
-                f"a held-out split of {test_size:g} needs at least 2 images per class and {len(names)} test "
-                f"images; the smallest class has {counts.min()}. Add images, or pass --test-size 0"
-            )
-        tr, te = train_test_split(idx, test_size=test_size, stratify=data.target, random_state=random_state)
-    else:
-        tr, te = idx, idx[:0]
-    log(f"[2/3] fitting {model} on {len(tr)} images: dense SIFT, "
-        f"{'vocabulary' if MODELS[model].encoder == 'bow' else 'PCA and GMM'}, SVM")
-    pipe.set_params(verbose=verbose)
-    t = time.perf_counter()
-    pipe.fit([data.images[i] for i in tr], y[tr].astype(str))
+    listing = list_image_folder(folder)
+    names = listing.target_names
+    where = " on the Dask cluster" if client is not None else (f" on {n_jobs} workers" if n_jobs not in (None, 1) else "")
+    log(f"[1/3] reading {folder}{where}: image sizes and a sample of descriptors per image"
+        + (f" (longer side capped at {cap} px)" if cap else ""))
+    with dask_client(client) as dask:
+        sample = describe_sample(pipe, listing.paths, n_images=math.ceil(len(listing.paths) * (1 - test_size)),
+                                 max_side=cap, random_state=random_state, n_jobs=n_jobs, client=dask,
+                                 verbose=verbose)
+        kept = np.array([i for i, sh in enumerate(sample.shapes) if sh is not None], dtype=np.intp)
+        failed = [(p, r) for i, p, r in sample.errors if sample.shapes[i] is None]
+        target = listing.target[kept]
+        missing = [names[k] for k in range(len(names)) if not np.any(target == k)]
+        if missing:
+            bad = "; ".join(f"{p} ({r})" for p, r in failed[:5])
+            raise ValueError(f"class(es) {missing} of {os.fspath(folder)!r} have no readable image; "
+                             f"unreadable files: {bad}")
+        warn_skipped(listing.skipped + failed)
+        paths = [listing.paths[i] for i in kept]
+        shapes = [sample.shapes[i] for i in kept]
+        y = np.asarray(names, dtype=object)[target]
+        counts = np.bincount(target, minlength=len(names))
+        log("      " + ", ".join(f"{n}: {c}" for n, c in zip(names, counts)) + f" images ({len(y)} in all)")
+        if len(names) < 2:
+            raise ValueError(f"{folder!r} has one class ({names[0]!r}); a classifier needs at least two class folders")
+        check_image_sizes(pipe, shapes, paths)
+        undescribed = [(i, p, r) for i, p, r in sample.errors if sample.shapes[i] is not None]
+        if undescribed:
+            raise ValueError(f"{len(undescribed)} image(s) could not be described: "
+                             + "; ".join(f"{p}: {r}" for _, p, r in undescribed[:5]))
+        idx = np.arange(len(y))
+        if test_size > 0:
+            n_test = int(np.ceil(test_size * len(y)))
+            if counts.min() < 2 or n_test < len(names):
+                raise ValueError(
+                    f"a held-out split of {test_size:g} needs at least 2 images per class and {len(names)} test "
+                    f"images; the smallest class has {counts.min()}. Add images, or pass --test-size 0"
+                )
+            tr, te = train_test_split(idx, test_size=test_size, stratify=target, random_state=random_state)
+        else:
+            tr, te = idx, idx[:0]
+        log(f"[2/3] fitting {model} on {len(tr)} images: "
+            f"{'vocabulary' if MODELS[model].encoder == 'bow' else 'PCA and GMM'} on "
+            f"{sum(len(sample.sets[kept[i]]) for i in tr)} sampled descriptors, then the feature vectors "
+            f"of all {len(y)} images{where}, then the SVM")
+        t = time.perf_counter()
+        fit_descriptor_stages(pipe, [sample.sets[kept[i]] for i in tr])  # in the order pipe.fit would see them
+        del sample
+        F, errors = image_features(pipe, paths, max_side=cap, n_jobs=n_jobs, client=dask, verbose=verbose)
+        if errors:
+            raise ValueError(f"{len(errors)} image(s) could not be encoded (changed while training?): "
+                             + "; ".join(f"{p}: {r}" for _, p, r in errors[:5]))
+        fit_on_features(pipe, F[tr], y[tr].astype(str))
     fit_s = time.perf_counter() - t
-    pipe.set_params(verbose=False)
     summary = {
         "model": model, "params": {k: repr(v) for k, v in (params or {}).items()}, "folder": os.path.abspath(folder),
         "class_names": list(names), "n_images": int(len(y)), "n_train": int(len(tr)), "n_test": int(len(te)),
         "test_size": test_size, "random_state": random_state, "max_side": cap,
-        "skipped": [list(s) for s in data.skipped],
-        "image_shapes": {"min": [int(min(im.shape[k] for im in data.images)) for k in (0, 1)],
-                         "max": [int(max(im.shape[k] for im in data.images)) for k in (0, 1)]},
-        "train_paths": [os.path.abspath(data.paths[i]) for i in tr],
-        "test_paths": [os.path.abspath(data.paths[i]) for i in te],
+        "skipped": [list(s) for s in listing.skipped + failed],
+        "image_shapes": {"min": [int(min(sh[k] for sh in shapes)) for k in (0, 1)],
+                         "max": [int(max(sh[k] for sh in shapes)) for k in (0, 1)]},
+        "train_paths": [os.path.abspath(paths[i]) for i in tr],
+        "test_paths": [os.path.abspath(paths[i]) for i in te],
         "seconds": {"fit": fit_s},
     }
     if len(te):
         log(f"[3/3] testing on {len(te)} held-out images")
         t = time.perf_counter()
-        pred = pipe.predict([data.images[i] for i in te])
+        pred = pipe[pipeline_layout(pipe).encoder + 1:].predict(F[te])  # their features are computed already
         summary["seconds"]["predict_test"] = time.perf_counter() - t
         truth = y[te].astype(str)
         cm = confusion_matrix(truth, pred, labels=list(names))
