@@ -22,6 +22,8 @@ from . import cnn, datasets, evaluation, viz  # noqa: E402, F401  (subpackages u
 
 __version__ = "0.1.0"
 
+from .collection import explain_collection  # noqa: E402  (after __version__, which model files record)
+
 __all__ = [
     "BagOfWords",
     "FisherVectorEncoder",
@@ -33,4 +35,5 @@ __all__ = [
     "KernelOneClassSVM",
     "CNNClassifier",
     "explain",
+    "explain_collection",
 ]
