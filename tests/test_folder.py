@@ -202,3 +202,21 @@ def test_texture_photographs_as_a_folder(tmp_path):
         load_textures(names=("brick", "wood"))
     with pytest.raises(ValueError, match="formats"):
         write_texture_folder(tmp_path, formats=("gif",))
+
+
+def test_threaded_reads_restore_opencv_log_level(tmp_path):
+    from bowlrp.datasets import read_images
+
+    paths = []
+    for i in range(24):
+        p = tmp_path / f"{i}.png"
+        if i % 3:
+            write(str(p), GRAY)
+        else:
+            p.write_bytes(b"garbage")
+        paths.append(str(p))
+    before = cv2.utils.logging.getLogLevel()
+    images, kept, failed = read_images(paths, n_jobs=4)
+    assert len(images) == 16 and [p for p, _ in failed] == paths[::3]
+    np.testing.assert_array_equal(kept, [i for i in range(24) if i % 3])
+    assert cv2.utils.logging.getLogLevel() == before

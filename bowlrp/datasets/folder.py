@@ -8,6 +8,7 @@ grayscale or ``(H, W, 3)`` RGB.
 
 import contextlib
 import os
+import threading
 import warnings
 
 import cv2
@@ -44,19 +45,32 @@ _DIHEDRAL = (
 )
 
 
+_QUIET = {"lock": threading.Lock(), "depth": 0, "level": None}
+
+
 @contextlib.contextmanager
 def _quiet_opencv():
-    """Silence OpenCV's own stderr messages while decoding; bowlrp reports failures itself."""
+    """Silence OpenCV's own stderr messages while decoding; bowlrp reports failures itself.
+
+    The log level is global to OpenCV: threads reading at the same time share
+    one silenced period, and the level is restored when the last one leaves.
+    """
     logging = getattr(getattr(cv2, "utils", None), "logging", None)
     if logging is None:
         yield
         return
-    level = logging.getLogLevel()
-    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    with _QUIET["lock"]:
+        if _QUIET["depth"] == 0:
+            _QUIET["level"] = logging.getLogLevel()
+            logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        _QUIET["depth"] += 1
     try:
         yield
     finally:
-        logging.setLogLevel(level)
+        with _QUIET["lock"]:
+            _QUIET["depth"] -= 1
+            if _QUIET["depth"] == 0:
+                logging.setLogLevel(_QUIET["level"])
 
 
 def _check_max_side(max_side):
