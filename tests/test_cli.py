@@ -222,3 +222,24 @@ def test_ready_made_models():
         "svm__C": 10, "sift__rotate": False, "svm__kernel": "rbf", "a": (1, 2)}
     # literal_eval only: an expression is a string, never run
     assert parse_params(["svm__C=__import__('os').getcwd()"]) == {"svm__C": "__import__('os').getcwd()"}
+
+
+def test_fisher_vector_model_end_to_end(trained, capsys, tmp_path):
+    root, photos, paths, bad, _ = trained
+    small = ["sift__scales=(2.0,)", "sift__steps=(6,)", "sift__rotate=False", "fv__n_components=4", "fv__pca=8"]
+    model = tmp_path / "fv.joblib"
+    status, out, err = run(capsys, "train", photos, "--model", "fv-linear", "--out", model,
+                           *[a for p in small for a in ("--param", p)])
+    assert status == 0, err
+    status, _, err = run(capsys, "explain", model, paths[0], paths[-1], "--out", tmp_path / "r")
+    assert status == 0, err
+    rows = open(tmp_path / "r" / "summary.csv", encoding="utf-8").read().splitlines()
+    header = rows[0].split(",")
+    rel = [float(r.split(",")[header.index("relative_residual")]) for r in rows[1:]]
+    assert max(rel) < 1e-8  # linear Fisher-vector model with the z rule: exact
+    status, _, err = run(capsys, "evaluate", model, photos, "--out", tmp_path / "e", "--n-sample", "2",
+                         "--n-steps", "2", "--n-repeats", "1", "--region-size", "24")
+    assert status == 0, err
+    ev = json.load(open(tmp_path / "e" / "evaluation.json"))
+    assert ev["descriptor_perturbation"]["substitutes"] == "draws from the model's GMM"
+    assert ev["descriptor_perturbation"]["n_steps"] == 2 and ev["pixel_perturbation"]["n_steps"] == 2
