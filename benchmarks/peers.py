@@ -31,7 +31,7 @@ import numpy as np
 
 from bowlrp import DenseSIFT, ExplainablePipeline, KernelSVC
 from bowlrp.datasets import make_polygons
-from bowlrp.demo import toy_pipeline
+from bowlrp.apps.demo import toy_pipeline
 from bowlrp.encoders.fisher import FisherVectorEncoder
 from bowlrp.evaluation import DescriptorPool, GMMSampler, descriptor_perturbation, occlusion, region_perturbation
 
