@@ -1,46 +1,28 @@
-"""Fisher-vector encoding of local descriptors, forward and backward.
+"""Fisher-vector encoding of local descriptors, forward and backward (thesis Sec. 4.2-4.3, App. D.1).
 
-Forward (thesis Sec. 4.2, eq. 4.1-4.5): descriptors are optionally reduced by
-PCA; a diagonal GMM ``lambda = {(pi_k, mu_k, sigma_k)}`` per descriptor level
-(one per SIFT scale, the blocks concatenated, SPEC B4) maps every descriptor
-``l`` to its gradients for the weights, means and variances
-
-    Psi_pi_k(l)    = (gamma_k(l) - pi_k) / sqrt(pi_k)                       (4.1)
-    Psi_mu_k(l)    = gamma_k(l) / sqrt(pi_k) * (l - mu_k) / sigma_k          (4.2)
-    Psi_sigma_k(l) = gamma_k(l) / sqrt(2 pi_k) * ((l - mu_k)^2 / sigma_k^2 - 1)  (4.3)
-
-which are averaged over the descriptors of each spatial-pyramid cell, then
-power- and L2-normalised (eq. 4.5).  No per-descriptor embedding is ever
-formed: the averages are computed from the sufficient statistics
-``sum gamma``, ``gamma^T l`` and ``gamma^T l^2`` with matrix products.
+Forward (eq. 4.1-4.5): descriptors are optionally reduced by PCA; a diagonal
+GMM per descriptor level (one per SIFT scale, the blocks concatenated) maps
+every descriptor to its gradient vector ``Psi(l)``; the vectors are averaged
+per spatial-pyramid cell and power- and L2-normalised.  The equations are the
+functions of :mod:`bowlrp.encoders.fisher_math`, the pyramid is
+:mod:`bowlrp.encoders.pyramid`, the PCA :mod:`bowlrp.encoders.pca`.
 
 Output layout (``feature_layout_``): blocks in the order level (SIFT scale),
-pyramid grid, cell (row-major); each block is the vector of eq. 4.4 /
-eq. 4.10,
-
-    [ w_1 .. w_K | mu_{1,1} .. mu_{1,D}, .., mu_{K,D} | sigma_{1,1} .. sigma_{K,D} ]
-
-(weights first and only if ``include_weights``; then component-major,
-descriptor-dimension-minor means and variances), so inside a block dimension
-``K + D k + r`` is the mean gradient of component ``k``, descriptor
-dimension ``r``.
+pyramid grid, cell (row-major); each block is ``[w_1 .. w_K | mu_{1,1} ..
+mu_{K,D} | sigma_{1,1} .. sigma_{K,D}]`` (weights only if
+``include_weights``), so inside a block dimension ``K + D k + r`` is the mean
+gradient of component ``k``, descriptor dimension ``r``.
 
 Backward (eq. 4.6-4.10, D.3): the linear SVM on the normalised vector
 ``Phi(x)`` is decomposed by :class:`bowlrp.KernelSVC` (eq. 4.8 = A.1).  As in
-the thesis, the normalisation ``Phi`` is "resolved as part of the
-classification function": the relevance of a normalised dimension is the
-relevance of the same unnormalised dimension ``x_d`` (``Phi`` is a
-sign-preserving, per-dimension rescaling; the map is the identity and
-conserves exactly).  ``x_d = sum_l z_ld`` with ``z_ld = Psi(l)_d / |L_cell|``
-(eq. 4.9, 4.10) is then decomposed with a rule of :mod:`bowlrp.rules` per
-descriptor dimension (eq. D.3; the weight part, which belongs to no
-dimension, is spread evenly over the ``D`` dimensions of the descriptor), and
-back through the PCA as the linear map of eq. 2.31 applied to the centred
-descriptor (no bias, so the proportional rule conserves).
+the thesis, ``Phi`` is "resolved as part of the classification function": the
+relevance of a normalised dimension is the relevance of the same
+unnormalised dimension (``Phi`` is a sign-preserving, per-dimension
+rescaling; the map is the identity and conserves exactly).  ``x_d = sum_l
+z_ld`` is then decomposed with a rule of :mod:`bowlrp.rules` per descriptor
+dimension (:mod:`bowlrp.encoders.fisher_relevance`) and back through the PCA
+as the linear map of eq. 2.31.
 """
-
-import math
-from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -49,55 +31,22 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._backend import asarray, get_namespace, to_numpy
-from .._validation import check_int
+from .._backend import asarray, get_namespace
+from .._validation import check_choice, check_int, check_number
 from ..base import ExplainableTransformerMixin
-from ..rules import mapping_rule, phi
-from .bow import check_descriptor_sets
+from ..rules import mapping_rule
+from . import fisher_math as fm
+from ._threads import blas_threads, map_tasks, task_threads
+from .descriptor_sets import check_descriptor_sets
+from .fisher_math import row_chunks
+from .fisher_relevance import ConservationWarning, atom_moments, cell_statistics, check_conservation, level_relevance
+from .pca import level_sample, linear_map_relevance, project
+from .pyramid import block_layout, check_pyramid, descriptor_cells, grid_cells, n_cells, pyramid_atoms
 
-__all__ = ["FisherVectorEncoder", "grid_cells"]
+__all__ = ["FisherVectorEncoder", "ConservationWarning", "grid_cells"]
 
 _L2 = ("global", "block", None)
-_CHUNK_BYTES = 32 << 20  # bound for any (descriptors x K x D) temporary of the non-linear rules
-_HOMOGENEOUS = {"z": True, "pos": True, "neg": True, "abs": True, "one": False}
-
-
-def grid_cells(centers, image_shape, grid):
-    """Cell index (row-major) of each descriptor centre ``(x, y)`` in a ``rows x cols`` grid."""
-    rows, cols = grid
-    H, W = image_shape
-    r = np.clip(np.floor(np.asarray(centers[:, 1]) * rows / H), 0, rows - 1).astype(np.intp)
-    c = np.clip(np.floor(np.asarray(centers[:, 0]) * cols / W), 0, cols - 1).astype(np.intp)
-    return r * cols + c
-
-
-class _blas_threads:
-    """Context limiting BLAS threads (SPEC: 10x oversubscription losses); ``work`` is informative."""
-
-    def __init__(self, setting, work, xp):
-        self.limit = None
-        if xp is np:
-            if setting == "auto":
-                # After scikit-learn's OpenMP k-means (GMM init) spins, threaded OpenBLAS calls
-                # were 20x slower on 2 busy cores; one thread measured no slower at any size.
-                self.limit = 1
-            elif setting is not None:
-                self.limit = int(setting)
-        self._ctx = None
-
-    def __enter__(self):
-        if self.limit is not None:
-            from threadpoolctl import threadpool_limits  # noqa: PLC0415
-
-            self._ctx = threadpool_limits(limits=self.limit, user_api="blas")
-        return self
-
-    def __exit__(self, *exc):
-        if self._ctx is not None:
-            self._ctx.__exit__(*exc)
-        return False
-
-
+_DTYPES = ("float64", "float32")
 class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
     """Improved Fisher vectors with a diagonal GMM per descriptor level, explainable with LRP.
 
@@ -108,6 +57,7 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
     pca : int or None, default=None
         Reduce the descriptors to this many dimensions with scikit-learn's PCA
         (one per level) before the GMM (the thesis: 80); ``None`` keeps them.
+        The same as a :class:`bowlrp.DescriptorPCA` stage before the encoder.
     pyramid : sequence of (rows, cols), default=((1, 1),)
         Spatial-pyramid grids; every cell is its own block.  A descriptor
         belongs to the cell its centre ``(x, y)`` falls in
@@ -123,6 +73,15 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
     l2 : {"global", "block", None}, default="global"
         L2 normalisation of the whole vector (eq. 4.5), of every block
         (level x cell) separately, or none.
+    posterior_threshold : float in [0, 1), default=1e-6
+        Posteriors ``gamma_k(l)`` below it are set to 0 (never a descriptor's
+        largest), in the encoding and in its relevance alike, as VLFeat's
+        Fisher-vector encoder skips posteriors below 1e-6.  Every rule is
+        exact for the encoding computed; the encoding differs from the
+        untruncated one by little (measured in ``docs/fisher.md``), and the
+        alpha-beta, magnitude and flat rules only form messages of the pairs
+        that carry mass.  ``0`` keeps every posterior (scikit-image's
+        ``fisher_vector``).
     max_descriptors : int, default=50000
         Training descriptors per level sampled for the PCA and the GMM.
     reg_covar : float, default=1e-3
@@ -130,21 +89,23 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
     max_iter : int, default=100
         EM iterations.
     dimension_relevance : bool, default=True
-        ``_relevance`` returns relevance per descriptor dimension (eq. D.3;
-        arrays ``(n_i, n_dims_in)``, back through the PCA), which
+        :meth:`relevance` returns relevance per descriptor dimension (eq. D.3;
+        arrays ``(n_i, n_dims_in_)``, back through the PCA), which
         :class:`bowlrp.DenseSIFT` maps to the 4x4 spatial bins; ``False``
         returns one value per descriptor (``(n_i,)``).
     dtype : {"float64", "float32"}, default="float64"
-        Precision of the matrix products.  float32 is about twice as fast;
-        conservation then holds to about 1e-6 instead of 1e-12.
+        Precision of the encoding's matrix products.  ``"float32"`` is about
+        twice as fast and changes the encoding by about 1e-6 (measured in
+        ``docs/fisher.md``); the relevance step recomputes its column sums in
+        float64 from the same posteriors, so conservation stays exact.
     blas_threads : "auto", int or None, default="auto"
-        ``"auto"``: single-threaded BLAS inside :meth:`fit`, the encoding
-        and the relevance step (parallelise over images instead).  On a
-        shared 2-core machine threaded BLAS made fit 3-5x slower (4.3 s
-        against 13-21 s) and encoding right after a fit 20x slower (OpenMP
-        threads of scikit-learn's k-means still spinning), while one thread
-        was never measurably slower; an int: that many threads; ``None``:
-        leave BLAS alone.
+        BLAS threads inside the encoding and the relevance step.  ``"auto"``
+        measures one thread against the current setting on the shape of the
+        encoder's products (once per process and shape, again after five
+        minutes) and takes the faster: threaded BLAS was measured twice as fast
+        on an idle machine and many times slower on a busy one or right after
+        scikit-learn's OpenMP k-means.  ``fit`` runs EM single-threaded.  An
+        int: that many threads; ``None``: leave BLAS alone.
     random_state : int, RandomState or None
 
     Attributes
@@ -152,8 +113,11 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
     pcas_ : list of PCA or None
     gmms_ : list of GaussianMixture
         One per level.
+    mixtures_ : list of bowlrp.encoders.fisher_math.Mixture
+        The GMMs in float64 with their derived arrays.
     means_, sigmas_, weights_ : list of ndarray
         ``(K, D)``, ``(K, D)`` (standard deviations), ``(K,)`` per level.
+    pyramid_ : tuple of (rows, cols)
     n_levels_ : int
     n_dims_in_ : int
     n_dims_ : int
@@ -187,6 +151,7 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         include_weights=True,
         power=0.5,
         l2="global",
+        posterior_threshold=1e-6,
         max_descriptors=50000,
         reg_covar=1e-3,
         max_iter=100,
@@ -201,6 +166,7 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         self.include_weights = include_weights
         self.power = power
         self.l2 = l2
+        self.posterior_threshold = posterior_threshold
         self.max_descriptors = max_descriptors
         self.reg_covar = reg_covar
         self.max_iter = max_iter
@@ -215,23 +181,15 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         check_int(self, "pca", 1, allow_none=True)
         check_int(self, "max_descriptors", 1)
         check_int(self, "max_iter", 1)
-        try:
-            grids = tuple((int(r), int(c)) for r, c in self.pyramid)
-        except (TypeError, ValueError):
-            raise ValueError(f"pyramid must be a sequence of (rows, cols) pairs, got {self.pyramid!r}") from None
-        if not grids or any(r < 1 or c < 1 for r, c in grids):
-            raise ValueError(f"pyramid must be a non-empty sequence of positive (rows, cols), got {self.pyramid!r}")
-        if self.power is not None and (not isinstance(self.power, Real) or not 0 < self.power <= 1):
-            raise ValueError(f"power must be None or a number in (0, 1], got {self.power!r}")
-        if self.l2 not in _L2:
-            raise ValueError(f"unknown l2 {self.l2!r}; valid values are {list(_L2)}")
-        if self.dtype not in ("float64", "float32", np.float64, np.float32):
-            raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
-        if not isinstance(self.reg_covar, Real) or self.reg_covar < 0:
-            raise ValueError(f"reg_covar must be a number >= 0, got {self.reg_covar!r}")
+        grids = check_pyramid(self.pyramid)
+        check_number(self.power, "power", low=0, high=1, low_open=True, allow_none=True)
+        check_choice(self.l2, "l2", _L2)
+        check_choice(np.dtype(self.dtype).name if self.dtype is not None else None, "dtype", _DTYPES)
+        check_number(self.reg_covar, "reg_covar", low=0)
+        check_number(self.posterior_threshold, "posterior_threshold", low=0, high=1, high_open=True)
         bt = self.blas_threads
-        if not (bt is None or bt == "auto" or (isinstance(bt, Integral) and not isinstance(bt, bool) and bt >= 1)):
-            raise ValueError(f"blas_threads must be 'auto', None or a positive integer, got {bt!r}")
+        if not (bt is None or bt == "auto"):
+            check_number(bt, "blas_threads", low=1, integer=True)
         return grids
 
     # --------------------------------------------------------------------- fit
@@ -252,221 +210,154 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             raise ValueError(f"pca={self.pca} exceeds the descriptor dimension {D_in}")
         pcas, gmms = [], []
         for s in range(n_levels):
-            pool = [np.asarray(to_numpy(d)[lv == s], dtype=np.float64) for d, lv in zip(descs, levels)]
-            pool = np.concatenate(pool)
-            if len(pool) > self.max_descriptors:
-                pool = pool[np.sort(rng.choice(len(pool), self.max_descriptors, replace=False))]
+            pool = level_sample(descs, levels, s, self.max_descriptors, rng)
             if len(pool) < max(self.n_components, 2):
                 raise ValueError(
                     f"level {s} has only {len(pool)} training descriptors, fewer than "
                     f"n_components={self.n_components}; use more images or fewer components"
                 )
-            with _blas_threads(self.blas_threads, 0, np):  # EM: many mid-sized products, 1 thread wins
+            with blas_threads(self.blas_threads):  # EM: many mid-sized products, one thread wins
+                p = None
                 if self.pca is not None:
                     p = PCA(n_components=self.pca, random_state=rng.randint(np.iinfo(np.int32).max)).fit(pool)
                     pool = p.transform(pool)
-                else:
-                    p = None
                 g = GaussianMixture(
-                    n_components=self.n_components,
-                    covariance_type="diag",
-                    reg_covar=self.reg_covar,
-                    max_iter=self.max_iter,
-                    random_state=rng.randint(np.iinfo(np.int32).max),
+                    n_components=self.n_components, covariance_type="diag", reg_covar=self.reg_covar,
+                    max_iter=self.max_iter, random_state=rng.randint(np.iinfo(np.int32).max),
                 ).fit(pool)
             pcas.append(p)
             gmms.append(g)
         self.pcas_ = pcas
         self.gmms_ = gmms
-        self.means_ = [g.means_.astype(np.float64) for g in gmms]
-        self.sigmas_ = [np.sqrt(g.covariances_.astype(np.float64)) for g in gmms]
-        self.weights_ = [g.weights_.astype(np.float64) for g in gmms]
+        self.mixtures_ = [fm.Mixture.from_gmm(g) for g in gmms]
+        self.means_ = [m.means for m in self.mixtures_]
+        self.sigmas_ = [m.sigmas for m in self.mixtures_]
+        self.weights_ = [m.weights for m in self.mixtures_]
+        self.pyramid_ = grids
         self.n_levels_ = n_levels
         self.n_dims_in_ = D_in
+        self.n_features_in_ = D_in
         self.n_dims_ = self.pca if self.pca is not None else D_in
-        K, D = self.n_components, self.n_dims_
-        self.block_size_ = K * (2 * D + (1 if self.include_weights else 0))
-        layout, start = [], 0
-        for s in range(n_levels):
-            for g, (r, c) in enumerate(grids):
-                for cell in range(r * c):
-                    layout.append({"level": s, "grid": (r, c), "cell": cell, "start": start,
-                                   "stop": start + self.block_size_})
-                    start += self.block_size_
-        self.feature_layout_ = layout
-        self.block_sizes_ = (self.block_size_,) * len(layout)
-        self.n_features_out_ = start
+        self.block_size_ = fm.block_size(self.n_components, self.n_dims_, self.include_weights)
+        self.feature_layout_ = block_layout(n_levels, grids, self.block_size_)
+        self.block_sizes_ = (self.block_size_,) * len(self.feature_layout_)
+        self.n_features_out_ = len(self.feature_layout_) * self.block_size_
         return self
 
-    # ----------------------------------------------------------------- helpers
+    # ---------------------------------------------- per-descriptor contributions
     def _dtype(self, xp):
-        return xp.float32 if self.dtype in ("float32", np.float32) else xp.float64
+        return xp.float32 if np.dtype(self.dtype) == np.float32 else xp.float64
 
-    def _project(self, s, D, xp, dt):
-        """PCA projection of level ``s``; returns ``(Y, centred input or None)``."""
-        p = self.pcas_[s]
+    def _threads(self, xp, dt):
+        """``(n_tasks_threads, BLAS context)``: levels on several threads with one BLAS thread each, or
+        one after the other with the BLAS setting."""
+        shape = (dt, 2 * self.n_dims_ + 1, self.n_components)
+        n = task_threads(self.blas_threads, xp, shape)
+        return n, blas_threads(1 if n > 1 else self.blas_threads, xp, shape)
+
+    def project(self, descriptors, level, dtype=None):
+        """The descriptors of ``level`` as the GMM sees them (after the PCA), ``(n, n_dims_)``."""
+        check_is_fitted(self, "gmms_")
+        xp = get_namespace(descriptors)
+        dt = self._dtype(xp) if dtype is None else dtype
+        p = self.pcas_[level]
         if p is None:
-            return asarray(D, xp, dtype=dt), None
-        C = asarray(D, xp, dtype=dt) - asarray(p.mean_, xp, dtype=dt)
-        W = asarray(p.components_, xp, dtype=dt)
-        Y = C @ W.T
-        if p.whiten:  # pragma: no cover - whiten is not exposed
-            Y = Y / asarray(np.sqrt(p.explained_variance_), xp, dtype=dt)
-        return Y, C
+            return asarray(descriptors, xp, dtype=dt)
+        return project(descriptors, p.mean_, p.components_, xp, dt)[0]
 
-    def _posteriors(self, s, Y, xp):
-        """Soft assignments ``gamma_k(l)`` (n, K) of the diagonal GMM of level ``s`` (GEMM form)."""
-        dt = Y.dtype
-        mu = asarray(self.means_[s], xp, dtype=dt)
-        prec = asarray(1.0 / self.sigmas_[s] ** 2, xp, dtype=dt)
-        var = self.sigmas_[s] ** 2
-        const = np.log(self.weights_[s]) - 0.5 * (np.log(2 * np.pi * var).sum(1) + (self.means_[s] ** 2 / var).sum(1))
-        logp = (Y * Y) @ (-0.5 * prec).T + Y @ (mu * prec).T + asarray(const, xp, dtype=dt)
-        logp = logp - logp.max(1, keepdims=True)
-        g = xp.exp(logp)
-        return g / g.sum(1, keepdims=True)
+    def posteriors(self, descriptors, level):
+        """Truncated posteriors ``gamma_k(l)`` (n, K) of the descriptors of ``level`` (float64)."""
+        xp = get_namespace(descriptors)
+        Y = self.project(descriptors, level, xp.float64)
+        return fm.posteriors(fm.augment(Y, self.mixtures_[level], xp), self.mixtures_[level], xp, self.posterior_threshold)
 
-    def _cells(self, ds, n, grids):
-        """Atom (intersection of all cells) of each descriptor and the atoms of each cell."""
-        if grids == ((1, 1),):
-            return np.zeros(n, np.intp), [[np.array([0])]]
-        if not hasattr(ds, "centers"):
-            raise ValueError(
-                "a spatial pyramid needs descriptor geometry: pass DescriptorSets (DenseSIFT output), "
-                "or use pyramid=((1, 1),)"
-            )
-        code = np.zeros(n, np.int64)
-        for r, c in grids:
-            code = code * (r * c) + grid_cells(ds.centers, ds.image_shape, (r, c))
-        uniq, atom = np.unique(code, return_inverse=True)
-        # decode each atom's cell per grid
-        cell_of_atom = []
-        rem = uniq.copy()
-        for r, c in reversed(grids):
-            cell_of_atom.append(rem % (r * c))
-            rem = rem // (r * c)
-        cell_of_atom = cell_of_atom[::-1]
-        members = []
-        for g, (r, c) in enumerate(grids):
-            members.append([np.flatnonzero(cell_of_atom[g] == cell) for cell in range(r * c)])
-        return atom.reshape(-1).astype(np.intp), members
+    def embed(self, descriptors, level):
+        """Gradient vectors ``Psi(l)`` (eq. 4.1-4.4) of descriptors of ``level``: ``(n, block_size_)``, float64.
 
-    # ----------------------------------------------------------------- forward
-    def forward(self, X):
-        """Encode ``X``; return ``(features, trace)`` for :meth:`relevance`.
+        What one descriptor adds to the unnormalised vector of each cell it
+        lies in is ``Psi(l) / |L_cell|`` (eq. 4.9-4.10); :meth:`normalize_raw`
+        turns the sum into the encoding.  The posteriors are truncated as in
+        :meth:`transform`.
+        """
+        xp = get_namespace(descriptors)
+        Y = self.project(descriptors, level, xp.float64)
+        g = fm.posteriors(fm.augment(Y, self.mixtures_[level], xp), self.mixtures_[level], xp, self.posterior_threshold)
+        return fm.embed(Y, g, self.mixtures_[level], self.include_weights, xp)
 
-        The trace holds per image and level the projected descriptors, their
-        posteriors, their spatial atoms and the unnormalised Fisher vector of
-        every cell (the column sums of the proportional rule).
+    def normalize_raw(self, raw):
+        """Power and L2 normalisation (eq. 4.5) of unnormalised vectors ``raw`` (..., n_features_out_)."""
+        check_is_fitted(self, "gmms_")
+        return fm.normalize(raw, self.power, self.l2, self.block_size_, get_namespace(raw))
+
+    def descriptor_cells(self, geometry, n):
+        """Block index inside a level of ``n`` descriptors, one column per pyramid grid: ``(n, n_grids)``.
+
+        ``geometry`` is the image's descriptor set (centres and image shape).
         """
         check_is_fitted(self, "gmms_")
-        grids = self._check_params()
+        return descriptor_cells(geometry, n, self.pyramid_)
+
+    # ----------------------------------------------------------------- forward
+    def _check_input(self, X):
+        check_is_fitted(self, "gmms_")
+        self._check_params()
         descs, levels, n_levels = check_descriptor_sets(X)
         if n_levels > self.n_levels_ or any(d.shape[1] != self.n_dims_in_ for d in descs):
             raise ValueError(
                 f"descriptors do not match the fitted model ({self.n_levels_} level(s) of dimension "
                 f"{self.n_dims_in_})"
             )
+        return descs, levels
+
+    def _encode_level(self, i, s, X, d, lv, atoms, keep, xp, dt):
+        """Unnormalised cell vectors of level ``s`` of image ``i`` and the level's trace."""
+        atom_all, membership = atoms
+        sel = np.flatnonzero(lv == s)
+        Ds = d if len(sel) == len(lv) else d[xp.asarray(sel)]
+        p = self.pcas_[s]
+        to_gmm = ((lambda rows: project(rows, p.mean_, p.components_, xp, dt)[0]) if p is not None
+                  else (lambda rows: asarray(rows, xp, dtype=dt)))
+        S, order, bounds, Y, G = fm.level_moments(Ds, atom_all[sel], membership.shape[1], to_gmm, self.mixtures_[s],
+                                                  self.posterior_threshold, keep, xp, dt, self.n_dims_in_)
+        x, _, _ = cell_statistics(S, membership, np.diff(bounds), self.mixtures_[s], self.include_weights, xp)
+        trace = {"sel": sel, "order": order, "bounds": bounds, "Y": Y, "G": G,
+                 "S": S if dt == xp.float64 else None} if keep else None
+        return x, trace
+
+    def _encode(self, X, keep):
+        descs, levels = self._check_input(X)
         xp = get_namespace(*descs)
         dt = self._dtype(xp)
-        n_img = len(descs)
-        K, D = self.n_components, self.n_dims_
-        work = max(len(d) for d in descs) * K * D * 4 + (D * self.n_dims_in_ * max(len(d) for d in descs))
-        out = xp.zeros((n_img, self.n_features_out_), dtype=xp.float64)
-        traces = []
-        with _blas_threads(self.blas_threads, work, xp):
-            n_cells = sum(r * c for r, c in grids)
-            for i, (d, lv) in enumerate(zip(descs, levels)):
-                tr_img = {"levels": []}
-                atom_all, members = self._cells(X[i], len(lv), grids)
-                for s in range(self.n_levels_):
-                    sel = np.flatnonzero(lv == s)
-                    atom = atom_all[sel]
-                    Y, C = self._project(s, d[sel] if len(sel) != len(lv) else d, xp, dt)
-                    gamma = self._posteriors(s, Y, xp) if len(sel) else xp.zeros((0, K), dtype=dt)
-                    order = np.argsort(atom, kind="stable")
-                    n_atoms = sum(len(m) for m in members[0]) if members else 1
-                    bounds = np.searchsorted(atom[order], np.arange(n_atoms + 1))
-                    stats = self._atom_stats(Y, gamma, order, bounds, xp)
-                    x_cells, counts = self._cell_vectors(s, stats, bounds, members, xp)
-                    b0 = s * n_cells * self.block_size_
-                    out[i, b0 : b0 + n_cells * self.block_size_] = x_cells.reshape(-1)
-                    tr_img["levels"].append({
-                        "sel": sel, "Y": Y, "C": C, "gamma": gamma, "order": order, "bounds": bounds,
-                        "members": members, "x": x_cells, "counts": counts,
-                    })
-                tr_img["n"] = len(lv)
-                traces.append(tr_img)
-        features = self._normalise(out, xp)
-        return features, {"images": traces, "raw": out}
+        nc, B = n_cells(self.pyramid_), self.block_size_
+        raw = xp.zeros((len(descs), self.n_features_out_), dtype=xp.float64)
+        atoms = [pyramid_atoms(X[i], len(lv), self.pyramid_) for i, lv in enumerate(levels)]
+        tasks = [(i, s, X, descs[i], levels[i], atoms[i], keep, xp, dt)
+                 for i in range(len(descs)) for s in range(self.n_levels_)]
+        n_threads, blas = self._threads(xp, dt)
+        with blas:
+            done = map_tasks(self._encode_level, tasks, n_threads)
+        traces = [{"n": len(lv), "membership": atoms[i][1], "descriptors": descs[i], "levels": []}
+                  for i, lv in enumerate(levels)]
+        for (i, s, *_), (x, lt) in zip(tasks, done):
+            raw[i, s * nc * B : (s + 1) * nc * B] = x.reshape(-1)
+            if keep:
+                traces[i]["levels"].append(lt)
+        return self.normalize_raw(raw), {"images": traces, "raw": raw}
 
-    def _atom_stats(self, Y, gamma, order, bounds, xp):
-        """``(S0, S1, S2)`` per atom: ``sum gamma``, ``gamma^T Y``, ``gamma^T Y^2`` (matrix products)."""
-        n_atoms = len(bounds) - 1
-        K, D = self.n_components, self.n_dims_
-        S0 = xp.zeros((n_atoms, K), dtype=xp.float64)
-        S1 = xp.zeros((n_atoms, K, D), dtype=xp.float64)
-        S2 = xp.zeros((n_atoms, K, D), dtype=xp.float64)
-        Ys, Gs = (Y, gamma) if n_atoms == 1 else (Y[xp.asarray(order)], gamma[xp.asarray(order)])
-        for a in range(n_atoms):
-            lo, hi = int(bounds[a]), int(bounds[a + 1])
-            if hi == lo:
-                continue
-            G, Ya = Gs[lo:hi], Ys[lo:hi]
-            S0[a] = G.sum(0)
-            GT = G.T
-            S1[a] = GT @ Ya
-            S2[a] = GT @ (Ya * Ya)
-        return S0, S1, S2
+    def forward(self, X):
+        """Encode ``X``; return ``(features, trace)`` for :meth:`relevance`.
 
-    def _cell_vectors(self, s, stats, bounds, members, xp):
-        """Unnormalised Fisher vectors (eq. 4.1-4.5 before normalisation) of every cell."""
-        S0a, S1a, S2a = stats
-        na = np.diff(bounds).astype(np.float64)
-        mu = asarray(self.means_[s], xp)
-        sig = asarray(self.sigmas_[s], xp)
-        w = asarray(self.weights_[s], xp)
-        sq = xp.sqrt(w)
-        rows, counts = [], []
-        for grid_members in members:
-            for atoms in grid_members:
-                N = float(na[atoms].sum())
-                counts.append(N)
-                if N == 0:
-                    rows.append(xp.zeros(self.block_size_, dtype=xp.float64))
-                    continue
-                idx = xp.asarray(atoms)
-                S0 = S0a[idx].sum(0)
-                S1 = S1a[idx].sum(0)
-                S2 = S2a[idx].sum(0)
-                parts = []
-                if self.include_weights:
-                    parts.append((S0 - N * w) / (sq * N))
-                xm = (S1 - mu * S0[:, None]) / (sig * sq[:, None] * N)
-                xs = ((S2 - 2 * mu * S1 + mu * mu * S0[:, None]) / sig**2 - S0[:, None]) / (
-                    math.sqrt(2.0) * sq[:, None] * N
-                )
-                parts += [xm.reshape(-1), xs.reshape(-1)]
-                rows.append(xp.concatenate(parts))
-        return xp.stack(rows), np.array(counts)
-
-    def _normalise(self, x, xp):
-        """Power and L2 normalisation (eq. 4.5), globally or per block."""
-        if self.power is not None:
-            x = xp.sign(x) * xp.abs(x) ** float(self.power)
-        if self.l2 == "global":
-            nrm = xp.sqrt((x * x).sum(1, keepdims=True))
-            x = x / xp.where(nrm > 0, nrm, 1.0)
-        elif self.l2 == "block":
-            n = x.shape[0]
-            xb = x.reshape(n, -1, self.block_size_)
-            nrm = xp.sqrt((xb * xb).sum(2, keepdims=True))
-            x = (xb / xp.where(nrm > 0, nrm, 1.0)).reshape(n, -1)
-        return x
+        The trace holds per image and level the projected descriptors and
+        their posteriors (in the encoder's dtype), sorted by spatial atom,
+        and the unnormalised vectors (``trace["raw"]``, the column sums of
+        the proportional rule).  Nothing of size descriptors x Fisher
+        dimensions.
+        """
+        return self._encode(X, keep=True)
 
     def transform(self, X):
         """Return the improved Fisher vectors, shape ``(n_images, n_features_out_)``."""
-        return self.forward(X)[0]
+        return self._encode(X, keep=False)[0]
 
     # ---------------------------------------------------------------- backward
     def relevance(self, relevance, trace, rule=None):
@@ -481,23 +372,25 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         trace : dict
             From :meth:`forward` on the same images.
         rule : str, Rule or None
-            None or ``"z"`` (proportional, exact), ``"epsilon"``, ``"alphabeta"``,
-            ``"abs"``, ``"flat"``.  Rules with only the ``"z"`` message
-            transform (z, epsilon) use matrix products; the others evaluate
-            the messages in chunks of bounded size.  The same rule is used for
-            the PCA step.
+            None or ``"z"`` (proportional, exact), ``"epsilon"``,
+            ``"alphabeta"``, ``"abs"``, ``"flat"``; the same rule is used for
+            the PCA step.  Proportional and epsilon are matrix products; the
+            others form the messages of the (descriptor, component) pairs
+            with a non-zero posterior.
 
         Returns
         -------
         list of arrays
             ``(n_i, n_dims_in_)`` relevance per descriptor dimension when
             ``dimension_relevance``, else ``(n_i,)`` per descriptor.  A Fisher
-            dimension none of whose messages is non-zero (posteriors that
-            underflow, or a cell without descriptors) spreads its relevance
-            evenly over the descriptors of its cell and, for mean and variance
-            dimensions, over descriptor dimension ``r`` (weight dimensions:
-            over all dimensions); an empty cell's relevance goes evenly to all
-            the image's descriptors (the zero-mapping case, eq. 2.79).
+            dimension without a usable message (posteriors all truncated, or
+            messages that cancel) spreads its relevance evenly over the
+            descriptors of its cell (mean and variance dimensions over
+            descriptor dimension ``r``, weight dimensions over all); an empty
+            cell's relevance goes evenly to all the image's descriptors (the
+            zero-mapping case, eq. 2.79).  An exact rule that fails to conserve
+            by more than ``1e-6`` of ``sum |R|`` raises a
+            :class:`ConservationWarning`.
         """
         rule = mapping_rule(rule)
         raw = trace["raw"]
@@ -505,251 +398,54 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         R = asarray(relevance, xp, dtype=xp.float64)
         if R.shape != raw.shape:
             raise ValueError(f"relevance must have shape {tuple(raw.shape)}, got {tuple(R.shape)}")
-        grids = self._check_params()
-        n_cells = sum(r * c for r, c in grids)
-        K, D = self.n_components, self.n_dims_
-        result = []
+        check_is_fitted(self, "gmms_")
+        nc, B = n_cells(self.pyramid_), self.block_size_
+        tasks = []
         for i, tr in enumerate(trace["images"]):
             if tr["n"] == 0:
                 raise ValueError(f"image {i} has no descriptors: its relevance cannot be attributed")
-            work = tr["n"] * K * D * 6
-            Rd = xp.zeros((tr["n"], self.n_dims_in_), dtype=xp.float64)
+            for s, lt in enumerate(tr["levels"]):
+                tasks.append((s, tr, lt, R[i, s * nc * B : (s + 1) * nc * B].reshape(nc, B), rule, xp))
+        n_threads, blas = self._threads(xp, xp.float64)
+        with blas:
+            done = iter(map_tasks(self._level_relevance, tasks, n_threads))
+        result = []
+        for i, tr in enumerate(trace["images"]):
+            Rd = xp.zeros((tr["n"], self.n_dims_in_ if self.dimension_relevance else 1), dtype=xp.float64)
             spill = 0.0
-            with _blas_threads(self.blas_threads, work, xp):
-                for s, lt in enumerate(tr["levels"]):
-                    b0 = s * n_cells * self.block_size_
-                    Rl = R[i, b0 : b0 + n_cells * self.block_size_].reshape(n_cells, self.block_size_)
-                    if len(lt["sel"]) == 0:
-                        spill = spill + Rl.sum()
-                        continue
-                    Rdim, lost = self._level_relevance(s, lt, Rl, rule, xp)
-                    spill = spill + lost
-                    Rdim = self._pca_relevance(s, lt["C"], lt["Y"], Rdim, rule, xp)
-                    Rd[xp.asarray(lt["sel"])] += Rdim
-            Rd += float(spill) / (tr["n"] * self.n_dims_in_)
-            result.append(Rd if self.dimension_relevance else Rd.sum(1))
+            for _ in tr["levels"]:
+                rows, out, lost = next(done)
+                if rows is not None:
+                    Rd[rows] += out
+                spill += lost
+            Rd += spill / Rd.size
+            check_conservation(rule, f"image {i}", Rd, R[i], xp)
+            result.append(Rd if self.dimension_relevance else Rd[:, 0])
         return result
 
-    def _level_relevance(self, s, lt, Rl, rule, xp):
-        """Relevance per (projected) descriptor dimension for one level of one image (eq. D.3)."""
-        K, D = self.n_components, self.n_dims_
-        counts = lt["counts"]
-        x = lt["x"]  # (n_cells, B) unnormalised vectors = column sums of z
-        Y, gamma = lt["Y"], lt["gamma"]
-        order, bounds, members = lt["order"], lt["bounds"], lt["members"]
-        n_atoms = len(bounds) - 1
-        cells = [atoms for gm in members for atoms in gm]
-        # column sums of every message transform, per cell
-        linear = tuple(rule.phis) == ("z",)
-        if linear:
-            sums = (x,)
-            S0 = xp.zeros((len(cells), K), dtype=xp.float64)
-            g_at = gamma if n_atoms == 1 else gamma[xp.asarray(order)]
-            for c, atoms in enumerate(cells):
-                for a in atoms:
-                    S0[c] += g_at[int(bounds[a]) : int(bounds[a + 1])].sum(0)
-            magnitude = self._magnitude_bound(s, x, S0, counts, xp)
-        else:
-            sums, magnitude = self._phi_sums(s, lt, rule, cells, xp)
-        scales, reached = rule.scales(sums, magnitude, Rl, xp)
-        # effective per-atom scales T_a = sum_{cells c containing a} s_c * h(phi, N_c)
-        T = []
-        for p, sc in zip(rule.phis, scales):
-            Tp = xp.zeros((n_atoms, self.block_size_), dtype=xp.float64)
-            for c, atoms in enumerate(cells):
-                if counts[c] == 0:
-                    continue
-                h = 1.0 / counts[c] if _HOMOGENEOUS[p] else 1.0
-                for a in atoms:
-                    Tp[int(a)] += sc[c] * h
-            T.append(Tp)
-        n = Y.shape[0]
-        Rdim = xp.zeros((n, D), dtype=xp.float64)
-        inv_order = xp.asarray(order)
-        for a in range(n_atoms):
-            lo, hi = int(bounds[a]), int(bounds[a + 1])
-            if hi == lo:
-                continue
-            rows = inv_order[lo:hi] if n_atoms > 1 else slice(lo, hi)
-            Ya, Ga = Y[rows], gamma[rows]
-            if linear:
-                Rdim[rows] = self._messages_linear(s, Ya, Ga, T[0][a], xp)
-            else:
-                Rdim[rows] = self._messages_phi(s, Ya, Ga, [t[a] for t in T], rule.phis, xp)
-        # zero-mapping case: unreached dimensions spread over their cell
-        lost_img = 0.0
-        unreached = xp.where(reached, 0.0, Rl)
-        if bool((~reached).any()):
-            atom_of = xp.zeros(n, dtype=xp.intp)
-            for a in range(n_atoms):
-                rows = inv_order[int(bounds[a]) : int(bounds[a + 1])] if n_atoms > 1 else slice(None)
-                atom_of[rows] = a
-            for c, atoms in enumerate(cells):
-                u = unreached[c]
-                if counts[c] == 0:
-                    lost_img = lost_img + u.sum()
-                    continue
-                off = K if self.include_weights else 0
-                per_dim = u[off : off + K * D].reshape(K, D).sum(0) + u[off + K * D :].reshape(K, D).sum(0)
-                if self.include_weights:
-                    per_dim = per_dim + u[:K].sum() / D
-                inside = xp.asarray(np.isin(to_numpy(atom_of), atoms))
-                Rdim[inside] += per_dim / counts[c]
-        return Rdim, lost_img
-
-    def _magnitude_bound(self, s, x, S0, counts, xp):
-        """An upper bound of ``sum_l |z_ld|`` per cell and Fisher dimension, from the cell statistics.
-
-        With ``u = (l - mu_k) / sigma_k`` and ``Q_k = sum_l gamma_k(l) u^2``
-        (read back from the variance part of the unnormalised vector, eq.
-        4.3), Cauchy-Schwarz bounds the mean part by ``sqrt(S0_k Q_k) / (sqrt(pi_k)
-        N)``, ``|u^2 - 1| <= u^2 + 1`` the variance part by ``(Q_k + S0_k) /
-        (sqrt(2 pi_k) N)`` and ``|gamma - pi| <= gamma + pi`` the weight part by
-        ``(S0_k + N pi_k) / (sqrt(pi_k) N)``.  The rules compare their
-        denominators with it (:data:`bowlrp.rules.RTOL`).
-        """
-        K, D = self.n_components, self.n_dims_
-        w = asarray(self.weights_[s], xp, dtype=xp.float64)
-        sq = xp.sqrt(w)
-        N = asarray(counts, xp, dtype=xp.float64)
-        Ns = xp.where(N > 0, N, 1.0)
-        off = K if self.include_weights else 0
-        xs = x[:, off + K * D:].reshape(-1, K, D)
-        Q = xp.maximum(math.sqrt(2.0) * sq[None, :, None] * Ns[:, None, None] * xs + S0[:, :, None], 0.0)
-        scale = (sq[None, :, None] * Ns[:, None, None])
-        mag_m = xp.sqrt(S0[:, :, None] * Q) / scale
-        mag_s = (Q + S0[:, :, None]) / (math.sqrt(2.0) * scale)
-        parts = [(S0 + Ns[:, None] * w) / (sq * Ns[:, None])] if self.include_weights else []
-        mag = xp.concatenate(parts + [mag_m.reshape(len(N), -1), mag_s.reshape(len(N), -1)], axis=1)
-        return xp.where((N > 0)[:, None], mag, 0.0)
-
-    def _gmm(self, s, xp, dt):
-        mu = asarray(self.means_[s], xp, dtype=dt)
-        sig = asarray(self.sigmas_[s], xp, dtype=dt)
-        w = asarray(self.weights_[s], xp, dtype=dt)
-        return mu, sig, w
-
-    def _messages_linear(self, s, Y, G, T, xp):
-        """``sum_d z_ld T_d`` per descriptor dimension with matrix products (eq. D.3 factorised).
-
-        ``T`` is the per-atom scale vector (one block).  Mean part:
-        ``Y (G' @ T_mu/sigma) - G' @ (mu T_mu/sigma)``; variance part expanded
-        in powers of ``Y``; weight part spread evenly over the dimensions.
-        """
-        K, D = self.n_components, self.n_dims_
-        dt = Y.dtype
-        mu, sig, w = self._gmm(s, xp, xp.float64)
-        sq = xp.sqrt(w)
-        off = K if self.include_weights else 0
-        Tm = T[off : off + K * D].reshape(K, D)
-        Ts = T[off + K * D :].reshape(K, D) / math.sqrt(2.0)
-        var = sig * sig
-        B = xp.concatenate(
-            [Tm / sig, mu * Tm / sig, Ts / var, 2 * mu * Ts / var, (mu * mu / var - 1.0) * Ts], axis=1
-        )
-        Gp = G / asarray(sq, xp, dtype=dt)
-        P = (Gp @ asarray(B, xp, dtype=dt)).astype(xp.float64)
-        Y64 = Y.astype(xp.float64)
-        Rd = (
-            Y64 * P[:, :D] - P[:, D : 2 * D] + Y64 * Y64 * P[:, 2 * D : 3 * D] - Y64 * P[:, 3 * D : 4 * D]
-            + P[:, 4 * D :]
-        )
-        if self.include_weights:
-            Tw = T[:K]
-            rw = G.astype(xp.float64) @ (Tw / sq) - (sq * Tw).sum()
-            Rd = Rd + rw[:, None] / D
-        return Rd
-
-    def _embeddings(self, s, Y, G, xp):
-        """Per-descriptor embeddings ``Psi`` of a small chunk: weight (n, K), mean and variance (n, K, D)."""
-        mu, sig, w = self._gmm(s, xp, xp.float64)
-        sq = xp.sqrt(w)
-        Y = Y.astype(xp.float64)
-        G = G.astype(xp.float64)
-        u = (Y[:, None, :] - mu[None]) / sig[None]
-        a = (G / sq)[:, :, None]
-        pm = a * u
-        ps = a * (u * u - 1.0) / math.sqrt(2.0)
-        pw = (G - w) / sq if self.include_weights else None
-        return pw, pm, ps
-
-    def _chunks(self, n):
-        step = max(1, int(_CHUNK_BYTES // (8 * 3 * self.n_components * self.n_dims_)))
-        return [(a, min(n, a + step)) for a in range(0, n, step)]
-
-    def _phi_sums(self, s, lt, rule, cells, xp):
-        """Column sums ``sum_l phi(z_ld)`` per cell for non-linear transforms (chunked embeddings)."""
-        Y, gamma, order, bounds = lt["Y"], lt["gamma"], lt["order"], lt["bounds"]
-        counts = lt["counts"]
-        n_atoms = len(bounds) - 1
-        names = list(dict.fromkeys(list(rule.phis) + ["abs"]))
-        acc = {p: xp.zeros((n_atoms, self.block_size_), dtype=xp.float64) for p in names}
-        ordx = xp.asarray(order)
-        for a in range(n_atoms):
-            lo, hi = int(bounds[a]), int(bounds[a + 1])
-            for c0, c1 in self._chunks(hi - lo):
-                rows = ordx[lo + c0 : lo + c1]
-                pw, pm, ps = self._embeddings(s, Y[rows], gamma[rows], xp)
-                for p in names:
-                    parts = [phi(p, pw, xp).sum(0)] if self.include_weights else []
-                    parts += [phi(p, pm, xp).sum(0).reshape(-1), phi(p, ps, xp).sum(0).reshape(-1)]
-                    acc[p][a] += xp.concatenate(parts)
-        out = {p: xp.zeros((len(cells), self.block_size_), dtype=xp.float64) for p in names}
-        for c, atoms in enumerate(cells):
-            if counts[c] == 0:
-                continue
-            for p in names:
-                h = 1.0 / counts[c] if _HOMOGENEOUS[p] else 1.0
-                out[p][c] = acc[p][xp.asarray(atoms)].sum(0) * h
-        return tuple(out[p] for p in rule.phis), out["abs"]
-
-    def _messages_phi(self, s, Y, G, Ts, phis, xp):
-        """``sum_phi sum_d phi(Psi(l)_d) T_phi,d`` per descriptor dimension (chunked)."""
-        K, D = self.n_components, self.n_dims_
-        out = xp.zeros((Y.shape[0], D), dtype=xp.float64)
-        off = K if self.include_weights else 0
-        for c0, c1 in self._chunks(Y.shape[0]):
-            pw, pm, ps = self._embeddings(s, Y[c0:c1], G[c0:c1], xp)
-            for p, T in zip(phis, Ts):
-                Tm = T[off : off + K * D].reshape(K, D)
-                Ts_ = T[off + K * D :].reshape(K, D)
-                r = (phi(p, pm, xp) * Tm[None]).sum(1) + (phi(p, ps, xp) * Ts_[None]).sum(1)
-                if self.include_weights:
-                    r = r + (phi(p, pw, xp) @ T[:K])[:, None] / D
-                out[c0:c1] += r
-        return out
-
-    def _pca_relevance(self, s, C, Y, Rdim, rule, xp):
-        """Relevance of the PCA outputs back to the centred input dimensions (eq. 2.31, App. D.1.1).
-
-        ``y_j = sum_i W_ji c_i`` with the centred descriptor ``c = l - mean``:
-        messages ``z_ij = W_ji c_i`` and no bias, so the proportional rule
-        conserves.  Outputs with ``y_j = 0`` spread their relevance evenly over
-        the input dimensions.
-        """
+    def _level_relevance(self, s, tr, lt, Rl, rule, xp):
+        """``(rows, relevance of those rows, lost)`` of level ``s`` of one image (eq. 4.9-4.10, D.3, 2.31)."""
+        if len(lt["sel"]) == 0:
+            return None, None, float(Rl.sum())
+        mix = self.mixtures_[s]
+        Y, G, bounds = lt["Y"], lt["G"], lt["bounds"]
+        S = lt["S"] if lt["S"] is not None else atom_moments(Y, G, bounds, mix, xp)
+        x, Sc, counts = cell_statistics(S, tr["membership"], np.diff(bounds), mix, self.include_weights, xp)
+        Rdim, lost = level_relevance(Y, G, bounds, tr["membership"], counts, x, Sc, Rl, rule, mix,
+                                     self.include_weights, xp)
+        rows = xp.asarray(lt["sel"][lt["order"]])
         p = self.pcas_[s]
-        if p is None:
-            return Rdim
-        W = asarray(p.components_, xp, dtype=xp.float64)
-        C = C.astype(xp.float64)
-        Y = Y.astype(xp.float64)
-        n, Din = C.shape
-        if tuple(rule.phis) == ("z",):
-            magnitude = xp.abs(C) @ xp.abs(W).T
-            (sc,), reached = rule.scales((Y,), magnitude, Rdim, xp)
-            out = C * (sc @ W)
-        else:
-            out = xp.zeros((n, Din), dtype=xp.float64)
-            step = max(1, int(_CHUNK_BYTES // (8 * W.size * 2)))
-            reached = xp.zeros(Rdim.shape, dtype=bool)
-            for a in range(0, n, step):
-                Z = W[None] * C[a : a + step, None, :]  # (m, D', Din)
-                trans = [phi(q, Z, xp) for q in rule.phis]
-                sums = tuple(t.sum(2) for t in trans)
-                scs, reached[a : a + step] = rule.scales(sums, xp.abs(Z).sum(2), Rdim[a : a + step], xp)
-                out[a : a + step] = sum((t * sc[:, :, None]).sum(1) for t, sc in zip(trans, scs))
-        lost = xp.where(reached, 0.0, Rdim).sum(1)
-        return out + lost[:, None] / Din
+        if p is not None:
+            out = xp.empty((len(rows), self.n_dims_in_ if self.dimension_relevance else 1), dtype=xp.float64)
+            d = tr["descriptors"]
+            for _, lo, hi in row_chunks(np.array([0, len(rows)]), 8 * self.n_dims_in_):
+                Yc, C = project(d[rows[lo:hi]], p.mean_, p.components_, xp, xp.float64)
+                r = linear_map_relevance(C, p.components_, Rdim[lo:hi], rule, xp, Y=Yc)
+                out[lo:hi] = r if self.dimension_relevance else r.sum(1, keepdims=True)
+            Rdim = out
+        elif not self.dimension_relevance:
+            Rdim = Rdim.sum(1, keepdims=True)
+        return rows, Rdim, lost
 
     def get_feature_names_out(self, input_features=None):
         """Names ``level{s}_grid{r}x{c}_cell{j}_{w|mu|sigma}_k{k}[_d{r}]`` of the output features."""

@@ -14,15 +14,9 @@
 
 from .complexity import heatmap_complexity, heatmap_entropy, png_size
 from .context import box_mask, context_ratio, context_ratio_per_class
-from .descriptors import (
-    BagOfWordsUpdate,
-    DescriptorPool,
-    FisherVectorUpdate,
-    GMMSampler,
-    descriptor_perturbation,
-    encoder_update,
-    replacement_features,
-)
+from .descriptors import descriptor_perturbation
+from .encoder_updates import BagOfWordsUpdate, FisherVectorUpdate, encoder_update, replacement_features
+from .substitutes import DescriptorPool, GMMSampler
 from .occlusion import occlusion
 from .perturbation import PerturbationResult, aopc, region_perturbation, region_scores
 from .spray import SpRAy, knn_affinity, laplacian_spectrum, pool_relevance

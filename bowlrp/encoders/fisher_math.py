@@ -1,0 +1,351 @@
+"""The Fisher-vector equations as functions (thesis Sec. 4.2, eq. 4.1-4.5).
+
+A diagonal GMM ``lambda = {(pi_k, mu_k, sigma_k)}`` maps a descriptor ``l``
+(after the optional PCA: ``y``) to its gradients for the weights, means and
+variances,
+
+    Psi_pi_k(l)    = (gamma_k(l) - pi_k) / sqrt(pi_k)                          (4.1)
+    Psi_mu_k(l)    = gamma_k(l) / sqrt(pi_k) * (y - mu_k) / sigma_k             (4.2)
+    Psi_sigma_k(l) = gamma_k(l) / sqrt(2 pi_k) * ((y - mu_k)^2 / sigma_k^2 - 1)  (4.3)
+
+concatenated as ``[w_1..w_K | mu_{1,1}..mu_{K,D} | sigma_{1,1}..sigma_{K,D}]``
+(eq. 4.4, component-major; the weights only with ``include_weights``), averaged
+over the descriptors of a cell (eq. 4.9-4.10) and power- and L2-normalised
+(eq. 4.5).  The encoder (:class:`bowlrp.FisherVectorEncoder`), its relevance
+step and the descriptor-replacement test of :mod:`bowlrp.evaluation` all call
+these functions; none writes the equations again.
+
+The averages never form the per-descriptor vectors: with ``Z = [y, y*y, 1]``
+one matrix product gives the log densities of all components
+(:func:`log_densities`), and a second, ``gamma^T Z``, the sufficient
+statistics ``sum gamma y``, ``sum gamma y^2``, ``sum gamma`` from which
+:func:`fisher_vectors` forms eq. 4.1-4.3 averaged.  :func:`embed` forms
+``Psi(l)`` itself, for the few descriptors a perturbation replaces.
+
+**Truncated posteriors.**  ``gamma_k(l)`` below ``threshold`` is set to 0
+(never the largest posterior of a descriptor), as VLFeat's ``vl_fisher_encode``
+skips posteriors below 1e-6.  Forward and backward use the same truncated
+posteriors, so every rule is exact for the encoding that is computed.  The
+messages of a descriptor then live on the few components that carry its
+mass, which is what makes the non-linear rules cheap
+(:mod:`bowlrp.encoders.fisher_relevance`).
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._backend import asarray
+
+__all__ = [
+    "Mixture",
+    "augment",
+    "log_densities",
+    "posteriors",
+    "moments",
+    "compress",
+    "is_sparse",
+    "fisher_vectors",
+    "embed",
+    "normalize",
+    "magnitude_bound",
+    "rounding_bound",
+    "block_size",
+    "row_chunks",
+    "level_moments",
+]
+
+SQRT2 = math.sqrt(2.0)
+
+
+def block_size(n_components, n_dims, include_weights=True):
+    """Length of one Fisher-vector block (eq. 4.4): ``K (1 + 2 D)``, or ``2 K D`` without weights."""
+    return n_components * (2 * n_dims + (1 if include_weights else 0))
+
+
+@dataclass(frozen=True, eq=False)
+class Mixture:
+    """A diagonal GMM in float64: ``means`` (K, D), ``sigmas`` (K, D) standard deviations, ``weights`` (K,).
+
+    The derived arrays every equation needs are computed once here.
+    """
+
+    means: np.ndarray
+    sigmas: np.ndarray
+    weights: np.ndarray
+
+    def __post_init__(self):
+        mu = np.asarray(self.means, dtype=np.float64)
+        sig = np.asarray(self.sigmas, dtype=np.float64)
+        w = np.asarray(self.weights, dtype=np.float64)
+        var = sig * sig
+        centre = w @ mu / w.sum()
+        mc = mu - centre
+        const = np.log(w) - 0.5 * (np.log(2 * np.pi * var).sum(1) + (mc * mc / var).sum(1))
+        derived = {
+            "means": mu, "sigmas": sig, "weights": w, "variances": var, "sqrt_weights": np.sqrt(w),
+            # the products work on y - centre: the moments (y - centre)^2 cancel less than y^2
+            "centre": centre, "centred_means": mc,
+            # log(pi_k N(y; mu_k, sigma_k^2)) = [y - c, (y - c)^2, 1] @ density_matrix
+            "density_matrix": np.vstack([(mc / var).T, (-0.5 / var).T, const[None, :]]),
+        }
+        for k, v in derived.items():
+            object.__setattr__(self, k, v)
+
+    @property
+    def n_components(self):
+        return self.means.shape[0]
+
+    @property
+    def n_dims(self):
+        return self.means.shape[1]
+
+    @classmethod
+    def from_gmm(cls, gmm):
+        """From a fitted ``sklearn.mixture.GaussianMixture(covariance_type="diag")``."""
+        return cls(gmm.means_, np.sqrt(gmm.covariances_), gmm.weights_)
+
+
+def augment(Y, mixture, xp):
+    """``Z = [y - c, (y - c)^2, 1]`` (n, 2D+1) in the dtype of ``Y``: the left factor of both products.
+
+    ``c`` is the mixture's centre ``sum_k pi_k mu_k``; moments about it lose
+    fewer digits to cancellation than moments about 0.
+    """
+    n, D = Y.shape
+    Z = xp.empty((n, 2 * D + 1), dtype=Y.dtype)
+    xp.subtract(Y, asarray(mixture.centre, xp, dtype=Y.dtype), out=Z[:, :D])
+    xp.multiply(Z[:, :D], Z[:, :D], out=Z[:, D : 2 * D])
+    Z[:, 2 * D] = 1
+    return Z
+
+
+def log_densities(Z, mixture, xp):
+    """``log(pi_k N(y_l; mu_k, sigma_k^2))`` (n, K) for ``Z = augment(Y, mixture)``: one matrix product."""
+    return Z @ asarray(mixture.density_matrix, xp, dtype=Z.dtype)
+
+
+def posteriors(Z, mixture, xp, threshold=0.0):
+    """Soft assignments ``gamma_k(l)`` (n, K), in the dtype of ``Z`` (the GMM's posteriors).
+
+    Posteriors below ``threshold`` become 0, except each descriptor's
+    largest (see the module docstring).
+    """
+    g = log_densities(Z, mixture, xp)
+    g -= g.max(1, keepdims=True)
+    xp.exp(g, out=g)
+    top = 1.0 / g.sum(1, keepdims=True)  # the largest posterior of each row (exp(0) = 1 before dividing)
+    g *= top
+    if threshold > 0:
+        g[g < xp.minimum(top, threshold)] = 0
+    return g
+
+
+def is_sparse(gamma):
+    """Whether ``gamma`` is a SciPy sparse matrix (see :func:`compress`)."""
+    return hasattr(gamma, "tocsr")
+
+
+def compress(gamma, xp, max_density=0.25):
+    """Truncated posteriors as a SciPy CSR matrix when they are sparse enough (NumPy only).
+
+    After truncation a descriptor keeps a few of the ``K`` posteriors (about 10
+    of 256 for SIFT with the thesis' model), so the moments and the relevance
+    step cost ``O(nnz D)`` instead of ``O(n K D)``.  Dense posteriors
+    (``threshold=0``) and CuPy arrays are returned as they are.
+    """
+    if xp is not np or gamma.size == 0:
+        return gamma
+    rows, cols = np.nonzero(gamma)
+    if len(rows) > max_density * gamma.size:
+        return gamma
+    from scipy.sparse import csr_matrix  # noqa: PLC0415
+
+    indptr = np.searchsorted(rows, np.arange(gamma.shape[0] + 1))
+    return csr_matrix((gamma[rows, cols], cols, indptr), shape=gamma.shape)
+
+
+def moments(gamma, Z):
+    """``gamma^T Z`` (K, 2D+1): ``[sum gamma y | sum gamma y^2 | sum gamma]`` per component (``y`` about
+    the centre, see :func:`augment`).
+
+    ``gamma`` dense or from :func:`compress`.
+    """
+    out = gamma.T @ Z
+    return np.asarray(out) if is_sparse(gamma) else out
+
+
+def fisher_vectors(S, counts, mixture, include_weights, xp):
+    """Unnormalised Fisher vectors (eq. 4.1-4.3 averaged over each cell, eq. 4.9-4.10) from moments.
+
+    Parameters
+    ----------
+    S : array (n_cells, K, 2D+1), float64
+        :func:`moments` (about the mixture's centre) summed over each cell's descriptors.
+    counts : array (n_cells,)
+        Descriptors per cell ``|L_cell|``; cells without descriptors get zeros.
+
+    Returns
+    -------
+    array (n_cells, block_size)
+    """
+    K, D = mixture.n_components, mixture.n_dims
+    mu, sig, var = (asarray(a, xp) for a in (mixture.centred_means, mixture.sigmas, mixture.variances))
+    w, sq = asarray(mixture.weights, xp), asarray(mixture.sqrt_weights, xp)
+    N = asarray(counts, xp, dtype=xp.float64)
+    Ns = xp.where(N > 0, N, 1.0)[:, None, None]
+    S1, S2, S0 = S[..., :D], S[..., D : 2 * D], S[..., 2 * D :]
+    xm = (S1 - mu * S0) / (sig * sq[:, None] * Ns)
+    xs = ((S2 - 2 * mu * S1 + mu * mu * S0) / var - S0) / (SQRT2 * sq[:, None] * Ns)
+    parts = [((S0[..., 0] - N[:, None] * w) / (sq * Ns[:, :, 0]))] if include_weights else []
+    parts += [xm.reshape(len(N), K * D), xs.reshape(len(N), K * D)]
+    x = xp.concatenate(parts, axis=1)
+    return xp.where((N > 0)[:, None], x, 0.0)
+
+
+def embed(Y, gamma, mixture, include_weights, xp):
+    """Per-descriptor gradient vectors ``Psi(l)`` (n, block_size) of eq. 4.1-4.4, float64."""
+    mu, sig = asarray(mixture.means, xp), asarray(mixture.sigmas, xp)
+    w, sq = asarray(mixture.weights, xp), asarray(mixture.sqrt_weights, xp)
+    Y = Y.astype(xp.float64)
+    g = gamma.astype(xp.float64)
+    n = Y.shape[0]
+    u = (Y[:, None, :] - mu[None]) / sig[None]
+    a = (g / sq)[:, :, None]
+    parts = [(g - w) / sq] if include_weights else []
+    parts += [(a * u).reshape(n, -1), (a * (u * u - 1.0) / SQRT2).reshape(n, -1)]
+    return xp.concatenate(parts, axis=1)
+
+
+def normalize(x, power, l2, block, xp):
+    """Power and L2 normalisation (eq. 4.5) of vectors ``x`` (..., n_features).
+
+    ``power``: exponent of ``sign(x)|x|^power`` or None; ``l2``: ``"global"``
+    (whole vector), ``"block"`` (every ``block`` consecutive dimensions) or
+    None.
+    """
+    if power is not None:
+        x = xp.sign(x) * xp.abs(x) ** float(power)
+    if l2 == "global":
+        nrm = xp.sqrt((x * x).sum(-1, keepdims=True))
+        x = x / xp.where(nrm > 0, nrm, 1.0)
+    elif l2 == "block":
+        xb = x.reshape(x.shape[:-1] + (-1, block))
+        nrm = xp.sqrt((xb * xb).sum(-1, keepdims=True))
+        x = (xb / xp.where(nrm > 0, nrm, 1.0)).reshape(x.shape)
+    return x
+
+
+def magnitude_bound(x, S0, counts, mixture, include_weights, xp):
+    """An upper bound of ``sum_l |z_ld|`` per cell and Fisher dimension, from the cell statistics.
+
+    With ``u = (y - mu_k) / sigma_k`` and ``Q_k = sum_l gamma_k(l) u^2`` (read
+    back from the variance part of the unnormalised vector ``x``, eq. 4.3),
+    Cauchy-Schwarz bounds the mean part by ``sqrt(S0_k Q_k) / (sqrt(pi_k) N)``,
+    ``|u^2 - 1| <= u^2 + 1`` the variance part by ``(Q_k + S0_k) / (sqrt(2
+    pi_k) N)`` and ``|gamma - pi| <= gamma + pi`` the weight part by ``(S0_k +
+    N pi_k) / (sqrt(pi_k) N)``.  The rules compare their denominators with it
+    (:data:`bowlrp.rules.RTOL`).
+    """
+    K, D = mixture.n_components, mixture.n_dims
+    w = asarray(mixture.weights, xp)
+    sq = asarray(mixture.sqrt_weights, xp)
+    N = asarray(counts, xp, dtype=xp.float64)
+    Ns = xp.where(N > 0, N, 1.0)
+    off = K if include_weights else 0
+    xs = x[:, off + K * D :].reshape(-1, K, D)
+    Q = xp.maximum(SQRT2 * sq[None, :, None] * Ns[:, None, None] * xs + S0[:, :, None], 0.0)
+    scale = sq[None, :, None] * Ns[:, None, None]
+    mag_m = xp.sqrt(S0[:, :, None] * Q) / scale
+    mag_s = (Q + S0[:, :, None]) / (SQRT2 * scale)
+    parts = [(S0 + Ns[:, None] * w) / (sq * Ns[:, None])] if include_weights else []
+    mag = xp.concatenate(parts + [mag_m.reshape(len(N), -1), mag_s.reshape(len(N), -1)], axis=1)
+    return xp.where((N > 0)[:, None], mag, 0.0)
+
+
+def rounding_bound(S, counts, mixture, include_weights, xp, factor=8.0):
+    """A bound of the rounding error of :func:`fisher_vectors` (float64) per cell and dimension.
+
+    The variance part is formed from ``S2 - 2 mu S1 + mu^2 S0`` (moments
+    about the centre), which cancels when the descriptors lie far from the
+    centre compared with the component's width.  With ``sum gamma |y - c| <=
+    sqrt(S0 S2)`` the terms are bounded by ``(S2 + 2 |mu| sqrt(S0 S2) + mu^2
+    S0) / sigma^2 + S0``; the error is at most ``factor`` machine epsilons of
+    them.  :func:`bowlrp.encoders.fisher_relevance.level_relevance` counts a
+    column sum that is not many times larger than this as zero.
+    """
+    K, D = mixture.n_components, mixture.n_dims
+    mu = xp.abs(asarray(mixture.centred_means, xp))
+    sig, var = asarray(mixture.sigmas, xp), asarray(mixture.variances, xp)
+    w, sq = asarray(mixture.weights, xp), asarray(mixture.sqrt_weights, xp)
+    N = asarray(counts, xp, dtype=xp.float64)
+    Ns = xp.where(N > 0, N, 1.0)[:, None, None]
+    S2, S0 = xp.maximum(S[..., D : 2 * D], 0.0), xp.maximum(S[..., 2 * D :], 0.0)
+    S1a = xp.sqrt(S0 * S2)
+    em = (S1a + mu * S0) / (sig * sq[:, None] * Ns)
+    es = ((S2 + 2 * mu * S1a + mu * mu * S0) / var + S0) / (SQRT2 * sq[:, None] * Ns)
+    parts = [(S0[..., 0] + N[:, None] * w) / (sq * Ns[:, :, 0])] if include_weights else []
+    parts += [em.reshape(len(N), K * D), es.reshape(len(N), K * D)]
+    return (factor * np.finfo(np.float64).eps) * xp.concatenate(parts, axis=1)
+
+
+def row_chunks(bounds, width, itemsize=8, budget=16 << 20):
+    """``(atom, lo, hi)`` row ranges of at most ``budget`` bytes of ``width`` values each, inside atoms."""
+    step = max(1, int(budget // (itemsize * max(1, width))))
+    for a in range(len(bounds) - 1):
+        for lo in range(int(bounds[a]), int(bounds[a + 1]), step):
+            yield a, lo, min(int(bounds[a + 1]), lo + step)
+
+
+def _stack_rows(parts, empty_shape, dt, xp):
+    """Row-wise concatenation of posterior chunks (dense arrays or SciPy sparse matrices)."""
+    if not parts:
+        return xp.zeros(empty_shape, dtype=dt)
+    if any(is_sparse(p) for p in parts):
+        from scipy.sparse import csr_matrix, vstack  # noqa: PLC0415
+
+        return vstack([p if is_sparse(p) else csr_matrix(p) for p in parts], format="csr")
+    return xp.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def level_moments(D, atom, n_atoms, to_gmm, mixture, threshold, keep, xp, dt, width_in):
+    """Moments per spatial atom of one level's descriptors, in chunks of bounded memory.
+
+    Parameters
+    ----------
+    D : array (n, d_in)
+        The level's descriptors; ``atom`` (n,) their atoms
+        (:func:`bowlrp.encoders.pyramid.pyramid_atoms`).
+    to_gmm : callable
+        Rows of ``D`` -> the descriptors the GMM sees (PCA projection), in ``dt``.
+    keep : bool
+        Also return the projected descriptors and their posteriors (the trace
+        of the relevance step).
+
+    Returns
+    -------
+    S : array (n_atoms, K, 2D+1), float64
+        :func:`moments` per atom (products in ``dt``).
+    order, bounds : arrays
+        Rows sorted by atom, and each atom's range in that order.
+    Y, G : arrays (n, D) and (n, K) (``G`` possibly sparse, :func:`compress`), or None
+        In atom order.
+    """
+    K, Dp = mixture.n_components, mixture.n_dims
+    order = np.argsort(atom, kind="stable")
+    bounds = np.searchsorted(atom[order], np.arange(n_atoms + 1))
+    Y_all = xp.empty((len(order), Dp), dtype=dt) if keep else None
+    G_parts = []
+    S = xp.zeros((n_atoms, K, 2 * Dp + 1), dtype=xp.float64)
+    ordx = xp.asarray(order)
+    for a, lo, hi in row_chunks(bounds, 2 * (2 * Dp + 1 + 2 * K) + width_in, np.dtype(dt).itemsize):
+        Y = to_gmm(D[ordx[lo:hi]] if n_atoms > 1 else D[lo:hi])
+        Z = augment(Y, mixture, xp)
+        G = compress(posteriors(Z, mixture, xp, threshold), xp)
+        S[a] += moments(G, Z)
+        if keep:
+            Y_all[lo:hi] = Y
+            G_parts.append(G)
+    G_all = _stack_rows(G_parts, (0, K), dt, xp) if keep else None
+    return S, order, bounds, Y_all, G_all

@@ -1,0 +1,437 @@
+"""Relevance of Fisher-vector dimensions back to descriptor dimensions (thesis eq. 4.9-4.10, D.3).
+
+The unnormalised vector of a cell is a sum of messages from its descriptors,
+``x_d = sum_l z_ld`` with ``z_ld = Psi(l)_d / |L_cell|`` (eq. 4.9, 4.10; ``Psi``
+of :mod:`bowlrp.encoders.fisher_math`).  A rule of :mod:`bowlrp.rules` sends
+``R_d`` back as ``R_{l<-d} = sum_phi phi(z_ld) s_phi[d]``; the mean and variance
+messages of descriptor dimension ``r`` go to dimension ``r`` (eq. D.3), the
+weight messages, which belong to no dimension, are spread evenly over the
+``D`` dimensions.
+
+Two evaluations, both exact for the encoding that was computed:
+
+* rules whose only transform is ``z`` (proportional, epsilon): the column
+  sums are ``x`` itself, and ``sum_d z_ld t_d`` per descriptor dimension
+  expands into one matrix product of the posteriors,
+  ``y * (G' B_1) + y^2 * (G' B_2) + G' B_3`` (:func:`linear_messages`);
+* the other rules need ``phi(z_ld)`` elementwise.  But ``z_ld`` is zero
+  wherever ``gamma_k(l)`` is, and the posteriors are truncated
+  (:func:`bowlrp.encoders.fisher_math.posteriors`), so the mean and variance
+  messages are formed only for the (descriptor, component) pairs that carry
+  mass: ``(n_pairs, 2D)`` values instead of ``(n, 2KD)``; for a weight
+  message ``(gamma - pi) / sqrt(pi)`` a truncated posterior gives the constant
+  ``-sqrt(pi)``.  The magnitude rule needs ``|z|`` (:func:`abs_sums`,
+  :func:`abs_messages`).  Alpha-beta needs the positive and negative parts:
+  their column sums are formed directly (no difference of large numbers), and
+  its messages ``z+ t+ + z- t-`` are split into ``z b`` with ``b`` the smaller
+  of ``t+, t-`` -- the matrix product above -- plus ``z+ (t+ - b) + z- (t- -
+  b)`` over the pairs (:func:`sign_sums`, :func:`sign_messages`), so no
+  message is the difference of two large terms either.  The flat rule counts
+  messages pair by pair (:func:`pair_sums`, :func:`pair_messages`).
+
+Descriptors are ordered by their spatial *atom* (:mod:`bowlrp.encoders.pyramid`);
+sums are formed per atom and combined per cell with the membership matrix.
+"""
+
+import warnings
+
+import numpy as np
+
+from .._backend import asarray
+from ..rules import RTOL, phi
+from .fisher_math import SQRT2, augment, fisher_vectors, is_sparse, magnitude_bound, moments, rounding_bound, row_chunks
+
+__all__ = ["ConservationWarning", "check_conservation", "atom_moments", "cell_statistics", "linear_messages",
+           "abs_sums", "abs_messages", "sign_sums",
+           "sign_messages", "pair_sums", "pair_messages", "level_relevance"]
+
+_CHUNK_BYTES = 16 << 20  # bound of the temporaries of one chunk of descriptors
+_PAIR_BYTES = 8 << 20  # ... of one chunk of (descriptor, component) pairs
+_CACHE_BYTES = 128 << 20  # pairs kept between the two passes of a non-linear rule
+#: A column sum ``x_d`` is a denominator only where it is known to this relative accuracy
+#: (:func:`bowlrp.encoders.fisher_math.rounding_bound`); below, the column is not reached.
+ACCURACY = 1e-8
+#: Conservation of an exact rule is reported when it fails by more than this share of ``sum |R|``.
+CONSERVATION_RTOL = 1e-6
+
+
+class ConservationWarning(UserWarning):
+    """An exact rule did not conserve relevance (``sum R_in != sum R_out`` beyond rounding)."""
+
+
+def check_conservation(rule, where, R_in, R_out, xp):
+    """Warn (:class:`ConservationWarning`) when the exact ``rule`` lost more than ``CONSERVATION_RTOL``."""
+    if not rule.exact:
+        return
+    got, want = float(R_in.sum()), float(R_out.sum())
+    scale = float(xp.abs(R_out).sum())
+    if abs(got - want) > CONSERVATION_RTOL * scale:
+        warnings.warn(
+            f"the {rule.name!r} rule did not conserve relevance through the Fisher-vector encoder for "
+            f"{where}: the descriptors sum to {got:.6g}, the Fisher dimensions to {want:.6g} "
+            f"(sum |R| = {scale:.6g}); the model may be degenerate (fitted on constant images?)",
+            ConservationWarning, stacklevel=4,
+        )
+# sum_l phi(z_l / N) = sum_l phi(z_l) / N for these transforms; "one" counts messages
+_HOMOGENEOUS = {"z": True, "pos": True, "neg": True, "abs": True, "one": False}
+# each transform as a combination of the positive and the negative part of the messages
+_SIGNS = {"z": (1.0, 1.0), "pos": (1.0, 0.0), "neg": (0.0, 1.0), "abs": (1.0, -1.0)}
+
+
+def atom_moments(Y, G, bounds, mixture, xp):
+    """``moments`` (n_atoms, K, 2D+1) in float64 of rows sorted by atom (``bounds``)."""
+    n_atoms, K, D = len(bounds) - 1, G.shape[1], Y.shape[1]
+    S = xp.zeros((n_atoms, K, 2 * D + 1), dtype=xp.float64)
+    for a, lo, hi in row_chunks(bounds, 2 * D + 1 + K):
+        S[a] += moments(G[lo:hi].astype(np.float64), augment(Y[lo:hi].astype(xp.float64), mixture, xp))
+    return S
+
+
+def cell_statistics(S_atoms, membership, atom_sizes, mixture, include_weights, xp):
+    """``(x, S, counts)`` per cell from per-atom moments: unnormalised vectors, moments, sizes."""
+    Mb = asarray(membership, xp)
+    n_at = S_atoms.shape[0]
+    S = (Mb @ S_atoms.reshape(n_at, -1)).reshape((Mb.shape[0],) + S_atoms.shape[1:])
+    counts = np.asarray(membership) @ np.asarray(atom_sizes, dtype=np.float64)
+    x = fisher_vectors(S, counts, mixture, include_weights, xp)
+    return x, S, counts
+
+
+def _split_block(T, K, D, include_weights, xp):
+    """``(T_w (..., K) or None, T_ms (..., K, 2D))`` of block-layout arrays ``T`` (..., B)."""
+    off = K if include_weights else 0
+    lead = T.shape[:-1]
+    Tm = T[..., off : off + K * D].reshape(lead + (K, D))
+    Ts = T[..., off + K * D :].reshape(lead + (K, D))
+    return (T[..., :K] if include_weights else None), xp.concatenate([Tm, Ts], axis=-1)
+
+
+def linear_messages(Y, G, T, mixture, include_weights, xp):
+    """``sum_d z_ld T_d`` per descriptor dimension (n, D), matrix products only (eq. D.3 factorised).
+
+    ``T`` (B,) is the per-message scale of one atom (the rule's scale times
+    ``1 / |L_cell|``, summed over the atom's cells).  With ``u = (y - mu) /
+    sigma`` and ``G' = gamma / sqrt(pi)``: the mean part is ``G' (T_mu u)`` and
+    the variance part ``G' (T_sigma (u^2 - 1) / sqrt 2)``, which expand in
+    powers of ``y - c`` (about the mixture's centre) into ``y * (G' B_1) + y^2 * (G' B_2) + G' B_3``.  ``G``
+    dense or sparse (:func:`bowlrp.encoders.fisher_math.compress`).
+    """
+    K, D = mixture.n_components, mixture.n_dims
+    mu, sig, var = (asarray(a, xp) for a in (mixture.centred_means, mixture.sigmas, mixture.variances))
+    sq = asarray(mixture.sqrt_weights, xp)
+    c = asarray(mixture.centre, xp)
+    Tw, Tms = _split_block(T, K, D, include_weights, xp)
+    Tm, Ts = Tms[:, :D], Tms[:, D:] / SQRT2
+    B = xp.concatenate([Tm / sig - 2 * Ts * mu / var, Ts / var, Ts * (mu * mu / var - 1.0) - Tm * mu / sig], axis=1)
+    B = B / sq[:, None]
+    if include_weights:
+        B = xp.concatenate([B, (Tw / sq)[:, None]], axis=1)
+    out = xp.empty(Y.shape, dtype=xp.float64)
+    step = max(1, int(_CHUNK_BYTES // (8 * (K + 5 * D))))
+    for a in range(0, Y.shape[0], step):
+        P = G[a : a + step].astype(np.float64) @ B
+        P = np.asarray(P) if xp is np else P
+        Yc = Y[a : a + step].astype(xp.float64) - c
+        r = Yc * (P[:, :D] + Yc * P[:, D : 2 * D]) + P[:, 2 * D : 3 * D]
+        if include_weights:
+            r += ((P[:, 3 * D] - (sq * Tw).sum()) / D)[:, None]
+        out[a : a + step] = r
+    return out
+
+
+def _segment_sum(X, seg, n_seg, xp):
+    """``out[s] = sum of the rows X[i] with seg[i] == s`` (n_seg, X.shape[1])."""
+    if xp is np:
+        from scipy.sparse import csr_matrix  # noqa: PLC0415
+
+        S = csr_matrix((np.ones(len(seg)), (seg, np.arange(len(seg)))), shape=(n_seg, len(seg)))
+        return np.asarray(S @ X)
+    w = X.shape[1]
+    flat = (seg[:, None] * w + xp.arange(w)[None, :]).ravel()
+    return xp.bincount(flat, weights=X.ravel(), minlength=n_seg * w).reshape(n_seg, w)
+
+
+def _row_sum(X, indptr, rows, xp):
+    """Sums of consecutive row segments of ``X`` (segment ``i`` is ``indptr[i]:indptr[i+1]``)."""
+    n = len(indptr) - 1
+    if xp is np:
+        from scipy.sparse import csr_matrix  # noqa: PLC0415
+
+        S = csr_matrix((np.ones(X.shape[0]), np.arange(X.shape[0]), indptr), shape=(n, X.shape[0]))
+        return np.asarray(S @ X)
+    return _segment_sum(X, rows, n, xp)
+
+
+class _Pairs:
+    """The (descriptor, component) pairs of one level with ``gamma_k(l) > 0``, chunk by chunk.
+
+    Iterating yields ``(atom, lo, hi, rows, indptr, comps, M, e)`` per row
+    chunk ``lo:hi``: each pair's row (relative to ``lo``; ``indptr`` delimits
+    the rows), component, ``M = [Psi_mu_k(l) | Psi_sigma_k(l)]`` (n_pairs, 2D;
+    eq. 4.2, 4.3) and the weight message ``e = Psi_pi_k(l)`` (eq. 4.1), all
+    float64.  Chunks are kept for a second pass while they fit in
+    ``_CACHE_BYTES``; the others are formed again.
+    """
+
+    def __init__(self, Y, G, bounds, mixture, xp):
+        self.Y, self.G, self.mixture, self.xp = Y, G, mixture, xp
+        D, n = mixture.n_dims, G.shape[0]
+        nnz = G.nnz if is_sparse(G) else int((G != 0).sum())
+        per_row = max(1.0, nnz / max(n, 1))
+        self.chunks = list(row_chunks(bounds, int(per_row * 2 * D * 3) + 1, budget=_PAIR_BYTES))
+        self.kept, self.room = {}, _CACHE_BYTES
+
+    def __iter__(self):
+        for i, (a, lo, hi) in enumerate(self.chunks):
+            if i in self.kept:
+                yield (a, lo, hi) + self.kept[i]
+                continue
+            item = self._form(lo, hi)
+            size = item[3].nbytes
+            if size <= self.room:
+                self.kept[i] = item
+                self.room -= size
+            yield (a, lo, hi) + item
+
+    def _form(self, lo, hi):
+        xp, mix, G, D = self.xp, self.mixture, self.G, self.mixture.n_dims
+        if is_sparse(G):
+            indptr = G.indptr[lo : hi + 1] - G.indptr[lo]
+            rows = np.repeat(np.arange(hi - lo), np.diff(indptr))
+            comps = G.indices[G.indptr[lo] : G.indptr[hi]]
+            g = G.data[G.indptr[lo] : G.indptr[hi]].astype(np.float64)
+        else:
+            sub = G[lo:hi]
+            rows, comps = xp.nonzero(sub)
+            g = sub[rows, comps].astype(xp.float64)
+            indptr = xp.searchsorted(rows, xp.arange(hi - lo + 1))
+        sq = asarray(mix.sqrt_weights, xp)[comps]
+        isig = 1.0 / asarray(mix.sigmas, xp)
+        M = xp.empty((len(rows), 2 * D), dtype=xp.float64)
+        U = M[:, :D]
+        xp.multiply(self.Y[lo:hi][rows], isig[comps], out=U)
+        U -= (asarray(mix.means, xp) * isig)[comps]
+        gp = g / sq
+        xp.multiply(U, U, out=M[:, D:])
+        M[:, D:] -= 1.0
+        M[:, D:] *= (gp / SQRT2)[:, None]
+        U *= gp[:, None]
+        return rows, indptr, comps, M, (g - sq * sq) / sq
+
+
+def abs_sums(pairs, n_atoms, include_weights, xp):
+    """``sum_l |Psi(l)_d|`` per atom (n_atoms, B), from the pairs with a non-zero posterior.
+
+    A truncated posterior's weight message is ``-sqrt(pi_k)``: each row adds
+    ``sqrt(pi_k)`` and each pair the difference to its own ``|e|``.
+    """
+    mix = pairs.mixture
+    K, D = mix.n_components, mix.n_dims
+    acc = xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64)
+    acc_w = xp.zeros((n_atoms, K), dtype=xp.float64)
+    sq = asarray(mix.sqrt_weights, xp)
+    for a, lo, hi, rows, indptr, comps, M, e in pairs:
+        acc[a] += _segment_sum(xp.abs(M), comps, K, xp)
+        if include_weights:
+            acc_w[a] += xp.bincount(comps, weights=xp.abs(e) - sq[comps], minlength=K) + (hi - lo) * sq
+    return _blocks(acc_w, acc, include_weights, xp)
+
+
+def _blocks(w, ms, include_weights, xp):
+    """Block layout (n_atoms, B) from weight (n_atoms, K) and mean|variance (n_atoms, K, 2D) parts."""
+    n_atoms, K, D2 = ms.shape
+    D = D2 // 2
+    parts = [w] if include_weights else []
+    return xp.concatenate(parts + [ms[..., :D].reshape(n_atoms, K * D), ms[..., D:].reshape(n_atoms, K * D)], axis=1)
+
+
+def abs_messages(pairs, T, Y, include_weights, xp):
+    """``sum_d |Psi(l)_d| T[atom(l), d]`` per descriptor dimension (n, D), float64; ``T`` (n_atoms, B)."""
+    mix = pairs.mixture
+    K, D = mix.n_components, mix.n_dims
+    Tw, Tms = _split_block(T, K, D, include_weights, xp)
+    sq = asarray(mix.sqrt_weights, xp)
+    out = xp.empty(Y.shape, dtype=xp.float64)
+    for a, lo, hi, rows, indptr, comps, M, e in pairs:
+        P = xp.abs(M)
+        P *= Tms[a][comps]
+        r = _row_sum(P, indptr, rows, xp)
+        r = r[:, :D] + r[:, D:]
+        if include_weights:
+            rw = xp.bincount(rows, weights=(xp.abs(e) - sq[comps]) * Tw[a][comps], minlength=hi - lo)
+            r += ((rw + (sq * Tw[a]).sum()) / D)[:, None]
+        out[lo:hi] = r
+    return out
+
+
+def sign_sums(pairs, n_atoms, include_weights, xp):
+    """``(sum_l Psi(l)_d^+, sum_l Psi(l)_d^-)`` per atom, two (n_atoms, B) arrays, each summed directly."""
+    mix = pairs.mixture
+    K, D = mix.n_components, mix.n_dims
+    acc = xp.zeros((n_atoms, K, 4 * D), dtype=xp.float64)
+    acc_w = xp.zeros((n_atoms, 2, K), dtype=xp.float64)
+    sq = asarray(mix.sqrt_weights, xp)
+    for a, lo, hi, rows, indptr, comps, M, e in pairs:
+        PN = xp.empty((M.shape[0], 4 * D), dtype=xp.float64)
+        xp.maximum(M, 0.0, out=PN[:, : 2 * D])
+        xp.minimum(M, 0.0, out=PN[:, 2 * D :])
+        acc[a] += _segment_sum(PN, comps, K, xp)
+        if include_weights:  # a truncated posterior's weight message is -sqrt(pi_k) < 0
+            acc_w[a, 0] += xp.bincount(comps, weights=xp.maximum(e, 0.0), minlength=K)
+            acc_w[a, 1] += xp.bincount(comps, weights=xp.minimum(e, 0.0) + sq[comps], minlength=K) - (hi - lo) * sq
+    return (_blocks(acc_w[:, 0], acc[..., : 2 * D], include_weights, xp),
+            _blocks(acc_w[:, 1], acc[..., 2 * D :], include_weights, xp))
+
+
+def sign_messages(pairs, Tp, Tn, Y, include_weights, xp):
+    """``sum_d (Psi(l)_d^+ Tp[atom(l), d] + Psi(l)_d^- Tn[atom(l), d])`` per descriptor dimension (n, D)."""
+    mix = pairs.mixture
+    K, D = mix.n_components, mix.n_dims
+    Tpw, Tpms = _split_block(Tp, K, D, include_weights, xp)
+    Tnw, Tnms = _split_block(Tn, K, D, include_weights, xp)
+    sq = asarray(mix.sqrt_weights, xp)
+    out = xp.empty(Y.shape, dtype=xp.float64)
+    for a, lo, hi, rows, indptr, comps, M, e in pairs:
+        P = xp.where(M > 0, Tpms[a][comps], Tnms[a][comps])
+        P *= M
+        r = _row_sum(P, indptr, rows, xp)
+        r = r[:, :D] + r[:, D:]
+        if include_weights:
+            v = xp.maximum(e, 0.0) * Tpw[a][comps] + (xp.minimum(e, 0.0) + sq[comps]) * Tnw[a][comps]
+            rw = xp.bincount(rows, weights=v, minlength=hi - lo) - (sq * Tnw[a]).sum()
+            r += (rw / D)[:, None]
+        out[lo:hi] = r
+    return out
+
+
+def _weight_messages(G, lo, hi, mixture, xp):
+    """``Psi_pi(l)`` (eq. 4.1) of rows ``lo:hi``: (n, K) float64, dense."""
+    w, sq = asarray(mixture.weights, xp), asarray(mixture.sqrt_weights, xp)
+    g = G[lo:hi]
+    g = g.toarray() if is_sparse(g) else g.astype(xp.float64)
+    return (g - w) / sq
+
+
+def pair_sums(pairs, n_atoms, phis, include_weights, xp):
+    """``sum_l phi(Psi(l)_d)`` per atom for each transform in ``phis``: dict of (n_atoms, B) arrays."""
+    mix = pairs.mixture
+    K, D = mix.n_components, mix.n_dims
+    acc_ms = {p: xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64) for p in phis}
+    acc_w = {p: xp.zeros((n_atoms, K), dtype=xp.float64) for p in phis}
+    for a, lo, hi, rows, indptr, comps, M, e in pairs:
+        for p in phis:
+            acc_ms[p][a] += _segment_sum(phi(p, M, xp), comps, K, xp)
+        if include_weights:
+            Wm = _weight_messages(pairs.G, lo, hi, mix, xp)
+            for p in phis:
+                acc_w[p][a] += phi(p, Wm, xp).sum(0)
+    return {p: _blocks(acc_w[p], acc_ms[p], include_weights, xp) for p in phis}
+
+
+def pair_messages(pairs, T, Y, include_weights, xp):
+    """``sum_phi sum_d phi(Psi(l)_d) T_phi[atom(l), d]`` per descriptor dimension (n, D), float64.
+
+    ``T`` maps each transform to its per-atom scales (n_atoms, B).
+    """
+    mix = pairs.mixture
+    K, D = mix.n_components, mix.n_dims
+    split = {p: _split_block(t, K, D, include_weights, xp) for p, t in T.items()}
+    out = xp.zeros(Y.shape, dtype=xp.float64)
+    for a, lo, hi, rows, indptr, comps, M, e in pairs:
+        P = sum(phi(p, M, xp) * Tms[a][comps] for p, (_, Tms) in split.items())
+        r = _row_sum(P[:, :D] + P[:, D:], indptr, rows, xp)
+        if include_weights:
+            Wm = _weight_messages(pairs.G, lo, hi, mix, xp)
+            r += (sum(phi(p, Wm, xp) @ tw[a] for p, (tw, _) in split.items()) / D)[:, None]
+        out[lo:hi] = r
+    return out
+
+
+def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, include_weights, xp):
+    """Relevance per (projected) descriptor dimension of one level of one image (eq. 4.9-4.10, D.3).
+
+    Parameters
+    ----------
+    Y, G : arrays (n, D), (n, K)
+        Descriptors (after PCA) and their (truncated) posteriors, rows
+        sorted by atom (``G`` dense or sparse); ``bounds`` (n_atoms + 1,)
+        delimits the atoms.
+    membership : array (n_cells, n_atoms)
+        :func:`bowlrp.encoders.pyramid.pyramid_atoms`.
+    counts : array (n_cells,)
+        Descriptors per cell.
+    x, S : arrays (n_cells, B), (n_cells, K, 2D+1), float64
+        Unnormalised cell vectors (the column sums of ``z``) and the cell
+        moments they were formed from.  For the proportional and epsilon
+        rules a column whose ``x_d`` is not known to ``ACCURACY`` (rounding of
+        the moments, :func:`~bowlrp.encoders.fisher_math.rounding_bound`) is not
+        reached.
+    R : array (n_cells, B)
+        Relevance of the level's Fisher dimensions.
+
+    Returns
+    -------
+    Rdim : array (n, D), float64
+    lost : float
+        Relevance of cells without descriptors (the caller spreads it over
+        the whole image).  Dimensions of a non-empty cell none of whose
+        messages is usable (posteriors all truncated, or messages that cancel)
+        spread their relevance over the cell's descriptors, in dimension ``r``
+        for mean and variance parts and evenly for weights (eq. 2.79).
+    """
+    K, D = mixture.n_components, mixture.n_dims
+    S0 = S[..., -1]
+    Mb = asarray(membership, xp)
+    N = asarray(counts, xp, dtype=xp.float64)
+    inv_n = xp.where(N > 0, 1.0 / xp.where(N > 0, N, 1.0), 0.0)[:, None]
+    phis = tuple(rule.phis)
+    Rdim = xp.zeros(Y.shape, dtype=xp.float64)
+    n_atoms = len(bounds) - 1
+    pairs = None if phis == ("z",) else _Pairs(Y, G, bounds, mixture, xp)
+    if phis == ("z",) or phis == ("abs",):
+        if phis == ("z",):
+            sums = (x,)
+            magnitude = xp.maximum(magnitude_bound(x, S0, counts, mixture, include_weights, xp),
+                                   rounding_bound(S, counts, mixture, include_weights, xp) / (RTOL * ACCURACY))
+        else:
+            sums = ((Mb @ abs_sums(pairs, n_atoms, include_weights, xp)) * inv_n,)
+            magnitude = sums[0]
+        (sc,), reached = rule.scales(sums, magnitude, R, xp)
+        T = Mb.T @ (sc * inv_n)
+        if phis == ("z",):
+            for a in range(len(bounds) - 1):
+                lo, hi = int(bounds[a]), int(bounds[a + 1])
+                if hi > lo:
+                    Rdim[lo:hi] = linear_messages(Y[lo:hi], G[lo:hi], T[a], mixture, include_weights, xp)
+        else:
+            Rdim += abs_messages(pairs, T, Y, include_weights, xp)
+    elif set(phis) <= set(_SIGNS):  # alpha-beta: positive and negative parts
+        pos, neg = (Mb @ t * inv_n for t in sign_sums(pairs, n_atoms, include_weights, xp))
+        sums = tuple(_SIGNS[p][0] * pos + _SIGNS[p][1] * neg for p in phis)
+        scales, reached = rule.scales(sums, pos - neg, R, xp)
+        Tp = Mb.T @ (sum(_SIGNS[p][0] * sc for p, sc in zip(phis, scales)) * inv_n)
+        Tn = Mb.T @ (sum(_SIGNS[p][1] * sc for p, sc in zip(phis, scales)) * inv_n)
+        base = xp.where(xp.abs(Tp) <= xp.abs(Tn), Tp, Tn)  # z * base for every message, matrix products
+        for a in range(len(bounds) - 1):
+            lo, hi = int(bounds[a]), int(bounds[a + 1])
+            if hi > lo:
+                Rdim[lo:hi] = linear_messages(Y[lo:hi], G[lo:hi], base[a], mixture, include_weights, xp)
+        Rdim += sign_messages(pairs, Tp - base, Tn - base, Y, include_weights, xp)
+    else:  # the flat rule counts messages
+        need = tuple(dict.fromkeys(phis + ("abs",)))
+        atom = pair_sums(pairs, n_atoms, need, include_weights, xp)
+        cell = {p: (Mb @ atom[p]) * (inv_n if _HOMOGENEOUS[p] else 1.0) for p in need}
+        scales, reached = rule.scales(tuple(cell[p] for p in phis), cell["abs"], R, xp)
+        T = {p: Mb.T @ (sc * (inv_n if _HOMOGENEOUS[p] else 1.0)) for p, sc in zip(phis, scales)}
+        Rdim += pair_messages(pairs, T, Y, include_weights, xp)
+    # zero-mapping case (eq. 2.79): what no usable message carries goes evenly over the cell
+    U = xp.where(reached, 0.0, R)
+    Uw, Ums = _split_block(U, K, D, include_weights, xp)
+    per_dim = Ums[..., :D].sum(1) + Ums[..., D:].sum(1)  # (n_cells, D)
+    if include_weights:
+        per_dim = per_dim + Uw.sum(1)[:, None] / D
+    per_atom = Mb.T @ (per_dim * inv_n)
+    sizes = np.diff(np.asarray(bounds))
+    Rdim += per_atom[xp.asarray(np.repeat(np.arange(len(sizes)), sizes))] if len(sizes) > 1 else per_atom
+    lost = float((per_dim.sum(1) * (N == 0)).sum())
+    return Rdim, lost
