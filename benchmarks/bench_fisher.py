@@ -1,121 +1,246 @@
-"""Fisher-vector encoding and explanation: throughput, explain/predict, peak memory.
+"""Fisher-vector encoding and explanation: throughput, rules, explain/predict, peak memory.
 
-Run: python benchmarks/bench_fisher.py [--repeat 3] [--components 256] [--pca 80]
+Run: python benchmarks/bench_fisher.py [--repeat 3] [--components 256] [--pca 80] [--fit-iter 5]
 
-Measured in one run, on one 480x360 image with dense SIFT every 4 pixels:
+Measured in one run, on photographs from scikit-image (camera, astronaut,
+coffee, chelsea; gray, resized to 480x360), dense SIFT at the thesis' four
+scales every 4 pixels, the thesis' model (K=256, PCA 80, 1x1 + 2x2 + 3x1
+pyramid):
 
-* the machine's float32 (and float64) matrix-multiply rate (2048^2 GEMM);
-* Fisher-vector encoding throughput in descriptors per second, and as a share
-  of that rate (counting the ``2 n K D`` multiply-adds of each of the four
-  products: posteriors ``Y^2 P``, ``Y M``, statistics ``G^T Y``, ``G^T Y^2``;
-  plus the PCA projection);
-* the encoder's relevance step (proportional rule, per descriptor dimension,
-  through the PCA) against its forward step, and whole-pipeline explain()
-  against predict() (SIFT included);
-* peak memory (tracemalloc: NumPy allocations) of encoding and of explaining
-  the image, against the size a descriptors x Fisher-dimensions matrix would
-  have.
+* the machine's float32 and float64 matrix-multiply rate (2048^2 GEMM, the
+  better of one thread and the default);
+* Fisher-vector encoding of one image: descriptors per second, and the rate
+  of the dense-equivalent count of multiply-adds ``2 n (4 K D + D_in D)``
+  (posteriors ``[y, y^2] P``, statistics ``gamma^T [y, y^2]``, PCA) against
+  the GEMM rate of the same precision and of float32;
+* the error of float32 encoding against float64, and of the default posterior
+  truncation against untruncated posteriors and scikit-image's
+  ``fisher_vector``;
+* the encoder's relevance step for every mapping rule against the
+  proportional rule;
+* explain() / predict() of the whole pipeline (SIFT included);
+* peak memory (resident set, each in a fresh process) of predict and explain
+  on one 4000x3000 photograph with K=16 (``--large-side`` to change).
 
-Prints numbers, not pass/fail: CI never times anything.
+Wall-clock times are the best of ``--repeat`` runs; CPU times (process time,
+all threads) are printed beside them because on a shared machine wall time
+measures the other jobs as much as this code.  Prints numbers, not
+pass/fail: CI never times anything.
 """
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
-import tracemalloc
 
-import cv2
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _timing import best  # noqa: E402  (benchmarks/_timing.py)
-from bowlrp.encoders.fisher import FisherVectorEncoder  # noqa: E402
+import bowlrp  # noqa: E402
 from pipelines.fisher_vector import THESIS_PYRAMID, THESIS_SCALES, make_pipeline  # noqa: E402
+
+RULES = ("z", "epsilon", "alphabeta", "abs", "flat")
+
+
+def best(f, repeat):
+    """``(wall, cpu)``: the fastest of ``repeat`` runs of ``f()`` by wall time, and its process time."""
+    out = (np.inf, np.inf)
+    for _ in range(repeat):
+        t, c = time.perf_counter(), time.process_time()
+        f()
+        t, c = time.perf_counter() - t, time.process_time() - c
+        out = min(out, (t, c))
+    return out
 
 
 def gemm_rate(dtype, threads=None, n=2048, repeat=3):
     a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
     b = a.T.copy()
     with threadpool_limits(threads, user_api="blas"):
-        t = best(lambda: a @ b, repeat)
+        t, _ = best(lambda: a @ b, repeat)
     return 2 * n**3 / t
 
 
-def peak(f):
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    f()
-    _, p = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return p
+def photos(shape=(360, 480)):
+    import skimage.color
+    import skimage.data
+    import skimage.transform
+
+    out = []
+    for name in ("camera", "astronaut", "coffee", "chelsea"):
+        im = getattr(skimage.data, name)()
+        if im.ndim == 3:
+            im = skimage.color.rgb2gray(im[..., :3])
+        im = skimage.transform.resize(im, shape, anti_aliasing=True)
+        out.append((255 * im / im.max()).astype(np.uint8))
+    return out
 
 
-def image(seed, shape=(360, 480)):
-    rng = np.random.default_rng(seed)
-    img = cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), 3.0)
-    img = (img - img.min()) / (img.max() - img.min())
-    for _ in range(6):  # a few bright and dark squares for structure
-        r, c, s = rng.integers(20, shape[0] - 60), rng.integers(20, shape[1] - 60), rng.integers(10, 40)
-        img[r : r + s, c : c + s] = rng.random()
-    return img
+def copy_encoder(fv, **params):
+    """A fitted copy of ``fv`` with other (non-fitting) parameters."""
+    enc = bowlrp.FisherVectorEncoder(**{**fv.get_params(), **params})
+    for k, v in vars(fv).items():
+        if k.endswith("_"):
+            setattr(enc, k, v)
+    return enc
+
+
+def encoding(fv, sets, svm, repeat, rates):
+    n = len(sets[0])
+    K, D, Din = fv.n_components, fv.n_dims_, fv.n_dims_in_
+    flops = 2.0 * n * (4 * K * D + Din * D)
+    F64 = None
+    for dtype in ("float64", "float32"):
+        enc = copy_encoder(fv, dtype=dtype)
+        enc.transform(sets)
+        t, c = best(lambda: enc.transform(sets), repeat)
+        F = enc.transform(sets)
+        own = rates[dtype]
+        print(f"encode {dtype}: {t * 1e3:.0f} ms (CPU {c * 1e3:.0f} ms) = {n / t:,.0f} descriptors/s; dense-equivalent "
+              f"{flops / t / 1e9:.1f} GFLOP/s = {flops / t / own:.0%} of the {dtype} GEMM rate, "
+              f"{flops / t / rates['float32']:.0%} of float32's")
+        if F64 is None:
+            F64 = F
+        else:
+            d = np.abs(F - F64)
+            print(f"  float32 against float64: max |difference| {d.max():.1e} (features of unit norm), relative L2 "
+                  f"{np.linalg.norm(F - F64) / np.linalg.norm(F64):.1e}, decision {np.abs(svm.decision_function(F) - svm.decision_function(F64)).max():.1e}")
+    exact = copy_encoder(fv, posterior_threshold=0.0).transform(sets)
+    print(f"posterior truncation {fv.posterior_threshold:g} against none: relative L2 "
+          f"{np.linalg.norm(F64 - exact) / np.linalg.norm(exact):.1e}, decision "
+          f"{np.abs(svm.decision_function(F64) - svm.decision_function(exact)).max():.1e} "
+          f"(|decision| {np.abs(svm.decision_function(exact)).max():.2f}); pairs with a posterior: "
+          f"{np.mean([fv.posteriors(sets[0].descriptors[sets[0].levels == s], s).astype(bool).sum(1).mean() for s in range(fv.n_levels_)]):.1f} of {K} per descriptor")
+    try:
+        from skimage.feature import fisher_vector
+    except ImportError:
+        return
+    sel = sets[0].levels == 0
+    Y = fv.project(sets[0].descriptors[sel], 0, np.float64)
+    ref = fisher_vector(Y, fv.gmms_[0], improved=False)
+    ref[K + K * D :] *= -1  # scikit-image's variance part has the opposite sign of eq. 4.3
+    B = fv.block_size_
+    for thr in (0.0, fv.posterior_threshold):
+        x = copy_encoder(fv, posterior_threshold=thr).forward(sets)[1]["raw"][0, :B]  # level 0, the 1x1 cell
+        print(f"  scikit-image fisher_vector (level 0, whole image) against threshold {thr:g}: relative L2 "
+              f"{np.linalg.norm(x - ref) / np.linalg.norm(ref):.1e}")
+
+
+def rules(fv, sets, svm, repeat):
+    for dtype in ("float64", "float32"):
+        enc = copy_encoder(fv, dtype=dtype)
+        F, tr = enc.forward(sets)
+        R = svm.explain(F).features
+        times = {r: best(lambda r=r: enc.relevance(R, tr, r), repeat if r in ("z", "epsilon") else 1) for r in RULES}
+        tz, cz = times["z"]
+        print(f"relevance {dtype}: " + ", ".join(
+            f"{r} {t * 1e3:.0f} ms ({t / tz:.1f}x; CPU {c * 1e3:.0f} ms, {c / cz:.1f}x)" for r, (t, c) in times.items()))
+
+
+def explain_ratio(pipe, x, repeat):
+    pipe.predict(x)
+    tp, cp = best(lambda: pipe.predict(x), repeat)
+    for rule in ("z", "epsilon"):
+        tx, cx = best(lambda: pipe.explain(x, rule=rule), repeat)
+        print(f"pipeline (SIFT included), rule {rule}: predict {tp * 1e3:.0f} ms, explain {tx * 1e3:.0f} ms, "
+              f"ratio {tx / tp:.2f} (CPU {cp * 1e3:.0f} / {cx * 1e3:.0f} ms, {cx / cp:.2f})")
+
+
+_MEMORY_CHILD = r"""
+import json, sys, threading, time, tracemalloc
+import joblib, numpy as np, psutil
+sys.path.insert(0, {root!r})
+pipe = joblib.load({model!r})
+img = np.load({image!r})
+proc = psutil.Process()
+base = proc.memory_info().rss
+peak, done = [base], threading.Event()
+
+def watch():  # the resident set, sampled every millisecond
+    while not done.is_set():
+        peak[0] = max(peak[0], proc.memory_info().rss)
+        time.sleep(0.001)
+
+threading.Thread(target=watch, daemon=True).start()
+tracemalloc.start()
+t = time.perf_counter()
+if {mode!r} == "predict":
+    pipe.predict([img])
+else:
+    exp = pipe.explain([img])
+    assert abs(exp.pixels[0].sum() + exp.bias[0] - exp.score[0]) <= 1e-6 * abs(exp.score[0]) + 1e-9
+t = time.perf_counter() - t
+traced = tracemalloc.get_traced_memory()[1]
+done.set()
+time.sleep(0.01)
+print(json.dumps({{"rss": peak[0] - base, "traced": traced, "s": t}}))
+"""
+
+
+def memory(side, root, tmp="/tmp"):
+    """Peak memory of predict and explain of one ``side x (3/4 side)`` photograph, each in a fresh process."""
+    import joblib
+    import skimage.color
+    import skimage.data
+    import skimage.transform
+
+    big = skimage.transform.resize(skimage.color.rgb2gray(skimage.data.astronaut()), (side * 3 // 4, side))
+    big = (255 * big).astype(np.uint8)
+    pipe = make_pipeline(scales=(2.0, 3.0), steps=(6, 9), n_components=16, pca=32, pyramid=((1, 1),), max_iter=20)
+    pipe.fit(photos(), [0, 1, 0, 1])
+    model, image = os.path.join(tmp, "bench_fisher_model.joblib"), os.path.join(tmp, "bench_fisher_image.npy")
+    joblib.dump(pipe, model)
+    np.save(image, big)
+    out = {}
+    for mode in ("predict", "explain"):
+        code = _MEMORY_CHILD.format(root=root, model=model, image=image, mode=mode)
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out[mode] = json.loads(res.stdout.strip().splitlines()[-1])
+    n = len(pipe.steps[0][1].transform([big])[0])
+    p, x = out["predict"], out["explain"]
+    print(f"{big.shape[1]}x{big.shape[0]} photograph, {n:,} descriptors, K=16, PCA 32: peak resident memory "
+          f"predict {p['rss'] / 2**20:.0f} MiB, explain {x['rss'] / 2**20:.0f} MiB, ratio {x['rss'] / p['rss']:.2f} "
+          f"(NumPy allocations: {p['traced'] / 2**20:.0f} / {x['traced'] / 2**20:.0f} MiB, "
+          f"{x['traced'] / p['traced']:.2f}); {p['s']:.0f} s / {x['s']:.0f} s")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--components", type=int, default=256)
     ap.add_argument("--pca", type=int, default=80)
     ap.add_argument("--fit-iter", type=int, default=5)
+    ap.add_argument("--large-side", type=int, default=4000, help="0 skips the memory measurement")
     args = ap.parse_args()
-    K, D = args.components, args.pca
     blas = ", ".join(sorted({i["internal_api"] + ":" + str(i["num_threads"]) for i in threadpool_info()}))
-    print(f"BLAS: {blas}")
-    r32, r32_1 = gemm_rate(np.float32), gemm_rate(np.float32, 1)
-    r64 = gemm_rate(np.float64)
-    print(f"GEMM 2048^2: float32 {r32 / 1e9:.1f} GFLOP/s (1 thread {r32_1 / 1e9:.1f}), float64 {r64 / 1e9:.1f}")
+    print(f"BLAS: {blas}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    rates = {}
+    for dt in ("float32", "float64"):
+        r_def, r_1 = gemm_rate(dt), gemm_rate(dt, 1)
+        rates[dt] = max(r_def, r_1)
+        print(f"GEMM 2048^2 {dt}: {r_def / 1e9:.1f} GFLOP/s (one thread {r_1 / 1e9:.1f})")
 
-    images = [image(s) for s in range(4)]
-    pipe = make_pipeline(scales=THESIS_SCALES, steps=4, n_components=K, pca=D, pyramid=THESIS_PYRAMID,
-                         max_descriptors=20000, max_iter=args.fit_iter)
+    images = photos()
+    pipe = make_pipeline(scales=THESIS_SCALES, steps=4, n_components=args.components, pca=args.pca,
+                         pyramid=THESIS_PYRAMID, max_descriptors=20000, max_iter=args.fit_iter)
     t = time.perf_counter()
     pipe.fit(images, [0, 1, 0, 1])
-    print(f"fit on 4 images (GMM K={K}, PCA {D}, {args.fit_iter} EM iterations): {time.perf_counter() - t:.1f} s")
+    print(f"fit on 4 photographs (K={args.components}, PCA {args.pca}, {args.fit_iter} EM iterations): "
+          f"{time.perf_counter() - t:.0f} s")
     sift, fv, svm = (s for _, s in pipe.steps)
-    x = [images[0]]
+    x = images[:1]
     sets = sift.transform(x)
-    n = len(sets[0])
-    F = fv.n_features_out_
-    print(f"one 480x360 image: {n} descriptors ({sift.scales} scales, step 4), {F} Fisher dimensions; "
-          f"a dense descriptors x dimensions float64 matrix would take {n * F * 8 / 2**30:.0f} GiB")
-
-    flops = 2.0 * n * (4 * K * D + fv.n_dims_in_ * D)
-    for dtype in ("float64", "float32"):
-        enc = FisherVectorEncoder(**{**fv.get_params(), "dtype": dtype})
-        for a in ("pcas_", "gmms_", "means_", "sigmas_", "weights_", "n_levels_", "n_dims_in_", "n_dims_",
-                  "block_size_", "block_sizes_", "feature_layout_", "n_features_out_"):
-            setattr(enc, a, getattr(fv, a))
-        te = best(lambda: enc.transform(sets), args.repeat)
-        Ft, tr = enc.forward(sets)
-        R = svm.explain(Ft).features
-        tb = best(lambda: enc.relevance(R, tr, "z"), args.repeat)
-        print(f"encode {dtype}: {te * 1e3:.0f} ms = {n / te:,.0f} descriptors/s = "
-              f"{flops / te / 1e9:.1f} GFLOP/s = {flops / te / r32:.0%} of float32 GEMM; "
-              f"relevance (z, per dimension, through PCA): {tb * 1e3:.0f} ms = {tb / te:.2f}x encode")
-        for rule in ("epsilon", "alphabeta"):
-            tr_ = best(lambda: enc.relevance(R, tr, rule), 1)
-            print(f"  relevance {rule}: {tr_ * 1e3:.0f} ms")
-
-    tp = best(lambda: pipe.predict(x), args.repeat)
-    tx = best(lambda: pipe.explain(x, rule="z"), args.repeat)
-    print(f"pipeline on the image: predict {tp * 1e3:.0f} ms, explain {tx * 1e3:.0f} ms, ratio {tx / tp:.2f}")
-
-    pe = peak(lambda: fv.transform(sets))
-    px = peak(lambda: pipe.explain(x, rule="z"))
-    print(f"peak memory (tracemalloc): encoding {pe / 2**20:.0f} MiB, explaining (SIFT to pixels) "
-          f"{px / 2**20:.0f} MiB")
+    print(f"one 480x360 photograph: {len(sets[0]):,} descriptors ({len(sift.scales)} scales, step 4), "
+          f"{fv.n_features_out_:,} Fisher dimensions")
+    encoding(fv, sets, svm, args.repeat, rates)
+    rules(fv, sets, svm, args.repeat)
+    explain_ratio(pipe, x, args.repeat)
+    if args.large_side:
+        memory(args.large_side, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ class BoWUnderChecks(_TabularTagged, bowlrp.BagOfWords):
     pass
 
 
+class FVUnderChecks(_TabularTagged, bowlrp.FisherVectorEncoder):
+    pass
+
+
 class CNNUnderChecks(_TabularTagged, bowlrp.CNNClassifier):
     pass
 
@@ -70,6 +74,7 @@ _FEEDS_TABLES = [
 ]
 _SIFT_ONLY = ["check_transformers_unfitted_stateless"]
 _BOW_ONLY = ["check_transformer_preserve_dtypes", "check_transformer_n_iter", "check_fit1d"]
+_FV_ONLY = ["check_transformer_preserve_dtypes", "check_transformer_n_iter", "check_fit1d"]
 # The classifier checks feed tables too (and check labels only after the table is refused).
 _CNN_ONLY = [
     "check_classifier_data_not_an_array", "check_classifiers_one_label", "check_classifiers_classes",
@@ -86,6 +91,9 @@ def _expected(estimator):
     if isinstance(estimator, bowlrp.DenseSIFT):
         why = "feeds a 2-D table; DenseSIFT takes a batch of images (list or stack)"
         names = _FEEDS_TABLES + _SIFT_ONLY
+    elif isinstance(estimator, bowlrp.FisherVectorEncoder):
+        why = "feeds a 2-D table; FisherVectorEncoder takes a list of descriptor sets (one per image)"
+        names = _FEEDS_TABLES + _FV_ONLY
     else:
         why = "feeds a 2-D table; BagOfWords takes a list of descriptor sets (one per image)"
         names = _FEEDS_TABLES + _BOW_ONLY
@@ -93,7 +101,8 @@ def _expected(estimator):
 
 
 @parametrize_with_checks(
-    [SIFTUnderChecks(), BoWUnderChecks(n_words=2), CNNUnderChecks(epochs=1)], expected_failed_checks=_expected,
+    [SIFTUnderChecks(), BoWUnderChecks(n_words=2), FVUnderChecks(n_components=2, max_iter=5),
+     CNNUnderChecks(epochs=1)], expected_failed_checks=_expected,
     xfail_strict=True
 )
 def test_sklearn_checks_that_apply(estimator, check):
@@ -116,7 +125,9 @@ def _outputs(est, X):
 
 
 @pytest.mark.parametrize("make", [lambda: (bowlrp.DenseSIFT(rotate=True), _images()),
-                                  lambda: (bowlrp.BagOfWords(n_words=5, random_state=0), _descriptor_sets())])
+                                  lambda: (bowlrp.BagOfWords(n_words=5, random_state=0), _descriptor_sets()),
+                                  lambda: (bowlrp.FisherVectorEncoder(n_components=3, max_iter=10, random_state=0),
+                                           _descriptor_sets())])
 def test_idempotent_subset_and_order_invariant(make):
     """The properties of the table checks, on images and descriptor sets."""
     est, X = make()
