@@ -488,3 +488,22 @@ def test_alphabeta_finite_when_posteriors_underflow(threshold):
             assert np.isfinite(r).all()
             if rule.exact:
                 assert abs(r.sum() - R[i].sum()) <= 1e-10 * np.abs(R[i]).sum()
+
+
+@pytest.mark.parametrize("pca", [4, None])
+def test_trace_without_projected_descriptors(sets, pca, monkeypatch):
+    """Large levels keep only the posteriors in the trace; the relevance step projects again (same result)."""
+    from bowlrp.encoders import fisher as fisher_module
+
+    use = sets if pca else [_Six(s) for s in sets]
+    fv = FisherVectorEncoder(n_components=3, pca=pca, pyramid=PYR, random_state=0, max_iter=10).fit(use)
+    F, tr = fv.forward(use[:2])
+    R = np.random.default_rng(1).standard_normal(F.shape) * F
+    want = {r: fv.relevance(R, tr, r) for r in ("z", "alphabeta", "abs", "flat")}
+    monkeypatch.setattr(fisher_module, "_TRACE_BYTES", 0)
+    F2, tr2 = fv.forward(use[:2])
+    assert tr2["images"][0]["levels"][0]["Y"] is None
+    np.testing.assert_array_equal(F2, F)
+    for r, w in want.items():
+        for a, b in zip(fv.relevance(R, tr2, r), w):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)

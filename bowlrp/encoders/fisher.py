@@ -46,6 +46,22 @@ from .pyramid import block_layout, check_pyramid, descriptor_cells, grid_cells, 
 __all__ = ["FisherVectorEncoder", "ConservationWarning", "grid_cells"]
 
 _L2 = ("global", "block", None)
+_TRACE_BYTES = 64 << 20  # projected descriptors of a level kept in the trace up to this size
+
+
+class _Rows:
+    """The projected descriptors of one level, formed on demand from the descriptors (``rows[lo:hi]``)."""
+
+    def __init__(self, d, rows, pca, xp):
+        self.d, self.rows, self.pca, self.xp = d, rows, pca, xp
+        self.shape = (len(rows), pca.n_components_ if pca is not None else d.shape[1])
+
+    def __getitem__(self, sl):
+        rows = self.d[self.rows[sl]]
+        if self.pca is None:
+            return asarray(rows, self.xp, dtype=self.xp.float64)
+        return project(rows, self.pca.mean_, self.pca.components_, self.xp, self.xp.float64)[0]
+
 _DTYPES = ("float64", "float32")
 class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
     """Improved Fisher vectors with a diagonal GMM per descriptor level, explainable with LRP.
@@ -313,12 +329,13 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         """Unnormalised cell vectors of level ``s`` of image ``i`` and the level's trace."""
         atom_all, membership = atoms
         sel = np.flatnonzero(lv == s)
-        Ds = d if len(sel) == len(lv) else d[xp.asarray(sel)]
         p = self.pcas_[s]
         to_gmm = ((lambda rows: project(rows, p.mean_, p.components_, xp, dt)[0]) if p is not None
                   else (lambda rows: asarray(rows, xp, dtype=dt)))
-        S, order, bounds, Y, G = fm.level_moments(Ds, atom_all[sel], membership.shape[1], to_gmm, self.mixtures_[s],
-                                                  self.posterior_threshold, keep, xp, dt, self.n_dims_in_)
+        keep_y = len(sel) * self.n_dims_ * np.dtype(dt).itemsize <= _TRACE_BYTES  # else formed again later
+        S, order, bounds, Y, G = fm.level_moments(d, sel, atom_all[sel], membership.shape[1], to_gmm,
+                                                  self.mixtures_[s], self.posterior_threshold, keep, xp, dt,
+                                                  self.n_dims_in_, keep_y)
         x, _, _ = cell_statistics(S, membership, np.diff(bounds), self.mixtures_[s], self.include_weights, xp)
         trace = {"sel": sel, "order": order, "bounds": bounds, "Y": Y, "G": G,
                  "S": S if dt == xp.float64 else None} if keep else None
@@ -400,52 +417,48 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             raise ValueError(f"relevance must have shape {tuple(raw.shape)}, got {tuple(R.shape)}")
         check_is_fitted(self, "gmms_")
         nc, B = n_cells(self.pyramid_), self.block_size_
-        tasks = []
+        tasks, owners = [], []
         for i, tr in enumerate(trace["images"]):
             if tr["n"] == 0:
                 raise ValueError(f"image {i} has no descriptors: its relevance cannot be attributed")
             for s, lt in enumerate(tr["levels"]):
                 tasks.append((s, tr, lt, R[i, s * nc * B : (s + 1) * nc * B].reshape(nc, B), rule, xp))
+                owners.append(i)
+        width = self.n_dims_in_ if self.dimension_relevance else 1
+        out = [xp.zeros((tr["n"], width), dtype=xp.float64) for tr in trace["images"]]
+        tasks = [t + (out[i],) for t, i in zip(tasks, owners)]
         n_threads, blas = self._threads(xp, xp.float64)
         with blas:
-            done = iter(map_tasks(self._level_relevance, tasks, n_threads))
+            lost = map_tasks(self._level_relevance, tasks, n_threads)  # each writes its rows of out[i]
         result = []
-        for i, tr in enumerate(trace["images"]):
-            Rd = xp.zeros((tr["n"], self.n_dims_in_ if self.dimension_relevance else 1), dtype=xp.float64)
-            spill = 0.0
-            for _ in tr["levels"]:
-                rows, out, lost = next(done)
-                if rows is not None:
-                    Rd[rows] += out
-                spill += lost
-            Rd += spill / Rd.size
+        for i, Rd in enumerate(out):
+            Rd += sum(l for l, o in zip(lost, owners) if o == i) / Rd.size
             check_conservation(rule, f"image {i}", Rd, R[i], xp)
             result.append(Rd if self.dimension_relevance else Rd[:, 0])
         return result
 
-    def _level_relevance(self, s, tr, lt, Rl, rule, xp):
-        """``(rows, relevance of those rows, lost)`` of level ``s`` of one image (eq. 4.9-4.10, D.3, 2.31)."""
+    def _level_relevance(self, s, tr, lt, Rl, rule, xp, Rd):
+        """Write the relevance of level ``s`` of one image into its rows of ``Rd``; return what is lost
+        (eq. 4.9-4.10, D.3, 2.31)."""
         if len(lt["sel"]) == 0:
-            return None, None, float(Rl.sum())
-        mix = self.mixtures_[s]
-        Y, G, bounds = lt["Y"], lt["G"], lt["bounds"]
+            return float(Rl.sum())
+        mix, p = self.mixtures_[s], self.pcas_[s]
+        rows = xp.asarray(lt["sel"][lt["order"]])
+        G, bounds = lt["G"], lt["bounds"]
+        Y = lt["Y"] if lt["Y"] is not None else _Rows(tr["descriptors"], rows, p, xp)
         S = lt["S"] if lt["S"] is not None else atom_moments(Y, G, bounds, mix, xp)
         x, Sc, counts = cell_statistics(S, tr["membership"], np.diff(bounds), mix, self.include_weights, xp)
         Rdim, lost = level_relevance(Y, G, bounds, tr["membership"], counts, x, Sc, Rl, rule, mix,
                                      self.include_weights, xp)
-        rows = xp.asarray(lt["sel"][lt["order"]])
-        p = self.pcas_[s]
-        if p is not None:
-            out = xp.empty((len(rows), self.n_dims_in_ if self.dimension_relevance else 1), dtype=xp.float64)
-            d = tr["descriptors"]
-            for _, lo, hi in row_chunks(np.array([0, len(rows)]), 8 * self.n_dims_in_):
-                Yc, C = project(d[rows[lo:hi]], p.mean_, p.components_, xp, xp.float64)
-                r = linear_map_relevance(C, p.components_, Rdim[lo:hi], rule, xp, Y=Yc)
-                out[lo:hi] = r if self.dimension_relevance else r.sum(1, keepdims=True)
-            Rdim = out
-        elif not self.dimension_relevance:
-            Rdim = Rdim.sum(1, keepdims=True)
-        return rows, Rdim, lost
+        if p is None:
+            Rd[rows] = Rdim if self.dimension_relevance else Rdim.sum(1, keepdims=True)
+            return lost
+        d = tr["descriptors"]
+        for _, lo, hi in row_chunks(np.array([0, len(rows)]), 8 * self.n_dims_in_):
+            Yc, C = project(d[rows[lo:hi]], p.mean_, p.components_, xp, xp.float64)
+            r = linear_map_relevance(C, p.components_, Rdim[lo:hi], rule, xp, Y=Yc)
+            Rd[rows[lo:hi]] = r if self.dimension_relevance else r.sum(1, keepdims=True)
+        return lost
 
     def get_feature_names_out(self, input_features=None):
         """Names ``level{s}_grid{r}x{c}_cell{j}_{w|mu|sigma}_k{k}[_d{r}]`` of the output features."""

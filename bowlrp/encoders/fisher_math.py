@@ -309,43 +309,44 @@ def _stack_rows(parts, empty_shape, dt, xp):
     return xp.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
-def level_moments(D, atom, n_atoms, to_gmm, mixture, threshold, keep, xp, dt, width_in):
+def level_moments(D, sel, atom, n_atoms, to_gmm, mixture, threshold, keep, xp, dt, width_in, keep_y=True):
     """Moments per spatial atom of one level's descriptors, in chunks of bounded memory.
 
     Parameters
     ----------
-    D : array (n, d_in)
-        The level's descriptors; ``atom`` (n,) their atoms
-        (:func:`bowlrp.encoders.pyramid.pyramid_atoms`).
+    D : array (n_all, d_in)
+        An image's descriptors; ``sel`` (n,) the rows of this level, ``atom``
+        (n,) their atoms (:func:`bowlrp.encoders.pyramid.pyramid_atoms`).
     to_gmm : callable
         Rows of ``D`` -> the descriptors the GMM sees (PCA projection), in ``dt``.
     keep : bool
-        Also return the projected descriptors and their posteriors (the trace
-        of the relevance step).
+        Also return the posteriors (and, with ``keep_y``, the projected
+        descriptors): the trace of the relevance step.
 
     Returns
     -------
     S : array (n_atoms, K, 2D+1), float64
         :func:`moments` per atom (products in ``dt``).
     order, bounds : arrays
-        Rows sorted by atom, and each atom's range in that order.
+        This level's rows sorted by atom, and each atom's range in that order.
     Y, G : arrays (n, D) and (n, K) (``G`` possibly sparse, :func:`compress`), or None
         In atom order.
     """
     K, Dp = mixture.n_components, mixture.n_dims
     order = np.argsort(atom, kind="stable")
     bounds = np.searchsorted(atom[order], np.arange(n_atoms + 1))
-    Y_all = xp.empty((len(order), Dp), dtype=dt) if keep else None
+    Y_all = xp.empty((len(order), Dp), dtype=dt) if keep and keep_y else None
     G_parts = []
     S = xp.zeros((n_atoms, K, 2 * Dp + 1), dtype=xp.float64)
-    ordx = xp.asarray(order)
+    rows_all = xp.asarray(np.asarray(sel)[order])
     for a, lo, hi in row_chunks(bounds, 2 * (2 * Dp + 1 + 2 * K) + width_in, np.dtype(dt).itemsize):
-        Y = to_gmm(D[ordx[lo:hi]] if n_atoms > 1 else D[lo:hi])
+        Y = to_gmm(D[rows_all[lo:hi]])
         Z = augment(Y, mixture, xp)
         G = compress(posteriors(Z, mixture, xp, threshold), xp)
         S[a] += moments(G, Z)
-        if keep:
+        if Y_all is not None:
             Y_all[lo:hi] = Y
+        if keep:
             G_parts.append(G)
     G_all = _stack_rows(G_parts, (0, K), dt, xp) if keep else None
     return S, order, bounds, Y_all, G_all

@@ -106,16 +106,19 @@ def _split_block(T, K, D, include_weights, xp):
     return (T[..., :K] if include_weights else None), xp.concatenate([Tm, Ts], axis=-1)
 
 
-def linear_messages(Y, G, T, mixture, include_weights, xp):
-    """``sum_d z_ld T_d`` per descriptor dimension (n, D), matrix products only (eq. D.3 factorised).
+def linear_messages(Y, G, T, mixture, include_weights, xp, lo=0, hi=None, out=None):
+    """``sum_d z_ld T_d`` per descriptor dimension of rows ``lo:hi`` (n, D), matrix products only (eq. D.3).
 
     ``T`` (B,) is the per-message scale of one atom (the rule's scale times
     ``1 / |L_cell|``, summed over the atom's cells).  With ``u = (y - mu) /
     sigma`` and ``G' = gamma / sqrt(pi)``: the mean part is ``G' (T_mu u)`` and
     the variance part ``G' (T_sigma (u^2 - 1) / sqrt 2)``, which expand in
-    powers of ``y - c`` (about the mixture's centre) into ``y * (G' B_1) + y^2 * (G' B_2) + G' B_3``.  ``G``
-    dense or sparse (:func:`bowlrp.encoders.fisher_math.compress`).
+    powers of ``y - c`` (about the mixture's centre) into ``y * (G' B_1) + y^2
+    * (G' B_2) + G' B_3``.  ``G`` dense or sparse
+    (:func:`bowlrp.encoders.fisher_math.compress`); ``Y`` an array or anything
+    that gives rows by slicing; the result goes into ``out`` when given.
     """
+    hi = Y.shape[0] if hi is None else hi
     K, D = mixture.n_components, mixture.n_dims
     mu, sig, var = (asarray(a, xp) for a in (mixture.centred_means, mixture.sigmas, mixture.variances))
     sq = asarray(mixture.sqrt_weights, xp)
@@ -126,16 +129,17 @@ def linear_messages(Y, G, T, mixture, include_weights, xp):
     B = B / sq[:, None]
     if include_weights:
         B = xp.concatenate([B, (Tw / sq)[:, None]], axis=1)
-    out = xp.empty(Y.shape, dtype=xp.float64)
-    step = max(1, int(_CHUNK_BYTES // (8 * (K + 5 * D))))
-    for a in range(0, Y.shape[0], step):
-        P = G[a : a + step].astype(np.float64) @ B
+    out = xp.empty((hi - lo, D), dtype=xp.float64) if out is None else out
+    step = max(1, int(_CHUNK_BYTES // (8 * (K + 5 * D + 128))))
+    for a in range(lo, hi, step):
+        b = min(hi, a + step)
+        P = G[a:b].astype(np.float64) @ B
         P = np.asarray(P) if xp is np else P
-        Yc = Y[a : a + step].astype(xp.float64) - c
+        Yc = Y[a:b].astype(xp.float64) - c
         r = Yc * (P[:, :D] + Yc * P[:, D : 2 * D]) + P[:, 2 * D : 3 * D]
         if include_weights:
             r += ((P[:, 3 * D] - (sq * Tw).sum()) / D)[:, None]
-        out[a : a + step] = r
+        out[a - lo : b - lo] = r
     return out
 
 
@@ -402,7 +406,7 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
             for a in range(len(bounds) - 1):
                 lo, hi = int(bounds[a]), int(bounds[a + 1])
                 if hi > lo:
-                    Rdim[lo:hi] = linear_messages(Y[lo:hi], G[lo:hi], T[a], mixture, include_weights, xp)
+                    linear_messages(Y, G, T[a], mixture, include_weights, xp, lo, hi, out=Rdim[lo:hi])
         else:
             Rdim += abs_messages(pairs, T, Y, include_weights, xp)
     elif set(phis) <= set(_SIGNS):  # alpha-beta: positive and negative parts
@@ -415,7 +419,7 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
         for a in range(len(bounds) - 1):
             lo, hi = int(bounds[a]), int(bounds[a + 1])
             if hi > lo:
-                Rdim[lo:hi] = linear_messages(Y[lo:hi], G[lo:hi], base[a], mixture, include_weights, xp)
+                linear_messages(Y, G, base[a], mixture, include_weights, xp, lo, hi, out=Rdim[lo:hi])
         Rdim += sign_messages(pairs, Tp - base, Tn - base, Y, include_weights, xp)
     else:  # the flat rule counts messages
         need = tuple(dict.fromkeys(phis + ("abs",)))
