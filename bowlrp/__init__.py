@@ -12,7 +12,7 @@ Typical use::
     exp.pixels[0]          # (H, W) relevance; sums to exp.score[0] - exp.bias[0]
 """
 
-from .encoders import BagOfWords, FisherVectorEncoder
+from .encoders import BagOfWords, DescriptorPCA, FisherVectorEncoder
 from .features import DenseSIFT, DescriptorSet
 from .explanation import Explanation
 from .pipeline import ExplainablePipeline, explain
@@ -26,6 +26,7 @@ from .collection import explain_collection  # noqa: E402  (after __version__, wh
 
 __all__ = [
     "BagOfWords",
+    "DescriptorPCA",
     "FisherVectorEncoder",
     "DenseSIFT",
     "DescriptorSet",
