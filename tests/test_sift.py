@@ -425,7 +425,7 @@ def test_relevance_step_through_the_protocol():
         for m, r, s in zip(maps, R, sets):
             np.testing.assert_allclose(m.sum(), r.sum(), rtol=1e-10)
             np.testing.assert_array_equal(m, flat_pixel_relevance(s, r))
-    with pytest.raises(ValueError, match=r"valid pixel rules are \['auto', 'flat', 'bins'\]"):
+    with pytest.raises(ValueError, match=r"valid pixel rules are \['auto', 'flat', 'bins', 'energy', 'magnitude'\]"):
         sift.relevance(R, trace, rule="epsilon")
     with pytest.raises(ValueError, match="applies to mapping stages"):  # a mapping rule is not ignored
         sift.relevance(R, trace, rule=get_rule("z"))

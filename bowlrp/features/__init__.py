@@ -11,7 +11,15 @@ all of them).
 from .descriptors import DescriptorSet
 from .geometry import bin_boxes, box_side, descriptor_boxes, grid_centers
 from .orientation import dominant_orientations, orientation_histograms
-from .pixel_rules import PIXEL_RULES, bin_pixel_relevance, flat_pixel_relevance, pixel_relevance
+from .pixel_rules import (
+    PIXEL_RULES,
+    bin_pixel_relevance,
+    energy_pixel_relevance,
+    flat_pixel_relevance,
+    magnitude_pixel_relevance,
+    pixel_relevance,
+    shared_bin_relevance,
+)
 from .sift import DenseSIFT
 
 __all__ = [
@@ -23,8 +31,11 @@ __all__ = [
     "box_side",
     "descriptor_boxes",
     "dominant_orientations",
+    "energy_pixel_relevance",
     "flat_pixel_relevance",
     "grid_centers",
+    "magnitude_pixel_relevance",
     "orientation_histograms",
     "pixel_relevance",
+    "shared_bin_relevance",
 ]

@@ -1,13 +1,24 @@
 """Pixel rules: how the relevance of dense SIFT descriptors is spread over the image's pixels.
 
-* the flat rule (eq. 2.84, 2.85): a descriptor's relevance spread evenly over
+* ``"flat"`` (eq. 2.84, 2.85): a descriptor's relevance spread evenly over
   its square ``area(l)``;
-* the per-bin rule (App. D.1.2): relevance per descriptor dimension (eq. D.3,
-  from a Fisher-vector encoder) summed per 4 x 4 spatial bin, each bin's sum
-  spread over the bin's box (:func:`bowlrp.features.geometry.bin_boxes`).
+* ``"bins"`` (App. D.1.2): relevance per descriptor dimension (eq. D.3, from
+  a Fisher-vector encoder) summed per 4 x 4 spatial bin, each bin's sum
+  spread over the bin's box (:func:`bowlrp.features.geometry.bin_boxes`);
+* ``"energy"``: a descriptor's total relevance shared among its bins in
+  proportion to their gradient energy (the descriptor's own values), then
+  spread over the bins' boxes;
+* ``"magnitude"``: a descriptor's total relevance shared among its bins in
+  proportion to the absolute relevance of their dimensions.
 
-:class:`bowlrp.features.sift.DenseSIFT` chooses one by name (``PIXEL_RULES``).
-All run on the array module of the relevance (NumPy or CuPy).
+The last two keep the per-bin rule's finer localisation but, like the flat
+rule, give every pixel of a descriptor the sign of the descriptor's total:
+per-dimension relevance of Fisher-vector models is dominated by positive
+and negative parts that cancel within a descriptor, and the per-bin rule
+passes that noise on to the pixels.  ``docs/pixel_rules.md`` has the
+measured trade-off.  :class:`bowlrp.features.sift.DenseSIFT` chooses a rule
+by name (``PIXEL_RULES``); all run on the array module of the relevance
+(NumPy or CuPy) and conserve it: ``sum_p R_p = sum_l R_l``.
 """
 
 import numpy as np
@@ -16,10 +27,61 @@ from .._backend import asarray, get_namespace
 from ..rules import Flat, Rule
 from .geometry import SPATIAL_BINS, bin_boxes
 
-__all__ = ["PIXEL_RULES", "bin_pixel_relevance", "flat_pixel_relevance", "pixel_relevance", "resolve_pixel_rule"]
+__all__ = [
+    "AUTO_RULES",
+    "PIXEL_RULES",
+    "bin_pixel_relevance",
+    "energy_pixel_relevance",
+    "flat_pixel_relevance",
+    "magnitude_pixel_relevance",
+    "pixel_relevance",
+    "resolve_pixel_rule",
+    "shared_bin_relevance",
+]
 
-#: Pixel rules of :meth:`DenseSIFT.relevance` ("bins" needs relevance per descriptor dimension).
-PIXEL_RULES = ("auto", "flat", "bins")
+#: Pixel rules of :meth:`DenseSIFT.relevance` ("bins" and "magnitude" need relevance per descriptor dimension).
+PIXEL_RULES = ("auto", "flat", "bins", "energy", "magnitude")
+#: Pixel rules that need relevance per descriptor dimension.
+_PER_DIMENSION = ("bins", "magnitude")
+#: Spatial bins of a descriptor.
+_NB = SPATIAL_BINS * SPATIAL_BINS
+
+
+def _spread_over_boxes(boxes, values, image_shape, xp):
+    """``out[p] = sum_{k : p in boxes[k]} values[k]``: every box's value added to each of its pixels.
+
+    A 2-D difference array (four signed corners per box, scattered with
+    ``bincount``) and two cumulative sums: ``O(n + H W)``.
+    """
+    H, W = image_shape
+    b = asarray(np.asarray(boxes).reshape(-1, 4), xp, dtype=xp.int64)
+    v = values.reshape(-1)
+    r0, c0, r1, c1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    stride = W + 1
+    idx = xp.concatenate([r0 * stride + c0, r0 * stride + c1, r1 * stride + c0, r1 * stride + c1])
+    wts = xp.concatenate([v, -v, -v, v])
+    diff = xp.bincount(idx, weights=wts, minlength=(H + 1) * stride).reshape(H + 1, stride)
+    return xp.cumsum(xp.cumsum(diff, axis=0), axis=1)[:H, :W]
+
+
+def _per_descriptor(descriptor_set, relevance, xp, need_dimensions, rule):
+    """``relevance`` as float64 of the array module ``xp``, shape-checked: (n,) or (n, d) with 16 | d."""
+    n = len(descriptor_set)
+    relevance = asarray(relevance, xp, dtype=xp.float64)
+    if relevance.ndim == 2 and relevance.shape[0] == n and relevance.shape[1] % _NB == 0:
+        return relevance
+    if relevance.ndim == 1 and relevance.shape == (n,) and not need_dimensions:
+        return relevance
+    if need_dimensions:
+        raise ValueError(
+            f"the {rule!r} pixel rule needs relevance per descriptor dimension, an array of shape ({n}, 128) "
+            f"(e.g. from FisherVectorEncoder), got {tuple(relevance.shape)}; use 'flat' or 'energy' for "
+            "relevance per descriptor"
+        )
+    raise ValueError(
+        f"relevance must have shape ({n},) or ({n}, 128), one value per descriptor (or per descriptor "
+        f"dimension) of the set, got {tuple(relevance.shape)}"
+    )
 
 
 def flat_pixel_relevance(descriptor_set, relevance):
@@ -68,15 +130,25 @@ def flat_pixel_relevance(descriptor_set, relevance):
     areas = descriptor_set.areas
     if n and areas.min() <= 0:
         raise ValueError("every box must hold at least one pixel for the flat rule to conserve relevance")
-    boxes = asarray(descriptor_set.boxes, xp, dtype=xp.int64)
-    v = relevance / asarray(areas, xp, dtype=xp.float64)
-    r0, c0, r1, c1 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    stride = W + 1
-    idx = xp.concatenate([r0 * stride + c0, r0 * stride + c1, r1 * stride + c0, r1 * stride + c1])
-    wts = xp.concatenate([v, -v, -v, v])
-    diff = xp.bincount(idx, weights=wts, minlength=(H + 1) * stride).reshape(H + 1, stride)
-    out = xp.cumsum(xp.cumsum(diff, axis=0), axis=1)
-    return out[:H, :W]
+    return _spread_over_boxes(descriptor_set.boxes, relevance / asarray(areas, xp, dtype=xp.float64),
+                              descriptor_set.image_shape, xp)
+
+
+def _bins_to_pixels(descriptor_set, per_bin, xp):
+    """Spread per-bin relevance (n, 16) evenly over each bin's box (eq. 2.84, 2.85 per bin).
+
+    A bin whose box is empty after clipping (only for hand-made sets whose
+    squares leave the image) gives its relevance to the descriptor's whole
+    box, so the map always conserves relevance.
+    """
+    boxes = bin_boxes(descriptor_set)
+    areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    ok = asarray(areas > 0, xp)
+    v = xp.where(ok, per_bin / asarray(np.maximum(areas, 1), xp, dtype=xp.float64), 0.0)
+    out = _spread_over_boxes(boxes, v, descriptor_set.image_shape, xp)
+    if not bool(ok.all()):
+        out = out + flat_pixel_relevance(descriptor_set, xp.where(ok, 0.0, per_bin).sum(1))
+    return out
 
 
 def bin_pixel_relevance(descriptor_set, relevance):
@@ -102,29 +174,114 @@ def bin_pixel_relevance(descriptor_set, relevance):
     pixel_relevance : array of shape (H, W), float64
     """
     xp = get_namespace(relevance)
-    H, W = descriptor_set.image_shape
+    relevance = _per_descriptor(descriptor_set, relevance, xp, True, "bins")
+    return _bins_to_pixels(descriptor_set, relevance.reshape(len(descriptor_set), _NB, -1).sum(2), xp)
+
+
+def shared_bin_relevance(descriptor_set, relevance, weights):
+    """Share each descriptor's relevance among its 16 spatial bins by non-negative weights, then map to pixels.
+
+    ``R_{b <- l} = R_l w_{lb} / sum_b' w_{lb'}`` (the proportional rule, eq.
+    2.78, with positive contributions ``z_{bl} = w_{lb}``), then every bin's
+    share is spread evenly over its box (eq. 2.84, 2.85 per bin,
+    :func:`bin_boxes`).  A descriptor whose weights are all zero keeps the
+    flat rule over its square (the zero-mapping case, eq. 2.79).  Every pixel
+    of a descriptor gets the sign of ``R_l``, and the map conserves
+    relevance: ``sum_p R_p = sum_l R_l``.
+
+    Parameters
+    ----------
+    descriptor_set : DescriptorSet
+    relevance : array of shape (n,) or (n, d)
+        ``R_l`` per descriptor, or per descriptor dimension (summed to ``R_l``).
+    weights : array of shape (n, 16)
+        Non-negative weight of every spatial bin (``b = 4 row + col``).
+
+    Returns
+    -------
+    pixel_relevance : array of shape (H, W), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.features.sift import DenseSIFT, shared_bin_relevance
+    >>> ds = DenseSIFT(scales=(2.0,), steps=6).transform(np.zeros((1, 24, 24)))[0]
+    >>> w = np.zeros((1, 16)); w[0, 0] = 1.0  # all to the top-left bin
+    >>> R = shared_bin_relevance(ds, np.array([2.0]), w)
+    >>> float(R[:6, :6].sum()), float(R[6:, :].sum() + R[:6, 6:].sum())
+    (2.0, 0.0)
+    """
+    xp = get_namespace(relevance)
+    relevance = _per_descriptor(descriptor_set, relevance, xp, False, "shared")
+    total = relevance.sum(1) if relevance.ndim == 2 else relevance
+    w = asarray(weights, xp, dtype=xp.float64)
     n = len(descriptor_set)
-    relevance = asarray(relevance, xp, dtype=xp.float64)
-    nb = SPATIAL_BINS * SPATIAL_BINS
-    if relevance.ndim != 2 or relevance.shape[0] != n or relevance.shape[1] % nb:
-        raise ValueError(
-            f"relevance must have shape ({n}, 128), one value per descriptor dimension, got {tuple(relevance.shape)}"
-        )
-    per_bin = relevance.reshape(n, nb, -1).sum(2)  # (n, 16)
-    boxes = bin_boxes(descriptor_set)
-    areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-    ok = asarray(areas > 0, xp)
-    v = xp.where(ok, per_bin / asarray(np.maximum(areas, 1), xp, dtype=xp.float64), 0.0).reshape(-1)
-    b = asarray(boxes.reshape(-1, 4), xp, dtype=xp.int64)
-    r0, c0, r1, c1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    stride = W + 1
-    idx = xp.concatenate([r0 * stride + c0, r0 * stride + c1, r1 * stride + c0, r1 * stride + c1])
-    wts = xp.concatenate([v, -v, -v, v])
-    diff = xp.bincount(idx, weights=wts, minlength=(H + 1) * stride).reshape(H + 1, stride)
-    out = xp.cumsum(xp.cumsum(diff, axis=0), axis=1)[:H, :W]
+    if w.shape != (n, _NB):
+        raise ValueError(f"weights must have shape ({n}, {_NB}), one per spatial bin, got {tuple(w.shape)}")
+    if bool(xp.any(w < 0)) or not bool(xp.all(xp.isfinite(w))):
+        raise ValueError("weights must be finite and non-negative (a share of each descriptor's relevance)")
+    norm = w.sum(1)
+    ok = norm > 0
+    per_bin = w * (total / xp.where(ok, norm, 1.0))[:, None]
+    out = _bins_to_pixels(descriptor_set, per_bin, xp)
     if not bool(ok.all()):
-        out = out + flat_pixel_relevance(descriptor_set, xp.where(ok, 0.0, per_bin).sum(1))
+        out = out + flat_pixel_relevance(descriptor_set, xp.where(ok, 0.0, total))
     return out
+
+
+def energy_pixel_relevance(descriptor_set, relevance):
+    """Share each descriptor's relevance among its bins by their gradient energy, then map to pixels.
+
+    The weight of spatial bin ``b`` of descriptor ``l`` is the sum of its 8
+    orientation values, ``w_{lb} = sum_o x_{l, 8 b + o}``: the gradient
+    magnitude OpenCV collected in the bin.  This is the proportional rule
+    (eq. 2.78) for the descriptor read as the sum of its (non-negative)
+    entries, ``z_{dl} = x_{ld}``, then per bin the flat rule (eq. 2.84,
+    2.85): relevance goes where the descriptor saw its gradients, and every
+    pixel gets the sign of the descriptor's total (see
+    :func:`shared_bin_relevance`).  It needs only ``R_l``, so it applies to
+    Bag-of-Words models too.
+
+    Parameters
+    ----------
+    descriptor_set : DescriptorSet
+    relevance : array of shape (n,) or (n, d)
+        Per descriptor, or per descriptor dimension (summed to ``R_l``).
+
+    Returns
+    -------
+    pixel_relevance : array of shape (H, W), float64
+    """
+    xp = get_namespace(relevance)
+    n = len(descriptor_set)
+    energy = descriptor_set.descriptors.astype(np.float64).reshape(n, _NB, -1).sum(2)
+    return shared_bin_relevance(descriptor_set, relevance, asarray(energy, xp, dtype=xp.float64))
+
+
+def magnitude_pixel_relevance(descriptor_set, relevance):
+    """Share each descriptor's relevance among its bins by their absolute relevance, then map to pixels.
+
+    The weight of spatial bin ``b`` of descriptor ``l`` is
+    ``w_{lb} = sum_o |R_{l, 8 b + o}|``, the relevance magnitude of its 8
+    dimensions (eq. D.3) before positive and negative parts cancel; then
+    :func:`shared_bin_relevance`: the per-descriptor total ``R_l`` spread
+    over the bins where the model's evidence is, with one sign per
+    descriptor.
+
+    Parameters
+    ----------
+    descriptor_set : DescriptorSet
+    relevance : array of shape (n, d), 16 divides d
+        Relevance of every descriptor dimension (eq. D.3).
+
+    Returns
+    -------
+    pixel_relevance : array of shape (H, W), float64
+    """
+    xp = get_namespace(relevance)
+    relevance = _per_descriptor(descriptor_set, relevance, xp, True, "magnitude")
+    weights = xp.abs(relevance).reshape(len(descriptor_set), _NB, -1).sum(2)
+    return shared_bin_relevance(descriptor_set, relevance, weights)
 
 
 def resolve_pixel_rule(rule):
@@ -139,6 +296,18 @@ def resolve_pixel_rule(rule):
     return rule
 
 
+#: The rule ``"auto"`` picks: for relevance per descriptor, and per descriptor dimension (measured in
+#: docs/pixel_rules.md).
+AUTO_RULES = {1: "flat", 2: "bins"}
+
+_RULE_FUNCTIONS = {
+    "flat": lambda ds, r: flat_pixel_relevance(ds, r.sum(1) if r.ndim == 2 else r),
+    "bins": bin_pixel_relevance,
+    "energy": energy_pixel_relevance,
+    "magnitude": magnitude_pixel_relevance,
+}
+
+
 def pixel_relevance(descriptor_set, relevance, rule="auto"):
     """Pixel map of one image's descriptor relevance under the pixel rule ``rule``.
 
@@ -148,18 +317,17 @@ def pixel_relevance(descriptor_set, relevance, rule="auto"):
     relevance : array of shape (n,) or (n, 128)
         Relevance per descriptor, or per descriptor dimension (eq. D.3).
     rule : str or bowlrp.rules.Flat, default="auto"
-        One of ``PIXEL_RULES`` (see :meth:`bowlrp.features.sift.DenseSIFT.relevance`).
+        One of ``PIXEL_RULES`` (see :meth:`bowlrp.features.sift.DenseSIFT.relevance`);
+        ``"auto"`` is ``AUTO_RULES[relevance.ndim]``.
 
     Returns
     -------
     pixel_relevance : array of shape (H, W), float64
     """
     rule = resolve_pixel_rule(rule)
-    if getattr(relevance, "ndim", 1) == 2:  # relevance per descriptor dimension (eq. D.3)
-        if rule == "flat":
-            return flat_pixel_relevance(descriptor_set, relevance.sum(1))
-        return bin_pixel_relevance(descriptor_set, relevance)
-    if rule == "bins":
-        raise ValueError("pixel_rule='bins' needs relevance per descriptor dimension, arrays of shape "
-                         "(n_i, 128) (e.g. from FisherVectorEncoder); use 'flat' or 'auto'")
-    return flat_pixel_relevance(descriptor_set, relevance)
+    xp = get_namespace(relevance)
+    ndim = getattr(relevance, "ndim", np.ndim(relevance))
+    if rule == "auto":
+        rule = AUTO_RULES.get(ndim, "flat")
+    relevance = _per_descriptor(descriptor_set, relevance, xp, rule in _PER_DIMENSION, rule)
+    return _RULE_FUNCTIONS[rule](descriptor_set, relevance)

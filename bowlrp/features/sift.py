@@ -34,9 +34,20 @@ from .descriptors import DescriptorSet, make_keypoints
 from .geometry import _boxes  # noqa: F401  (former private name, imported by callers)
 from .geometry import BIN_WIDTH_SIGMAS, SPATIAL_BINS, bin_boxes, box_side, descriptor_boxes, grid_centers
 from .orientation import ORI_BINS, ORI_RADIUS_STDS, ORI_WINDOW_SIGMAS, dominant_orientations, orientation_histograms
-from .pixel_rules import PIXEL_RULES, bin_pixel_relevance, flat_pixel_relevance, pixel_relevance, resolve_pixel_rule
+from .pixel_rules import (
+    AUTO_RULES,
+    PIXEL_RULES,
+    bin_pixel_relevance,
+    energy_pixel_relevance,
+    flat_pixel_relevance,
+    magnitude_pixel_relevance,
+    pixel_relevance,
+    resolve_pixel_rule,
+    shared_bin_relevance,
+)
 
 __all__ = [
+    "AUTO_RULES",
     "BIN_WIDTH_SIGMAS",
     "ORI_BINS",
     "ORI_RADIUS_STDS",
@@ -50,10 +61,13 @@ __all__ = [
     "box_side",
     "descriptor_boxes",
     "dominant_orientations",
+    "energy_pixel_relevance",
     "flat_pixel_relevance",
     "grid_centers",
+    "magnitude_pixel_relevance",
     "orientation_histograms",
     "pixel_relevance",
+    "shared_bin_relevance",
 ]
 
 # Former private names, kept for callers that import them from here.
@@ -210,18 +224,24 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         Gaussian window of std ``1.5 sigma`` around its centre (36-bin
         magnitude-weighted histogram with parabolic peak interpolation, as in
         Lowe's SIFT); otherwise all descriptors are upright (angle 0).
-    pixel_rule : {"auto", "flat", "bins"}, default="auto"
-        How :meth:`relevance` maps descriptor relevance to pixels: the flat
-        rule over each descriptor's square (eq. 2.84, 2.85), per spatial bin
-        (App. D.1.2, for relevance per descriptor dimension), or ``"auto"``
-        (per bin when the encoder gives per-dimension relevance).
+    pixel_rule : {"auto", "flat", "bins", "energy", "magnitude"}, default="auto"
+        How :meth:`relevance` maps descriptor relevance to pixels (see
+        :mod:`bowlrp.features.pixel_rules` and ``docs/pixel_rules.md``): the
+        flat rule over each descriptor's square (eq. 2.84, 2.85); per
+        spatial bin (App. D.1.2, signed, for relevance per descriptor
+        dimension); each descriptor's total shared among its bins by their
+        gradient energy, or by the magnitude of their per-dimension
+        relevance.  ``"auto"``: ``AUTO_RULES[relevance.ndim]``, the flat rule
+        for relevance per descriptor and the per-bin rule for relevance per
+        descriptor dimension.
     n_jobs : int, default=None
         Number of joblib workers (threads) over chunks of images; ``None``
         means 1 unless in a ``joblib.parallel_config`` context, -1 all cores.
 
     See Also
     --------
-    flat_pixel_relevance : the flat rule (eq. 2.84, 2.85) used by the backward step.
+    flat_pixel_relevance : the flat rule (eq. 2.84, 2.85), the default for relevance per descriptor.
+    energy_pixel_relevance, magnitude_pixel_relevance : finer maps without the per-bin rule's cancellation.
 
     Examples
     --------
@@ -329,14 +349,19 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
             ``FisherVectorEncoder``).
         trace : list of DescriptorSet
             The trace returned by :meth:`forward`.
-        rule : {None, "auto", "flat", "bins"} or bowlrp.rules.Flat
+        rule : {None, "auto", "flat", "bins", "energy", "magnitude"} or bowlrp.rules.Flat
             The pixel rule; ``None`` uses the estimator's ``pixel_rule``.
             ``"auto"``: the flat rule for per-descriptor relevance, the
-            per-bin rule for per-dimension relevance.  ``"flat"`` (or a
-            :class:`bowlrp.rules.Flat`): always the flat rule over the
-            descriptor's square (per-dimension relevance is summed first).
-            ``"bins"``: each 4 x 4 spatial bin's relevance spread over the
-            bin's pixels (:func:`bin_pixel_relevance`; needs per-dimension
+            per-bin rule for per-dimension relevance (``AUTO_RULES``).
+            ``"flat"`` (or a :class:`bowlrp.rules.Flat`): the flat rule
+            over the descriptor's square (per-dimension relevance is summed
+            first).  ``"bins"``: each 4 x 4 spatial bin's summed relevance
+            spread over the bin's pixels (:func:`bin_pixel_relevance`; needs
+            per-dimension relevance).  ``"energy"``: each descriptor's total
+            shared among its bins by their gradient energy
+            (:func:`energy_pixel_relevance`).  ``"magnitude"``: shared by
+            the bins' absolute per-dimension relevance
+            (:func:`magnitude_pixel_relevance`; needs per-dimension
             relevance).  The rules of the mapping stages (proportional,
             epsilon, ...) have no meaning here and raise.
 
