@@ -166,13 +166,11 @@ class Kernel:
             return out
         return self._exp_blocks(X, Y, xp, weighted=True)
 
-    def _starts(self):
-        return np.cumsum((0,) + self.block_sizes[:-1])
-
-    def _block_sums(self, A, xp):
-        """Sums of ``A`` over each block of its last axis, shape ``A.shape[:-1] + (n_blocks,)``."""
+    def _block_sums(self, A, xp, starts=None):
+        """Sums of ``A`` over each block of its last axis, shape ``A.shape[:-1] + (n_blocks,)``;
+        ``starts``: the first index of each block (NumPy only; computed when not given)."""
         if xp is np:
-            return np.add.reduceat(A, self._starts(), axis=-1)
+            return np.add.reduceat(A, np.cumsum((0,) + self.block_sizes[:-1]) if starts is None else starts, axis=-1)
         return xp.stack([A[..., sl].sum(-1) for sl in self._slices()], axis=-1)
 
     def _block_distances(self, X, Y, xp):
@@ -196,7 +194,7 @@ class Kernel:
         sx, sy = self._block_sums(X, xp), -3.0 * self._block_sums(Y, xp)
         shape = (X.shape[0], Y.shape[0]) + ((len(self.block_sizes),) if blocks else ())
         out = xp.empty(shape, dtype=xp.float64)
-        step = _rows(Y.shape[0], X.shape[1])
+        step, starts = _rows(Y.shape[0], X.shape[1]), np.cumsum((0,) + self.block_sizes[:-1])
 
         def work(lo, hi):
             buf = xp.empty((min(step, hi - lo),) + Y.shape, dtype=xp.float64)
@@ -205,7 +203,7 @@ class Kernel:
                 b = a + t.shape[0]
                 xp.add(X[a:b, None, :], Yt[None], out=t)
                 xp.divide(Y2[None], t, out=t)
-                d = self._block_sums(t, xp)
+                d = self._block_sums(t, xp, starts)
                 d *= 4.0
                 d += sy[None]
                 d += sx[a:b, None, :]
