@@ -18,6 +18,7 @@ import pickle
 import time
 
 import numpy as np
+from joblib import effective_n_jobs
 
 from ..apps import report
 from ..apps.explain import check_output_folder, explain_one
@@ -77,8 +78,11 @@ class ExplainedCollection:
         return ResultStore(self.out).load_map(fid)
 
 
-def _model_file(model, out):
-    """``(path, pipeline, checksum)``: a model file's path as given, or a fitted pipeline written to ``out``."""
+def _model_file(model, out, in_process):
+    """``(path, pipeline, checksum)``: a model file's path as given, or a fitted pipeline written to ``out``.
+
+    A pipeline explained in this process only is not written (``path`` None).
+    """
     if isinstance(model, (str, os.PathLike)):
         path = os.path.abspath(os.fspath(model))
         pipeline, _ = cached_model(path)
@@ -87,6 +91,8 @@ def _model_file(model, out):
         raise TypeError(f"model must be a fitted bowlrp.ExplainablePipeline or the path of a model file written "
                         f"by 'bowlrp train', got {type(model).__name__}")
     digest = hashlib.sha256(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)).hexdigest()
+    if in_process:
+        return None, model, digest
     path = os.path.abspath(os.path.join(out, MODEL_FILE))
     stamp = path + ".sha256"
     try:
@@ -103,9 +109,12 @@ def _model_file(model, out):
     return path, model, digest
 
 
-def _explain_task(model_file, path, out, index, folder_class, key, options):
-    """One image on a worker: explain it, write its files, then its row; return ``(index, error)``."""
-    pipeline, _ = cached_model(model_file)
+def _explain_task(model, path, out, index, folder_class, key, options):
+    """One image on a worker: explain it, write its files, then its row; return ``(index, error)``.
+
+    ``model`` is a model file's path (read once per worker) or, in this process, the pipeline.
+    """
+    pipeline = cached_model(model)[0] if isinstance(model, str) else model
     given = path
     stamp = source_stamp(path)
     row = explain_one(pipeline, os.path.abspath(path), out, index=index, folder_class=folder_class, **options)
@@ -129,8 +138,9 @@ def explain_collection(model, paths, out, *, rule="z", target=None, rule_params=
     Parameters
     ----------
     model : fitted ExplainablePipeline, or str
-        A pipeline (written to ``out/model.joblib`` for the workers to read)
-        or the path of a model file written by ``bowlrp train``.
+        A pipeline (written to ``out/model.joblib`` for worker processes to
+        read, unless it runs in this process only) or the path of a model
+        file written by ``bowlrp train``.
     paths : sequence of str
         Image files (:func:`bowlrp.datasets.find_images` lists folders).
     out : str
@@ -173,26 +183,35 @@ def explain_collection(model, paths, out, *, rule="z", target=None, rule_params=
     if len(folder_classes) != len(paths):
         raise ValueError(f"folder_classes has {len(folder_classes)} entries for {len(paths)} paths")
     get_rule(rule, **(rule_params or {}))  # an unknown rule or parameter fails here, not once per image
-    model_file, pipeline, digest = _model_file(model, out)
+    options = {"rule": rule, "target": target, "rule_params": dict(rule_params or {}), "max_side": max_side,
+               "gallery": bool(gallery)}
+    with dask_client(client) as dask:
+        return _run(model, paths, out, options, folder_classes=folder_classes, n_jobs=n_jobs, dask=dask,
+                    resume=resume, title=title, meta=meta, verbose=verbose, t0=t0)
+
+
+def _run(model, paths, out, options, *, folder_classes, n_jobs, dask, resume, title, meta, verbose, t0):
+    """The body of :func:`explain_collection`, with the Dask client (or None) resolved."""
+    target, gallery = options["target"], options["gallery"]
+    in_process = dask is None and effective_n_jobs(n_jobs) == 1
+    model_file, pipeline, digest = _model_file(model, out, in_process)
     known = [_label(c) for c in pipeline.classes_]
     if target is not None and target not in known:
         raise ValueError(f"target {target!r} is not a class of the model; its classes are {known}")
-    options = {"rule": rule, "target": target, "rule_params": dict(rule_params or {}), "max_side": max_side,
-               "gallery": bool(gallery)}
     store = ResultStore(out)
     key, resumed = store.open_run(dict(options, model_sha256=digest), resume=resume)
     ids = [report.file_id(i, p) for i, p in enumerate(paths)]
     archived = store.archived() if resumed and gallery else set()
     pending = [i for i in range(len(paths)) if not (resumed and store.is_done(ids[i], paths[i], key, archived))]
     n_resumed = len(paths) - len(pending)
-    with dask_client(client) as dask:
-        if dask is not None and pending:
-            check_workers(dask, read=[model_file] + [paths[i] for i in pending[:1]], write=[out])
-        tasks = ((model_file, paths[i], out, i, folder_classes[i], key, options) for i in pending)
-        desc = "explaining" + (f" ({n_resumed} done before)" if n_resumed else "")
-        for _ in run_tasks(_explain_task, tasks, n_jobs=n_jobs, client=dask, total=len(pending), desc=desc,
-                           unit="image", verbose=verbose):
-            pass
+    if dask is not None and pending:
+        check_workers(dask, read=[model_file] + [paths[i] for i in pending[:1]], write=[out])
+    ref = model_file if model_file is not None else pipeline
+    tasks = ((ref, paths[i], out, i, folder_classes[i], key, options) for i in pending)
+    desc = "explaining" + (f" ({n_resumed} done before)" if n_resumed else "")
+    for _ in run_tasks(_explain_task, tasks, n_jobs=n_jobs, client=dask, total=len(pending), desc=desc,
+                       unit="image", verbose=verbose):
+        pass
     files = {"summary_csv": report.write_summary_csv(os.path.join(out, "summary.csv"), store.rows(ids))}
     errors, n_ok, residuals, agree = [], 0, [], []
     for row in store.rows(ids):

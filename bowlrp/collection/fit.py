@@ -36,8 +36,8 @@ from .._validation import resolve_seed
 from ..datasets.folder import read_image
 from .engine import dask_client, run_tasks
 
-__all__ = ["DescriptorSample", "describe_sample", "fit_collection", "fit_descriptor_stages", "fit_on_features",
-           "image_features", "pipeline_layout"]
+__all__ = ["DescriptorSample", "PipelineLayout", "describe_sample", "fit_collection", "fit_descriptor_stages",
+           "fit_on_features", "image_features", "pipeline_layout"]
 
 
 @dataclasses.dataclass
