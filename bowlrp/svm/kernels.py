@@ -166,11 +166,10 @@ class Kernel:
             return out
         return self._exp_blocks(X, Y, xp, weighted=True)
 
-    def _block_sums(self, A, xp, starts=None):
-        """Sums of ``A`` over each block of its last axis, shape ``A.shape[:-1] + (n_blocks,)``;
-        ``starts``: the first index of each block (NumPy only; computed when not given)."""
+    def _block_sums(self, A, xp):
+        """Sums of ``A`` over each block of its last axis, shape ``A.shape[:-1] + (n_blocks,)``."""
         if xp is np:
-            return np.add.reduceat(A, np.cumsum((0,) + self.block_sizes[:-1]) if starts is None else starts, axis=-1)
+            return np.add.reduceat(A, np.cumsum((0,) + self.block_sizes[:-1]), axis=-1)
         return xp.stack([A[..., sl].sum(-1) for sl in self._slices()], axis=-1)
 
     def _block_distances(self, X, Y, xp):
@@ -184,17 +183,22 @@ class Kernel:
     def _chi2_distances(self, X, Y, xp, finish=None, blocks=True):
         """chi2 block distances (eq. A.6) as ``sum_d x - 3 sum_d y + 4 sum_d y^2 / (x + y)`` (0/0 = 0).
 
-        Three passes over each (rows, m, D) chunk (add, divide, block sums), the
-        rest on (rows, m, n_blocks), where ``finish`` (if given) maps the
-        chunk's distances to its part of the output, (rows, m, n_blocks) or,
-        with ``blocks=False``, (rows, m).  The smallest normal float added to
-        ``Y`` leaves every non-zero sum unchanged and turns 0/0 into 0 / tiny = 0.
+        Three passes over each (rows, m, D) chunk (add, divide, block sums by a
+        matrix product), the rest on (rows, m, n_blocks), where ``finish`` (if
+        given) maps the chunk's distances to its part of the output, (rows, m,
+        n_blocks) or, with ``blocks=False``, (rows, m).  The smallest normal
+        float added to ``Y`` leaves every non-zero sum unchanged and turns 0/0
+        into 0 / tiny = 0.
         """
         Yt, Y2 = Y + _TINY, Y * Y
         sx, sy = self._block_sums(X, xp), -3.0 * self._block_sums(Y, xp)
         shape = (X.shape[0], Y.shape[0]) + ((len(self.block_sizes),) if blocks else ())
         out = xp.empty(shape, dtype=xp.float64)
-        step, starts = _rows(Y.shape[0], X.shape[1]), np.cumsum((0,) + self.block_sizes[:-1])
+        step, U = _rows(Y.shape[0], X.shape[1]), len(self.block_sizes)
+        member = np.zeros((X.shape[1], U))  # block sums as one matrix product: twice as fast as reduceat
+        for u, sl in enumerate(self._slices()):
+            member[sl, u] = 1.0
+        member = xp.asarray(member)
 
         def work(lo, hi):
             buf = xp.empty((min(step, hi - lo),) + Y.shape, dtype=xp.float64)
@@ -203,7 +207,7 @@ class Kernel:
                 b = a + t.shape[0]
                 xp.add(X[a:b, None, :], Yt[None], out=t)
                 xp.divide(Y2[None], t, out=t)
-                d = self._block_sums(t, xp, starts)
+                d = (t.reshape(-1, t.shape[2]) @ member).reshape(t.shape[0], t.shape[1], U)
                 d *= 4.0
                 d += sy[None]
                 d += sx[a:b, None, :]
