@@ -364,12 +364,12 @@ class Magnitude(Rule):
 class _WeightOnly(Rule):
     """Rules whose messages depend on the weights only (DTD's w^2 and flat rules)."""
 
-    def _weights(self, layer):
+    def _weights(self, W):
         raise NotImplementedError
 
     def relevance(self, layer, x, R, trace=None):
         xp = get_namespace(x)
-        V = self._weights(layer)
+        V = self._weights(layer.W.astype(x.dtype, copy=False))  # in the explanation's precision
         den = layer.apply(xp.ones_like(x), V)
         return layer.apply_T(_divide(R, den, den > FLOOR, xp), V, x.shape)
 
@@ -391,8 +391,8 @@ class Flat(_WeightOnly):
         reached = n > 0
         return (_divide(R, n, reached, xp),), reached
 
-    def _weights(self, layer):
-        return get_namespace(layer.W).ones_like(layer.W)
+    def _weights(self, W):
+        return get_namespace(W).ones_like(W)
 
 
 class WSquare(_WeightOnly):
@@ -407,8 +407,8 @@ class WSquare(_WeightOnly):
     exact = True
     stages = ("layer",)
 
-    def _weights(self, layer):
-        return layer.W * layer.W
+    def _weights(self, W):
+        return W * W
 
 
 class ZBox(Rule):

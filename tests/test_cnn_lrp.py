@@ -320,3 +320,11 @@ def test_gradient_type_methods_are_composites():
     a, _, _ = explain_model(net, x, [0, 0], method="guided_backprop")
     b, _, _ = explain_model(net, x, [0, 0], method="lrp", composite="guided_backprop")
     np.testing.assert_allclose(a, b)
+
+
+def test_wsquare_of_float32_weights_in_the_explanation_precision():
+    W = np.array([[0.1], [0.3], [-0.7]])
+    layer32 = Linear(3, 1, W=W.astype(np.float32), b=np.zeros(1, np.float32))
+    layer64 = Linear(3, 1, W=W.astype(np.float32).astype(np.float64), b=np.zeros(1))
+    x, R = np.ones((1, 3)), np.ones((1, 1))
+    np.testing.assert_allclose(WSquare().relevance(layer32, x, R), WSquare().relevance(layer64, x, R), rtol=1e-15)
