@@ -220,6 +220,19 @@ def test_cluster_run_equals_serial_and_reads_the_model_once_per_worker(toy, clus
     assert sum(after[w]["loads"] - before[w]["loads"] for w in after) <= len(after)  # once per worker at most
 
 
+def _thread_name(i):
+    return threading.current_thread().name
+
+
+def test_a_cluster_of_one_thread_still_computes_on_the_cluster():
+    distributed = pytest.importorskip("distributed")
+    # joblib computes in the calling process when its backend offers one worker; ours must not
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                                  silence_logs=40) as lc, distributed.Client(lc) as client:
+        names = set(run_tasks(_thread_name, [(i,) for i in range(6)], client=client, verbose=False))
+    assert names and all("Dask" in n for n in names), names
+
+
 def test_joblib_dask_backend_is_the_same_code_path(toy, cluster, tmp_path):
     pipe, paths, labels, _ = toy
     _, client = cluster

@@ -153,6 +153,32 @@ def check_workers(client, read=(), write=()):
         )
 
 
+_DASK_BACKEND = []
+
+
+def _dask_config(client):
+    """``parallel_config`` for joblib's Dask backend on ``client``, never falling back to this process.
+
+    joblib runs a call in the calling process when its backend offers one
+    worker; for a cluster of one worker thread that would compute on the
+    client, so the backend used here offers at least two (the scheduler
+    queues the second task).
+    """
+    if not _DASK_BACKEND:
+        try:
+            from joblib._dask import DaskDistributedBackend  # noqa: PLC0415
+        except ImportError:  # joblib moved it: its own backend, with its one-thread fallback
+            _DASK_BACKEND.append(None)
+        else:
+            class ClusterBackend(DaskDistributedBackend):
+                def effective_n_jobs(self, n_jobs):
+                    return max(2, super().effective_n_jobs(n_jobs))
+
+            _DASK_BACKEND.append(ClusterBackend)
+    cls = _DASK_BACKEND[0]
+    return parallel_config(backend=cls(client=client)) if cls else parallel_config(backend="dask", client=client)
+
+
 def run_tasks(func, tasks, *, n_jobs=None, client=None, total=None, desc="tasks", unit="task", verbose=True):
     """Yield ``func(*args)`` for every ``args`` of ``tasks``, in the order they finish.
 
@@ -185,7 +211,7 @@ def run_tasks(func, tasks, *, n_jobs=None, client=None, total=None, desc="tasks"
         raise ValueError(f"give n_jobs (workers on this machine) or client (a Dask cluster), not both; got "
                          f"n_jobs={n_jobs!r}")
     jobs = (delayed(func)(*args) for args in tasks)
-    config = parallel_config(backend="dask", client=client) if client is not None else contextlib.nullcontext()
+    config = _dask_config(client) if client is not None else contextlib.nullcontext()
     with config:  # the backend is bound when Parallel is built; results are read outside the block
         parallel = Parallel(n_jobs=-1 if client is not None else n_jobs, return_as="generator_unordered")
         results = parallel(jobs)
