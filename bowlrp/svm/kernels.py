@@ -58,7 +58,11 @@ _POOL_LOCK = threading.Lock()
 
 def n_threads():
     """Threads for the NumPy chunk loops of the exponential kernels: the CPUs this process may run on,
-    at most ``OMP_NUM_THREADS`` where that is set (as for scikit-learn's own threaded loops)."""
+    at most ``OMP_NUM_THREADS`` where that is set (as for scikit-learn's own threaded loops).
+
+    >>> n_threads() >= 1
+    True
+    """
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

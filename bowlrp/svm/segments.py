@@ -46,6 +46,20 @@ class SegmentScores:
         +1 or -1 per input.
     xp : module
         NumPy or CuPy, the module of ``X``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp import KernelSVC
+    >>> from bowlrp.svm.decompose import KernelExpansion
+    >>> X = np.random.default_rng(0).random((40, 4)); y = (X[:, 0] > X[:, 1]).astype(int)
+    >>> m = KernelSVC(kernel="rbf").fit(X, y)
+    >>> ex = KernelExpansion(m.kernel_, m.support_vectors_, m.dual_coef_, m.intercept_)
+    >>> along = SegmentScores(ex, X[:2], X[2:5], rows=[0, 0], signs=[1.0, 1.0], xp=np)
+    >>> g, owners, ends = np.array([0.25, 0.5]), np.array([0, 1]), np.array([0, 2])
+    >>> P = g[:, None] * X[owners] + (1 - g[:, None]) * X[2:5][ends]
+    >>> bool(np.allclose(along(g, owners, ends), m.decision_function(P), rtol=1e-12))
+    True
     """
 
     def __init__(self, expansion, X, refs, rows, signs, xp):
