@@ -7,217 +7,19 @@ images, test samples are overlapping tiles (taken at a fixed stride) of other,
 independently drawn images.  A tile is labelled ``+1`` iff the centre of mass of
 at least one polygon lies inside it.
 
-Every shape is rendered by :func:`_render_shape`, which can be called on its
-own (the tests use it to check polygon areas against the analytic value).
+The shapes are drawn by :mod:`bowlrp.datasets._shapes` (:func:`_render_shape`
+can be called on its own: the tests check polygon areas against the analytic
+value), the optional planted watermark by :mod:`bowlrp.datasets.watermark`.
 """
-
-from dataclasses import dataclass
 
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
+from ._shapes import _Shape, _background, _draw_context, _place_shapes, _render_shape  # noqa: F401 (_Shape: tests)
+from ._polygon_checks import _validate
+from .watermark import stamp_watermark
+
 __all__ = ["make_polygons"]
-
-#: Minimal free space (pixels) between the bounding circles of two shapes.
-_GAP = 3.0
-#: Range of the grey value (0 = black, 1 = white) a shape is filled with.
-_INK_RANGE = (0.1, 0.45)
-#: Mean grey value of the background.
-_BACKGROUND_LEVEL = 0.8
-#: Number of plane waves summed into the background pattern.
-_N_WAVES = 4
-#: Candidate centres drawn per batch and batches tried per shape.
-_BATCH = 64
-_MAX_BATCHES = 20
-#: Densest packing of equal discs in the plane; beyond it placement is impossible.
-_MAX_PACKING = np.pi / (2.0 * np.sqrt(3.0))
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """One shape of a large image, in pixel-centre coordinates (row, col).
-
-    ``kind`` is ``"polygon"`` (regular, ``n_vertices`` corners, circumradius
-    ``radius``, first vertex at angle ``angle``) or ``"round"`` (the
-    :math:`\\ell_p` ball ``|u|^p + |v|^p <= radius^p`` in a frame rotated by
-    ``angle``).  ``intensity`` is the fill grey value in [0, 1].
-    """
-
-    kind: str
-    cy: float
-    cx: float
-    radius: float
-    angle: float
-    n_vertices: int = 0
-    p: float = 2.0
-    intensity: float = 0.3
-
-
-def _extent(kind, radius, p):
-    """Radius of the smallest centred disc containing the shape.
-
-    A polygon lies within its circumradius.  An :math:`\\ell_p` ball with
-    ``p >= 2`` reaches out to ``radius * 2**(1/2 - 1/p)`` along its diagonals
-    (up to ``sqrt(2) * radius``); for ``1 <= p <= 2`` it lies within ``radius``.
-    """
-    if kind == "polygon":
-        return float(radius)
-    return float(radius) * max(1.0, 2.0 ** (0.5 - 1.0 / p))
-
-
-def _render_shape(shape, image_shape):
-    """Rasterise one shape onto (a window of) an image of ``image_shape``.
-
-    Returns ``(rows, cols, mask, coverage)``: ``rows`` and ``cols`` are slices
-    of the image window holding the shape, ``mask`` (bool) marks the pixels
-    whose centre lies inside the shape, and ``coverage`` (float32 in [0, 1]) is
-    the anti-aliased ink coverage, ``clip(0.5 - d, 0, 1)`` for an approximate
-    signed distance ``d`` (pixels) from the pixel centre to the shape outline,
-    so ``coverage >= 0.5`` exactly where ``mask`` holds.
-    """
-    H, W = image_shape
-    reach = _extent(shape.kind, shape.radius, shape.p) + 2.0
-    r0 = max(int(np.floor(shape.cy - reach)), 0)
-    r1 = min(int(np.ceil(shape.cy + reach)) + 1, H)
-    c0 = max(int(np.floor(shape.cx - reach)), 0)
-    c1 = min(int(np.ceil(shape.cx + reach)) + 1, W)
-    dy = (np.arange(r0, r1, dtype=np.float64) - shape.cy)[:, None]
-    dx = (np.arange(c0, c1, dtype=np.float64) - shape.cx)[None, :]
-
-    if shape.kind == "polygon":
-        n = int(shape.n_vertices)
-        # Outward edge normals lie halfway between consecutive vertices; the
-        # polygon is the intersection of the half-planes  <x, n_k> <= inradius.
-        normal_angles = shape.angle + np.pi / n + 2.0 * np.pi * np.arange(n) / n
-        inradius = shape.radius * np.cos(np.pi / n)
-        proj = dy[None] * np.sin(normal_angles)[:, None, None] + dx[None] * np.cos(
-            normal_angles
-        )[:, None, None]
-        dist = proj.max(axis=0) - inradius  # exact inside, close outside
-        mask = dist <= 0.0
-    elif shape.kind == "round":
-        p = float(shape.p)
-        cos, sin = np.cos(shape.angle), np.sin(shape.angle)
-        u = np.abs(cos * dx + sin * dy)
-        v = np.abs(-sin * dx + cos * dy)
-        norm = (u**p + v**p) ** (1.0 / p)
-        # First-order distance: (||x||_p - r) / |grad ||x||_p|.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            grad = np.sqrt(u ** (2 * p - 2) + v ** (2 * p - 2)) / norm ** (p - 1)
-        grad = np.where(np.isfinite(grad) & (grad > 0), grad, 1.0)
-        dist = (norm - shape.radius) / grad
-        mask = norm <= shape.radius
-    else:  # pragma: no cover - internal misuse
-        raise ValueError(f"unknown shape kind {shape.kind!r}")
-    coverage = np.clip(0.5 - dist, 0.0, 1.0).astype(np.float32)
-    return slice(r0, r1), slice(c0, c1), mask, coverage
-
-
-def _background(rng, size, tile_size, amplitude, noise_std):
-    """Light background: a few faint low-frequency plane waves plus pixel noise."""
-    idx = np.arange(size, dtype=np.float32)
-    img = np.full((size, size), _BACKGROUND_LEVEL, dtype=np.float32)
-    if amplitude > 0:
-        weights = rng.uniform(0.5, 1.0, _N_WAVES)
-        weights *= amplitude / weights.sum()  # |pattern| <= amplitude
-        theta = rng.uniform(0.0, np.pi, _N_WAVES)
-        k = 2.0 * np.pi / (rng.uniform(0.5, 2.0, _N_WAVES) * tile_size)
-        phase = rng.uniform(0.0, 2.0 * np.pi, _N_WAVES)
-        a = (k * np.sin(theta))[None, :] * idx[:, None] + phase  # (size, K), rows
-        b = (k * np.cos(theta))[None, :] * idx[:, None]  # (size, K), columns
-        # sum_k w_k sin(a_k + b_k) = [w sin a, w cos a] @ [cos b; sin b]: one matmul
-        left = np.concatenate([weights * np.sin(a), weights * np.cos(a)], axis=1)
-        right = np.concatenate([np.cos(b), np.sin(b)], axis=1).T
-        img += (left @ right).astype(np.float32)
-    if noise_std > 0:
-        img += np.float32(noise_std) * rng.standard_normal((size, size), dtype=np.float32)
-    return img
-
-
-def _place_shapes(rng, size, n_shapes, shape_radius, lp_range, density):
-    """Draw shapes and place them by rejection sampling, without overlap."""
-    kinds = np.where(rng.uniform(size=n_shapes) < 0.5, "polygon", "round")
-    radii = rng.uniform(shape_radius[0], shape_radius[1], n_shapes)
-    ps = rng.uniform(lp_range[0], lp_range[1], n_shapes)
-    extents = np.array([_extent(k, r, p) for k, r, p in zip(kinds, radii, ps)])
-    needed = np.pi * ((extents + _GAP / 2.0) ** 2).sum()
-    if needed > _MAX_PACKING * size**2:
-        raise ValueError(
-            f"density={density!r} asks for {n_shapes} non-overlapping shapes in a "
-            f"{size}x{size} image, more than can possibly fit; lower `density` or "
-            "`shape_radius`, or raise `image_size`."
-        )
-    centres = np.empty((n_shapes, 2))
-    shapes = []
-    for i in range(n_shapes):
-        R = extents[i]
-        lo, hi = R, size - 1.0 - R
-        for _ in range(_MAX_BATCHES):
-            cand = rng.uniform(lo, hi, (_BATCH, 2))
-            if i:
-                d2 = ((cand[:, None, :] - centres[None, :i, :]) ** 2).sum(-1)
-                ok = (d2 > (R + extents[None, :i] + _GAP) ** 2).all(axis=1)
-            else:
-                ok = np.ones(_BATCH, dtype=bool)
-            if ok.any():
-                centres[i] = cand[np.argmax(ok)]
-                break
-        else:
-            raise ValueError(
-                f"could not place shape {i + 1} of {n_shapes} without overlap in a "
-                f"{size}x{size} image after {_BATCH * _MAX_BATCHES} attempts; "
-                f"density={density!r} is too high: lower `density` or `shape_radius`."
-            )
-        kind = str(kinds[i])
-        shapes.append(
-            _Shape(
-                kind=kind,
-                cy=float(centres[i, 0]),
-                cx=float(centres[i, 1]),
-                radius=float(radii[i]),
-                angle=float(rng.uniform(0.0, 2.0 * np.pi)),
-                n_vertices=int(rng.integers(4, 8)) if kind == "polygon" else 0,
-                p=float(ps[i]),
-                intensity=float(rng.uniform(*_INK_RANGE)),
-            )
-        )
-    return shapes
-
-
-#: Period (pixels) and half-width of the context texture's stripes around a shape.
-_CONTEXT_PERIOD = 4.0
-#: Outer radius of the textured ring around a shape, as a multiple of its extent.
-_CONTEXT_REACH = 1.6
-#: The planted watermark: a 5 x 5 pattern of dark (1) and light (0) pixels.
-_WATERMARK = np.array([[1, 0, 1, 0, 1],
-                       [0, 1, 0, 1, 0],
-                       [1, 0, 1, 0, 1],
-                       [0, 1, 0, 1, 0],
-                       [1, 0, 1, 0, 1]], dtype=np.float32)
-
-
-def _draw_context(rng, img, shapes, context, amplitude):
-    """Paint stripes around the shapes, more often around polygons (the label's context).
-
-    Each polygon gets a textured disc of radius ``1.6 * extent`` with
-    probability ``(1 + context) / 2``, each round shape with probability
-    ``(1 - context) / 2``; shapes are drawn over it afterwards, so the texture
-    shows only around them.  Draws from ``rng`` only when called.
-    """
-    size = img.shape[0]
-    for s in shapes:
-        p = (1.0 + context) / 2.0 if s.kind == "polygon" else (1.0 - context) / 2.0
-        use, theta = rng.uniform() < p, rng.uniform(0.0, np.pi)
-        if not use:
-            continue
-        reach = _CONTEXT_REACH * _extent(s.kind, s.radius, s.p)
-        r0, r1 = max(int(s.cy - reach), 0), min(int(np.ceil(s.cy + reach)) + 1, size)
-        c0, c1 = max(int(s.cx - reach), 0), min(int(np.ceil(s.cx + reach)) + 1, size)
-        dy = (np.arange(r0, r1) - s.cy)[:, None]
-        dx = (np.arange(c0, c1) - s.cx)[None, :]
-        inside = dy**2 + dx**2 <= reach**2
-        stripes = np.sin(2.0 * np.pi * (dx * np.cos(theta) + dy * np.sin(theta)) / _CONTEXT_PERIOD)
-        img[r0:r1, c0:c1] += (amplitude * stripes * inside).astype(np.float32)
 
 
 def _make_big_image(rng, size, tile_size, shape_radius, lp_range, density, amplitude,
@@ -270,84 +72,11 @@ def _draw_entropy(rng):
     return int(rng.randint(0, np.iinfo(np.int32).max))
 
 
-def _validate(n_train, n_test_images, image_size, tile_size, test_stride, shape_radius,
-              density, lp_range, background_amplitude, noise_std, context=0.0,
-              context_amplitude=0.15, watermark=0.0):
-    for name, v in (("context", context), ("watermark", watermark)):
-        if not (isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and 0 <= v <= 1):
-            raise ValueError(f"{name} must be a number in [0, 1] (0: off), got {v!r}.")
-    if not (isinstance(context_amplitude, (int, float, np.number)) and 0 < context_amplitude <= 0.3):
-        raise ValueError(f"context_amplitude must lie in (0, 0.3], got {context_amplitude!r}.")
-
-    def is_int(x):
-        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-    if not is_int(n_train) or n_train < 1:
-        raise ValueError(f"n_train must be an integer >= 1, got {n_train!r}.")
-    if not is_int(n_test_images) or n_test_images < 0:
-        raise ValueError(
-            f"n_test_images must be an integer >= 0 (0 for no test set), got {n_test_images!r}."
-        )
-    if not is_int(tile_size) or tile_size < 1:
-        raise ValueError(f"tile_size must be an integer >= 1, got {tile_size!r}.")
-    if not is_int(image_size) or image_size < tile_size:
-        raise ValueError(
-            f"tile_size={tile_size!r} must not exceed image_size={image_size!r}; "
-            "raise `image_size` or lower `tile_size`."
-        )
-    if not is_int(test_stride) or test_stride < 1:
-        raise ValueError(f"test_stride must be an integer >= 1, got {test_stride!r}.")
-    try:
-        lo, hi = (float(v) for v in shape_radius)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"shape_radius must be a pair (lo, hi) with 0 < lo <= hi, got {shape_radius!r}."
-        ) from None
-    if not (0 < lo <= hi) or not np.isfinite(hi):
-        raise ValueError(
-            f"shape_radius must be a pair (lo, hi) with 0 < lo <= hi, got {shape_radius!r}."
-        )
-    if 2 * hi >= tile_size:
-        raise ValueError(
-            f"shapes of radius up to {hi} (diameter {2 * hi}) do not fit in tiles of "
-            f"{tile_size} pixels; lower shape_radius[1] below tile_size / 2."
-        )
-    try:
-        plo, phi = (float(v) for v in lp_range)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"lp_range must be a pair (lo, hi) with 1 <= lo <= hi, got {lp_range!r}."
-        ) from None
-    if not (1 <= plo <= phi) or not np.isfinite(phi):
-        raise ValueError(
-            f"lp_range must be a pair (lo, hi) with 1 <= lo <= hi (p < 1 gives non-convex, "
-            f"star-like shapes), got {lp_range!r}."
-        )
-    max_extent = max(_extent("polygon", hi, 2.0), _extent("round", hi, phi))
-    if 2 * max_extent + 1 >= image_size:
-        raise ValueError(
-            f"shapes reaching {max_extent:.1f} pixels from their centre do not fit in "
-            f"images of {image_size} pixels; lower `shape_radius` or raise `image_size`."
-        )
-    if not np.isfinite(density) or density <= 0:
-        raise ValueError(
-            f"density must be a positive number (expected shapes per tile_size x tile_size "
-            f"area), got {density!r}."
-        )
-    if not (0 <= background_amplitude <= 0.2):
-        raise ValueError(
-            "background_amplitude must lie in [0, 0.2] (the pattern must stay faint), "
-            f"got {background_amplitude!r}."
-        )
-    if not (0 <= noise_std <= 0.1):
-        raise ValueError(f"noise_std must lie in [0, 0.1], got {noise_std!r}.")
-    return (lo, hi), (plo, phi)
-
-
 def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102,
                   test_stride=34, shape_radius=(14.0, 21.0), density=1.25,
                   lp_range=(2.0, 2.6), background_amplitude=0.05, noise_std=0.01,
-                  context=0.0, context_amplitude=0.15, watermark=0.0, random_state=None):
+                  context=0.0, context_amplitude=0.15, watermark=0.0, watermark_pattern="checkerboard",
+                  random_state=None):
     """Generate the polygons-versus-round-shapes toy data of the LRP thesis.
 
     Reproduces the toy task of Lapuschkin's thesis, Sec. 2.4.3, Fig. 2.13:
@@ -434,10 +163,17 @@ def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102
         Amplitude of the stripes on the 0..1 grey scale (at most 0.3).
     watermark : float in [0, 1], default=0.0
         Probability that a positive tile (train and test) carries a planted
-        artefact: a 5 x 5 checkerboard of dark (0.1) pixels 3 px from the
-        tile's bottom-left corner, pasted into the tile after cropping (the
-        "copyright tag" of the horse class, thesis Ch. 4).  ``has_watermark``
-        and ``test_has_watermark`` say which tiles carry it.
+        artefact 3 px from the tile's bottom-left corner, pasted into the
+        tile after cropping (the "copyright tag" of the horse class, thesis
+        Ch. 4).  ``has_watermark`` and ``test_has_watermark`` say which tiles
+        carry it; :func:`bowlrp.datasets.watermark.watermark_mask` gives its
+        pixels.
+    watermark_pattern : str or 2-D array, default="checkerboard"
+        The mark (:data:`bowlrp.datasets.watermark.WATERMARKS`):
+        ``"checkerboard"``, a 5 x 5 checkerboard of dark (0.1) pixels, too
+        fine for dense SIFT to see; ``"tag"``, a 12 x 12 white label with
+        three black bars, which a Fisher-vector model learns to use
+        (docs/clever_hans.md); or grey values in [0, 1] (NaN: transparent).
     random_state : int, RandomState, Generator or None, default=None
         Seed of the generator; see :func:`sklearn.utils.check_random_state`.
         A ``RandomState`` or ``Generator`` is advanced by one draw.
@@ -488,6 +224,7 @@ def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102
     shape_radius, lp_range = _validate(
         n_train, n_test_images, image_size, tile_size, test_stride, shape_radius,
         density, lp_range, background_amplitude, noise_std, context, context_amplitude, watermark,
+        watermark_pattern,
     )
     entropy = _draw_entropy(_check_rng(random_state))
 
@@ -543,7 +280,7 @@ def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102
         if watermark > 0:  # own random stream: the rest of the data does not change
             rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(2, split)))
             mark = (lab == 1) & (rng.uniform(size=len(lab)) < watermark)
-            _stamp_watermark(tiles, mark)
+            tiles[mark] = stamp_watermark(tiles[mark], pattern=watermark_pattern)
         marks.append(mark)
     descr = (
         "Polygons vs. round shapes toy data (Lapuschkin's LRP thesis, Sec. 2.4.3, "
@@ -562,7 +299,8 @@ def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102
         descr += (f"\nContext: stripes (amplitude {context_amplitude}) around a polygon with "
                   f"probability {(1 + context) / 2:g}, around a round shape with {(1 - context) / 2:g}.")
     if watermark > 0:
-        descr += (f"\nWatermark: a 5x5 checkerboard at the bottom-left of {int(marks[0].sum())} "
+        name = watermark_pattern if isinstance(watermark_pattern, str) else "custom"
+        descr += (f"\nWatermark: the {name!r} mark at the bottom-left of {int(marks[0].sum())} "
                   f"training and {int(marks[1].sum())} test tiles (positive tiles, probability {watermark:g}).")
     return Bunch(
         images=train_images,
@@ -583,17 +321,3 @@ def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102
         DESCR=descr,
     )
 
-
-def _stamp_watermark(tiles, mark):
-    """Paste the watermark (dark pixels 0.1) 3 px from the bottom-left corner of ``tiles[mark]``."""
-    t = tiles.shape[1]
-    h, w = _WATERMARK.shape
-    if not mark.any() or t < h + 6:
-        return
-    rows, cols = slice(t - 3 - h, t - 3), slice(3, 3 + w)
-    ink = np.uint8(np.rint(0.1 * 255))
-    sub = tiles[mark][:, rows, cols]
-    sub[:, _WATERMARK > 0] = ink
-    block = tiles[mark]
-    block[:, rows, cols] = sub
-    tiles[mark] = block
