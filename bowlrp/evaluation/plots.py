@@ -2,7 +2,8 @@
 
 import numpy as np
 
-__all__ = ["plot_perturbation_curves", "plot_context_ratio", "plot_spray"]
+__all__ = ["plot_perturbation_curves", "plot_context_ratio", "plot_spray", "plot_spectrum", "plot_embedding",
+           "plot_cluster_means", "plot_spray_report"]
 
 
 def _pyplot():
@@ -102,26 +103,194 @@ def plot_context_ratio(per_class, path, title="context ratio mu per class (eq. 4
     return _save(fig, path)
 
 
-def plot_spray(spray, path, labels=None):
-    """SpRAy figure: the Laplacian eigenvalues (eigengap marked) and the t-SNE embedding.
+def _relevance_cmap():
+    from matplotlib.colors import ListedColormap  # noqa: PLC0415
 
-    ``labels`` colours the embedding (default: the cluster labels).
+    from ..viz import heatmap_rgb  # noqa: PLC0415
+
+    return ListedColormap(heatmap_rgb(np.linspace(-1, 1, 256)[None], 1.0)[0] / 255.0, name="bowlrp_relevance")
+
+
+def _cluster_colours(k):
+    plt = _pyplot()
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    return [cmap(c % cmap.N) for c in range(k)]
+
+
+def plot_spectrum(spray, path=None, ax=None, title=None):
+    """The smallest eigenvalues of ``L_sym`` with the eigengap marked (thesis Fig. 6.3).
+
+    Draws into ``ax`` when given, else into a new figure written to ``path``.
+    Returns ``path`` (or ``ax``).
+    """
+    plt = _pyplot()
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(5, 4))
+    ev = np.asarray(spray.eigenvalues_)
+    idx = np.arange(1, len(ev) + 1)
+    k, gap = spray.n_clusters_, spray.eigengap_
+    ax.plot(idx, ev, "o-", color="0.3", ms=5)
+    ax.plot(idx[:k], ev[:k], "o", color="tab:red", ms=7, label=f"{k} cluster(s) before the gap")
+    if k < len(ev):
+        ax.annotate("", xy=(k + 0.5, ev[k]), xytext=(k + 0.5, ev[k - 1]),
+                    arrowprops=dict(arrowstyle="<->", color="tab:red", lw=1.5))
+        ax.text(k + 0.65, (ev[k] + ev[k - 1]) / 2, f"eigengap {gap:.3f}", color="tab:red", va="center", fontsize=8)
+    ax.set_xticks(idx)
+    ax.set_xlabel("index i")
+    ax.set_ylabel("eigenvalue lambda_i of L_sym")
+    ax.set_title(title or f"spectrum of {len(spray.labels_)} relevance maps")
+    ax.legend(fontsize=8, loc="lower right")
+    if own:
+        return _save(fig, path)
+    return ax
+
+
+def plot_embedding(spray, path=None, ax=None, truth=None, truth_names=("no", "yes"), title=None):
+    """The 2-D embedding, coloured by cluster; ``truth`` (0/1 per map, e.g. "carries the mark") sets the marker.
+
+    Returns ``path`` (or ``ax``).
+    """
+    plt = _pyplot()
+    if getattr(spray, "embedding_", None) is None:
+        raise ValueError("the SpRAy has no embedding; fit it with embedding='tsne' or 'spectral'")
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(5, 4))
+    Z, labels = np.asarray(spray.embedding_), np.asarray(spray.labels_)
+    k = int(labels.max()) + 1
+    colours = _cluster_colours(k)
+    markers = ("o", "^")
+    t = np.zeros(len(Z), dtype=int) if truth is None else np.asarray(truth).astype(int)
+    for c in range(k):
+        for v in np.unique(t):
+            sel = (labels == c) & (t == v)
+            if sel.any():
+                lab = f"cluster {c} ({int((labels == c).sum())})" if v == t.min() else None
+                ax.scatter(Z[sel, 0], Z[sel, 1], s=22, color=colours[c], marker=markers[v % 2], label=lab,
+                           edgecolors="k", linewidths=0.3)
+    if truth is not None:
+        for v in np.unique(t):
+            ax.scatter([], [], marker=markers[v % 2], color="w", edgecolors="k", label=f"{truth_names[v]}")
+    kind = "t-SNE" if getattr(spray, "embedding", "tsne") in ("tsne", True) else "spectral"
+    ax.set_xlabel(f"{kind} coordinate 1")
+    ax.set_ylabel(f"{kind} coordinate 2")
+    ax.set_title(title or f"{kind} embedding, coloured by cluster")
+    ax.legend(fontsize=7, title="colour: cluster (size)" + ("; marker: truth" if truth is not None else ""),
+              title_fontsize=7, loc="best")
+    if own:
+        return _save(fig, path)
+    return ax
+
+
+def _examples(labels, c, n, scores=None):
+    idx = np.flatnonzero(labels == c)
+    if scores is not None:
+        idx = idx[np.argsort(-np.asarray(scores)[idx], kind="stable")]
+    return idx[:n]
+
+
+def plot_cluster_means(spray, heatmaps, images, path, n_examples=3, scores=None, title=None):
+    """One row per cluster: its mean heatmap, then a few of its images with their heatmaps.
+
+    Each map is scaled to ``max |R| = 1`` before averaging (eq. 2.62); maps of
+    different sizes are resized to one (:meth:`SpRAy.cluster_means`).  The
+    examples are the highest-``scores`` members when ``scores`` is given.
+    """
+    plt = _pyplot()
+    from ..viz import gray_rgb  # noqa: PLC0415
+
+    means = spray.cluster_means(heatmaps)
+    maps = list(heatmaps.pixels) if hasattr(heatmaps, "pixels") else list(heatmaps)
+    labels = np.asarray(spray.labels_)
+    k = len(means)
+    cols = 1 + 2 * n_examples
+    fig, axes = plt.subplots(k, cols, figsize=(1.9 * cols + 0.8, 2.1 * k + 0.5), squeeze=False)
+    cmap = _relevance_cmap()
+    for c in range(k):
+        ax = axes[c, 0]
+        S = float(np.abs(means[c]).max()) or 1.0
+        im = ax.imshow(means[c], cmap=cmap, vmin=-S, vmax=S, interpolation="nearest")
+        ax.set_title(f"cluster {c}: mean of {int((labels == c).sum())}", fontsize=8)
+        cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+        cb.set_label("mean R / max|R|", fontsize=7)
+        cb.ax.tick_params(labelsize=6)
+        for j, i in enumerate(_examples(labels, c, n_examples, scores)):
+            img = gray_rgb(np.asarray(images[i]))
+            axes[c, 1 + 2 * j].imshow(img, interpolation="nearest")
+            axes[c, 1 + 2 * j].set_title(f"image {i}", fontsize=8)
+            R = np.asarray(maps[i], dtype=np.float64)
+            S = float(np.abs(R).max()) or 1.0
+            axes[c, 2 + 2 * j].imshow(R, cmap=cmap, vmin=-S, vmax=S, interpolation="nearest")
+            axes[c, 2 + 2 * j].set_title(f"heatmap {i} (red: for)", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if not ax.images:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_spray(spray, path, labels=None, title=None):
+    """SpRAy figure: the spectrum (eigengap marked) and, when there is one, the embedding.
+
+    ``labels`` (0/1 per map, e.g. the truth) sets the embedding's markers.
     """
     plt = _pyplot()
     has_emb = getattr(spray, "embedding_", None) is not None
     fig, axes = plt.subplots(1, 2 if has_emb else 1, figsize=(10 if has_emb else 5, 4), squeeze=False)
-    ax = axes[0, 0]
-    ev = spray.eigenvalues_
-    ax.plot(np.arange(1, len(ev) + 1), ev, "o-")
-    k = spray.n_clusters_
-    ax.axvline(k + 0.5, color="r", ls="--", label=f"eigengap: {k} cluster(s)")
-    ax.set_xlabel("index")
-    ax.set_ylabel("eigenvalue of the normalised Laplacian")
-    ax.legend(fontsize=8)
+    plot_spectrum(spray, ax=axes[0, 0])
     if has_emb:
-        ax = axes[0, 1]
-        c = spray.labels_ if labels is None else np.asarray(labels)
-        sc = ax.scatter(spray.embedding_[:, 0], spray.embedding_[:, 1], c=c, cmap="tab10", s=12)
-        ax.set_title("t-SNE of the pooled relevance maps")
-        fig.colorbar(sc, ax=ax)
+        plot_embedding(spray, ax=axes[0, 1], truth=labels)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_spray_report(spray, heatmaps, images, path, truth=None, truth_names=("no", "yes"), n_examples=2,
+                      title=None):
+    """Spectrum, embedding and each cluster's mean heatmap with example images, in one PNG."""
+    plt = _pyplot()
+    from ..viz import gray_rgb  # noqa: PLC0415
+
+    means = spray.cluster_means(heatmaps)
+    maps = list(heatmaps.pixels) if hasattr(heatmaps, "pixels") else list(heatmaps)
+    labels = np.asarray(spray.labels_)
+    k = len(means)
+    ncol = 1 + 2 * n_examples
+    fig = plt.figure(figsize=(max(10.0, 2.0 * ncol + 1), 4.2 + 2.0 * k))
+    grid = fig.add_gridspec(1 + k, ncol, height_ratios=[2.1] + [1.0] * k)
+    half = ncol // 2
+    plot_spectrum(spray, ax=fig.add_subplot(grid[0, :half]))
+    if spray.embedding_ is not None:
+        plot_embedding(spray, ax=fig.add_subplot(grid[0, half:]), truth=truth, truth_names=truth_names)
+    cmap = _relevance_cmap()
+    for c in range(k):
+        ax = fig.add_subplot(grid[1 + c, 0])
+        S = float(np.abs(means[c]).max()) or 1.0
+        im = ax.imshow(means[c], cmap=cmap, vmin=-S, vmax=S, interpolation="nearest")
+        extra = ""
+        if truth is not None:
+            extra = f", {int(np.sum(np.asarray(truth)[labels == c]))} {truth_names[1]}"
+        ax.set_title(f"cluster {c} mean ({int((labels == c).sum())} maps{extra})", fontsize=8)
+        cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+        cb.set_label("mean R / max|R|", fontsize=7)
+        cb.ax.tick_params(labelsize=6)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for j, i in enumerate(_examples(labels, c, n_examples)):
+            a1, a2 = fig.add_subplot(grid[1 + c, 1 + 2 * j]), fig.add_subplot(grid[1 + c, 2 + 2 * j])
+            a1.imshow(gray_rgb(np.asarray(images[i])), interpolation="nearest")
+            a1.set_title(f"cluster {c}: image {i}", fontsize=8)
+            R = np.asarray(maps[i], dtype=np.float64)
+            S = float(np.abs(R).max()) or 1.0
+            a2.imshow(R, cmap=cmap, vmin=-S, vmax=S, interpolation="nearest")
+            a2.set_title(f"its heatmap (red: for)", fontsize=8)
+            for a in (a1, a2):
+                a.set_xticks([])
+                a.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=11)
     return _save(fig, path)
