@@ -59,6 +59,7 @@ from numbers import Real
 
 from ._backend import get_namespace
 from ._validation import InvalidParameterError, check_number
+from .messages import FLOOR, RTOL, _divide, _sign, phi, redistribute_sparse, usable
 
 __all__ = [
     "Rule",
@@ -81,44 +82,6 @@ __all__ = [
     "RTOL",
     "FLOOR",
 ]
-
-PHIS = ("z", "pos", "neg", "abs", "one")
-
-#: Denominators below ``RTOL * sum_i |z_ij|`` count as zero (see the module docstring).
-RTOL = 1e-10
-#: ... and so do denominators below this absolute floor (``R / FLOOR`` stays finite for ``|R| < 1e18``).
-FLOOR = 1e-290
-
-
-def phi(name, z, xp):
-    """Elementwise transform ``name`` of forward messages ``z`` (see module docstring)."""
-    if name == "z":
-        return z
-    if name == "pos":
-        return xp.maximum(z, 0.0)
-    if name == "neg":
-        return xp.minimum(z, 0.0)
-    if name == "abs":
-        return xp.abs(z)
-    if name == "one":
-        return (z != 0).astype(z.dtype)
-    raise ValueError(f"unknown message transform {name!r}; valid: {list(PHIS)}")
-
-
-def usable(den, magnitude, xp):
-    """Where ``den`` is a usable denominator: ``|den| > max(RTOL * magnitude, FLOOR)``."""
-    return xp.abs(den) > xp.maximum(RTOL * magnitude, FLOOR)
-
-
-def _divide(num, den, ok, xp):
-    """``num / den`` where ``ok``, else 0, without warnings."""
-    return xp.where(ok, num / xp.where(ok, den, 1.0), 0.0)
-
-
-def _sign(z, xp):
-    """``sign(z)`` with ``sign(0) = +1`` (paper 000, Supp. Sec. IV)."""
-    return xp.where(z >= 0, 1.0, -1.0).astype(z.dtype)
-
 
 class Rule:
     """Base class of the LRP rules.
@@ -504,32 +467,3 @@ def mapping_rule(rule=None):
     if "mapping" not in rule.stages:
         rule.scales(None, None, None, None)  # raises the message naming the valid rules
     return rule
-
-
-def redistribute_sparse(rule, z, cols, n_cols, R, xp):
-    """Apply ``rule`` to sparse forward messages.
-
-    Parameters
-    ----------
-    rule : Rule
-    z : array (n_entries,)
-        Forward messages ``z_ij`` that may be non-zero.
-    cols : int array (n_entries,)
-        Output ``j`` of each message.
-    n_cols : int
-    R : array (n_cols,)
-        Relevance of the outputs.
-
-    Returns
-    -------
-    messages : array (n_entries,)
-        ``R_{i<-j}`` for each stored message.
-    reached : bool array (n_cols,)
-        Outputs whose relevance the messages carry back.
-    """
-    magnitude = xp.bincount(cols, weights=xp.abs(z), minlength=n_cols)
-    transformed = [phi(p, z, xp) for p in rule.phis]
-    sums = tuple(xp.bincount(cols, weights=t, minlength=n_cols) for t in transformed)
-    scales, reached = rule.scales(sums, magnitude, R, xp)
-    messages = sum(t * s[cols] for t, s in zip(transformed, scales))
-    return messages, reached

@@ -20,7 +20,6 @@ measurement runs but whose numbers are not results.
 """
 
 import argparse
-import multiprocessing
 import os
 
 import matplotlib.pyplot as plt
@@ -42,10 +41,8 @@ a = p.parse_args()
 # Measure every finding and write the table
 # -----------------------------------------
 
-# The two groups of findings run in two processes where they can be forked; a spawned process would run
-# this script again, so elsewhere (macOS, Windows) they run one after the other.
+# The two groups of findings that share no data run in two worker processes at once.
 findings, meta = run_reproduce(a.out, fast=a.fast, only=a.only, n_jobs=a.n_jobs, random_state=a.seed,
-                               parallel=multiprocessing.get_start_method() == "fork",
                                command="python examples/reproduce.py")
 
 # %%

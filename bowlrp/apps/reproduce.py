@@ -30,9 +30,9 @@ The findings (one group each):
 import os
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
 from ..cnn import CNNClassifier
@@ -290,10 +290,10 @@ def run_reproduce(out=os.path.join("docs", "reproduction.md"), fast=False, only=
     if parallel and len(groups) > 1:
         log(f"running {len(groups)} groups of findings in parallel processes: "
             + "; ".join(", ".join(grp) for grp in groups))
-        # the platform's default start method: "spawn" would run a calling script (examples/reproduce.py) again
-        with ProcessPoolExecutor(len(groups)) as pool:
-            futures = [pool.submit(_run_group, grp, sizes, random_state, n_jobs, verbose, print) for grp in groups]
-            done = [fut.result() for fut in futures]
+        # loky starts fresh interpreters: a forked child of a process whose OpenMP thread pool is running
+        # (k-means, SIFT) can hang in it, and multiprocessing's "spawn" would run a calling script again
+        done = Parallel(n_jobs=len(groups), backend="loky")(
+            delayed(_run_group)(grp, sizes, random_state, n_jobs, verbose, print) for grp in groups)
     else:
         done = [_run_group(grp, sizes, random_state, n_jobs, verbose, log) for grp in groups]
     by_key = {f.key: f for found, _ in done for f in found}
