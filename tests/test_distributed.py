@@ -22,10 +22,14 @@ from bowlrp.apps.modelfile import load_model, save_model
 from bowlrp.collection import describe_sample, explain_collection, fit_collection, image_features, run_tasks
 from bowlrp.collection import explain as collection_explain
 from bowlrp.collection.engine import model_cache_info
+from bowlrp.collection.fit import fit_descriptor_stages
 from bowlrp.collection.store import ResultStore, write_atomic
 from bowlrp.datasets import make_polygons, read_image
 from bowlrp.cli import main
 from photo_fixtures import SMALL_PARAM_ARGS, synthetic_folder
+
+
+NO_DASK = "dask.distributed is not installed (pip install 'dask[distributed]'): no LocalCluster to run on"
 
 
 def small_pipeline(**bow):
@@ -162,20 +166,50 @@ def test_bad_inputs_are_named(toy, tmp_path):
                        paths[:2], labels[:2], verbose=False)
 
 
-def test_fit_collection_equals_pipeline_fit_when_every_descriptor_fits_the_sample(toy):
+def test_fit_collection_equals_pipeline_fit_when_every_descriptor_fits_the_sample(toy, monkeypatch):
     pipe, paths, labels, _ = toy
     images = [read_image(p) for p in paths[:40]]
     ref = small_pipeline().fit(images, labels[:40])
+    from bowlrp.collection import fit as collection_fit
+
+    reads = []
+    real = collection_fit._read
+    monkeypatch.setattr(collection_fit, "_read", lambda *a: reads.append(a[0]) or real(*a))
     got = fit_collection(small_pipeline(), paths[:40], labels[:40], verbose=False)
+    assert len(reads) == 40  # each image read and described once: the whole sets are encoded from the sample
     np.testing.assert_array_equal(got.named_steps["bow"].vocabularies_[0], ref.named_steps["bow"].vocabularies_[0])
     np.testing.assert_array_equal(got.decision_function(images), ref.decision_function(images))
+
+
+def test_features_encoded_from_whole_sample_sets_equal_those_read_again(toy):
+    pipe, paths, labels, _ = toy
+    fv = bowlrp.ExplainablePipeline([
+        ("sift", bowlrp.DenseSIFT(scales=(2.0,), steps=(6,))),
+        ("pca", bowlrp.DescriptorPCA(n_components=8, random_state=0)),
+        ("fv", bowlrp.FisherVectorEncoder(n_components=3, random_state=0)),
+        ("svm", bowlrp.KernelSVC(kernel="linear")),
+    ])
+    # 196 descriptors per tile: a share of 200 holds every one of them, a share of 50 none
+    whole = describe_sample(fv, paths[:20], n_per_image=200, verbose=False)
+    part = describe_sample(fv, paths[:20], n_per_image=50, verbose=False)
+    assert whole.whole == [True] * 20 and part.whole_sets() == [None] * 20
+    fit_descriptor_stages(fv, whole.sets)  # fitting PCA and GMM must leave the sets as they were
+    held = whole.whole_sets()
+    held[3] = None  # one image read again, the others encoded here in chunks of 7
+    got, errors = image_features(fv, paths[:20], descriptors=held, chunk=7, verbose=False)
+    read, _ = image_features(fv, paths[:20], verbose=False)
+    assert errors == [] and got.shape == read.shape == (20, fv[:-1].transform([read_image(paths[0])]).shape[1])
+    np.testing.assert_allclose(got, read, rtol=1e-10, atol=1e-13)
+    with pytest.raises(ValueError, match="descriptors has 2 entries for 20 paths"):
+        image_features(fv, paths[:20], descriptors=held[:2], verbose=False)
 
 
 def test_sample_caps_each_image_and_level_with_draws_from_its_own_stream(toy):
     pipe, paths, labels, _ = toy
     full = bowlrp.DenseSIFT(scales=(2.0,), steps=(6,)).transform([read_image(p, gray=True) for p in paths[:5]])
     s = describe_sample(small_pipeline(), paths[:5], n_per_image=7, random_state=3, verbose=False)
-    assert s.errors == [] and s.shapes == [(102, 102)] * 5
+    assert s.errors == [] and s.shapes == [(102, 102)] * 5 and s.whole == [False] * 5
+    assert s.whole_sets() == [None] * 5  # none can be encoded from its sample: all are described again
     for i, (ds, whole) in enumerate(zip(s.sets, full)):
         assert len(ds) == 7 < len(whole)
         rows = [np.flatnonzero((whole.descriptors == d).all(axis=1))[0] for d in ds.descriptors]
@@ -187,12 +221,16 @@ def test_sample_caps_each_image_and_level_with_draws_from_its_own_stream(toy):
     assert not all(np.array_equal(a.descriptors, b.descriptors) for a, b in zip(s.sets, other.sets))
     # the cap follows the encoder's own: max_descriptors=60 over 5 images is 12 per image
     assert describe_sample(small_pipeline(max_descriptors=60), paths[:5], verbose=False).n_per_image == 12
+    whole = describe_sample(small_pipeline(), paths[:5], verbose=False)  # 50000 per level: every descriptor
+    assert whole.whole == [True] * 5
+    for ds, full_set in zip(whole.whole_sets(), full):
+        np.testing.assert_array_equal(ds.descriptors, full_set.descriptors)
 
 
 # ---------------------------------------------------------------- a Dask cluster
 @pytest.fixture(scope="module")
 def cluster():
-    distributed = pytest.importorskip("distributed")
+    distributed = pytest.importorskip("distributed", reason=NO_DASK)
     lc = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=40)
     client = distributed.Client(lc)
@@ -225,7 +263,7 @@ def _thread_name(i):
 
 
 def test_a_cluster_of_one_thread_still_computes_on_the_cluster():
-    distributed = pytest.importorskip("distributed")
+    distributed = pytest.importorskip("distributed", reason=NO_DASK)
     # joblib computes in the calling process when its backend offers one worker; ours must not
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
                                   silence_logs=40) as lc, distributed.Client(lc) as client:
@@ -338,7 +376,8 @@ def _check_against_serial(done, serial, pipe):
 
 
 @pytest.mark.slow  # 500 images on 2 worker processes, twice: about a minute on 2 cores
-def test_500_images_survive_a_killed_worker(toy500, cluster, tmp_path):
+def test_500_images_survive_a_killed_worker(cluster, toy500, tmp_path):
+    # the cluster fixture comes first: without dask.distributed this skips before toy500 explains 500 images
     paths, model_file, ref, pipe = toy500
     lc, client = cluster
     pids = list(client.run(os.getpid).values())
@@ -353,7 +392,7 @@ def test_500_images_survive_a_killed_worker(toy500, cluster, tmp_path):
 
 
 @pytest.mark.slow
-def test_500_images_resume_after_the_client_is_killed(toy500, cluster, tmp_path):
+def test_500_images_resume_after_the_client_is_killed(cluster, toy500, tmp_path):
     paths, model_file, ref, pipe = toy500
     lc, client = cluster
     folder = os.path.dirname(paths[0])

@@ -137,14 +137,18 @@ def train_folder(folder, model="bow-hik", out=None, *, params=None, test_size=0.
             tr, te = train_test_split(idx, test_size=test_size, stratify=target, random_state=random_state)
         else:
             tr, te = idx, idx[:0]
+        again = len(y) - sum(sample.whole[i] for i in kept)
         log(f"[2/3] fitting {model} on {len(tr)} images: "
             f"{'vocabulary' if MODELS[model].encoder == 'bow' else 'PCA and GMM'} on "
             f"{sum(len(sample.sets[kept[i]]) for i in tr)} sampled descriptors, then the feature vectors "
-            f"of all {len(y)} images{where}, then the SVM")
+            f"of all {len(y)} images" + (f" ({again} described again{where})" if again else "") + ", then the SVM")
         t = time.perf_counter()
         fit_descriptor_stages(pipe, [sample.sets[kept[i]] for i in tr])  # in the order pipe.fit would see them
+        whole = sample.whole_sets()
+        held = [whole[i] for i in kept]  # images described whole are not described again
         del sample
-        F, errors = image_features(pipe, paths, max_side=cap, n_jobs=n_jobs, client=dask, verbose=verbose)
+        F, errors = image_features(pipe, paths, descriptors=held, max_side=cap, n_jobs=n_jobs, client=dask,
+                                   verbose=verbose)
         if errors:
             raise ValueError(f"{len(errors)} image(s) could not be encoded (changed while training?): "
                              + "; ".join(f"{p}: {r}" for _, p, r in errors[:5]))

@@ -14,15 +14,19 @@ a Dask cluster):
    fits the descriptor stages and the encoder on it.
 2. :func:`image_features`: each task reads one image again and returns its
    feature vector from the fitted steps up to the encoder; the client
-   stacks the ``(n_images, n_features)`` matrix and fits the rest.
+   stacks the ``(n_images, n_features)`` matrix and fits the rest.  An
+   image whose every descriptor came back in the sample (it had no more
+   than its share) is encoded on the client from those descriptors instead
+   of being read and described again.
 
 So the client's memory does not grow with the descriptors of the
-collection, only with the feature matrix, and the first step runs twice per
-image (once per pass).  The draws depend only on the seed and each image's
-position, so every backend fits the same model.  When no image has more
-descriptors than its share, the sample is every descriptor in the order
-``pipeline.fit`` sees them, and the model equals ``pipeline.fit`` on the
-loaded images.
+collection (the sample, and the images held whole in it, total about
+``max_descriptors`` per level), only with the feature matrix, and the
+first step runs at most twice per image.  The draws depend only on the
+seed and each image's position, so every backend fits the same model.
+When no image has more descriptors than its share, the sample is every
+descriptor in the order ``pipeline.fit`` sees them, nothing is described
+twice, and the model equals ``pipeline.fit`` on the loaded images.
 """
 
 import dataclasses
@@ -92,12 +96,20 @@ class DescriptorSample:
         ``(index, path, reason)`` of the images that failed.
     n_per_image : int
         The cap per image and level that was used.
+    whole : list of bool
+        Whether each set holds every descriptor of its image (no level had
+        more than ``n_per_image``).
     """
 
     sets: list
     shapes: list
     errors: list
     n_per_image: int
+    whole: list
+
+    def whole_sets(self):
+        """The sets that hold their image's every descriptor, None for the others (for :func:`image_features`)."""
+        return [s if w else None for s, w in zip(self.sets, self.whole)]
 
 
 def _subsample(ds, k, rng):
@@ -123,16 +135,17 @@ def _read(path, max_side, gray):
 
 
 def _sample_task(first, path, index, max_side, gray, k, seed):
-    """One image on a worker: ``(index, shape, sampled descriptors, error)``."""
+    """One image on a worker: ``(index, shape, sampled descriptors, whole, error)``."""
     try:
         image = _read(path, max_side, gray)
     except (OSError, ValueError) as exc:
-        return index, None, None, str(exc)
+        return index, None, None, False, str(exc)
     try:
         (ds,) = first.transform([image])
     except ValueError as exc:
-        return index, image.shape[:2], None, str(exc)
-    return index, image.shape[:2], _subsample(ds, k, np.random.default_rng([seed, index])), None
+        return index, image.shape[:2], None, False, str(exc)
+    sample = _subsample(ds, k, np.random.default_rng([seed, index]))
+    return index, image.shape[:2], sample, sample is ds, None
 
 
 def _max_descriptors(pipeline, layout):
@@ -186,16 +199,17 @@ def describe_sample(pipeline, paths, *, n_per_image=None, n_images=None, max_sid
         raise ValueError(f"n_per_image must be a positive integer, got {n_per_image!r}")
     seed = resolve_seed(random_state)
     first = pipeline.steps[layout.first][1]
-    sets, shapes, errors = [None] * len(paths), [None] * len(paths), []
+    sets, shapes, whole, errors = [None] * len(paths), [None] * len(paths), [False] * len(paths), []
     tasks = ((first, os.path.abspath(p), i, max_side, gray, int(n_per_image), seed) for i, p in enumerate(paths))
     with dask_client(client) as dask:
-        for i, shape, ds, err in run_tasks(_sample_task, tasks, n_jobs=n_jobs, client=dask, total=len(paths),
-                                           desc="sampling descriptors", unit="image", verbose=verbose):
-            shapes[i], sets[i] = (tuple(int(v) for v in shape) if shape is not None else None), ds
+        for i, shape, ds, all_of_it, err in run_tasks(_sample_task, tasks, n_jobs=n_jobs, client=dask,
+                                                      total=len(paths), desc="sampling descriptors", unit="image",
+                                                      verbose=verbose):
+            shapes[i], sets[i], whole[i] = (tuple(int(v) for v in shape) if shape is not None else None), ds, all_of_it
             if err is not None:
                 errors.append((i, paths[i], err))
     errors.sort()
-    return DescriptorSample(sets=sets, shapes=shapes, errors=errors, n_per_image=int(n_per_image))
+    return DescriptorSample(sets=sets, shapes=shapes, errors=errors, n_per_image=int(n_per_image), whole=whole)
 
 
 def fit_descriptor_stages(pipeline, sets):
@@ -219,8 +233,25 @@ def _feature_task(prefix, path, index, max_side, gray):
         return index, None, str(exc)
 
 
-def image_features(pipeline, paths, *, max_side=None, gray=True, n_jobs=None, client=None, verbose=True):
-    """Pass 2: on the workers, the feature vector of every image (the fitted steps up to the encoder).
+def image_features(pipeline, paths, *, descriptors=None, max_side=None, gray=True, n_jobs=None, client=None,
+                   verbose=True, chunk=256):
+    """Pass 2: the feature vector of every image from the fitted steps up to the encoder, on the workers.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        Fitted up to its encoder (:func:`fit_descriptor_stages`).
+    paths : sequence of str
+    descriptors : list of (DescriptorSet or None) or None
+        The whole descriptor sets of some images, one entry per path
+        (:meth:`DescriptorSample.whole_sets`): those are encoded here from
+        the sets, ``chunk`` at a time, and not read again.
+    max_side, gray, n_jobs, client, verbose
+        As in :func:`describe_sample`.
+    chunk : int, default=256
+        How many held sets are encoded at a time here.  They total about
+        ``max_descriptors`` descriptors per level (each has at most its
+        share), so this pass is short next to the workers'.
 
     Returns
     -------
@@ -232,17 +263,33 @@ def image_features(pipeline, paths, *, max_side=None, gray=True, n_jobs=None, cl
     layout = pipeline_layout(pipeline)
     prefix = pipeline[:layout.encoder + 1]
     paths = [os.fspath(p) for p in paths]
+    held = list(descriptors) if descriptors is not None else [None] * len(paths)
+    if len(held) != len(paths):
+        raise ValueError(f"descriptors has {len(held)} entries for {len(paths)} paths")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     F, errors = None, []
-    tasks = ((prefix, os.path.abspath(p), i, max_side, gray) for i, p in enumerate(paths))
+
+    def put(i, row):
+        nonlocal F
+        if F is None:
+            F = np.full((len(paths), row.shape[0]), np.nan, dtype=row.dtype)
+        F[i] = row
+
+    mine = [i for i, s in enumerate(held) if s is not None]
+    for a in range(0, len(mine), chunk):
+        part = mine[a:a + chunk]
+        for i, row in zip(part, np.asarray(pipeline[1:layout.encoder + 1].transform([held[i] for i in part]))):
+            put(i, row)
+    todo = [i for i, s in enumerate(held) if s is None]
+    tasks = ((prefix, os.path.abspath(paths[i]), i, max_side, gray) for i in todo)
     with dask_client(client) as dask:
-        for i, row, err in run_tasks(_feature_task, tasks, n_jobs=n_jobs, client=dask, total=len(paths),
+        for i, row, err in run_tasks(_feature_task, tasks, n_jobs=n_jobs, client=dask, total=len(todo),
                                      desc="encoding", unit="image", verbose=verbose):
             if err is not None:
                 errors.append((i, paths[i], err))
-                continue
-            if F is None:
-                F = np.full((len(paths), row.shape[0]), np.nan, dtype=row.dtype)
-            F[i] = row
+            else:
+                put(i, row)
     if F is None:
         F = np.full((len(paths), 0), np.nan)
     errors.sort()
@@ -305,9 +352,10 @@ def fit_collection(pipeline, paths, y, *, max_side=None, gray=True, random_state
         if sample.errors:
             _raise_failed(sample.errors, "read or described")
         fit_descriptor_stages(pipeline, sample.sets)
+        held = sample.whole_sets()
         del sample
-        F, errors = image_features(pipeline, paths, max_side=max_side, gray=gray, n_jobs=n_jobs, client=dask,
-                                   verbose=verbose)
+        F, errors = image_features(pipeline, paths, descriptors=held, max_side=max_side, gray=gray, n_jobs=n_jobs,
+                                   client=dask, verbose=verbose)
     if errors:
         _raise_failed(errors, "encoded")
     return fit_on_features(pipeline, F, y)
