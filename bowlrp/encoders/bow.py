@@ -266,7 +266,7 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         return idx, vals
 
     def normalize_raw(self, raw, counts):
-        """Per-block normalisation (``normalize``) of raw pooled vectors ``raw`` (..., n_features_out_).
+        """Per-block normalisation (``normalize``) of raw pooled vectors ``raw`` ``(..., n_features_out_)``.
 
         ``raw`` is the sum of :meth:`map_descriptors` over an image's
         descriptors (sum pooling); ``counts`` (..., n_levels) holds the
@@ -339,7 +339,7 @@ class BagOfWords(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        relevance : array of shape (n_images, n_features_out_)
+        relevance : array of shape ``(n_images, n_features_out_)``
             Relevance of each Bag-of-Words dimension (``R^(3)_d``).
         trace : dict
             From :meth:`forward` on the same images.

@@ -301,7 +301,7 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         return fm.embed(Y, g, self.mixtures_[level], self.include_weights, xp)
 
     def normalize_raw(self, raw):
-        """Power and L2 normalisation (eq. 4.5) of unnormalised vectors ``raw`` (..., n_features_out_)."""
+        """Power and L2 normalisation (eq. 4.5) of unnormalised vectors ``raw`` ``(..., n_features_out_)``."""
         check_is_fitted(self, "gmms_")
         return fm.normalize(raw, self.power, self.l2, self.block_size_, get_namespace(raw))
 
@@ -382,7 +382,7 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
 
         Parameters
         ----------
-        relevance : array of shape (n_images, n_features_out_)
+        relevance : array of shape ``(n_images, n_features_out_)``
             Relevance of each normalised Fisher dimension (eq. 4.8, from
             ``KernelSVC(kernel="linear")``); it is taken as the relevance of
             the unnormalised dimension (see the module docstring).

@@ -279,7 +279,7 @@ class DescriptorPCA(ExplainableTransformerMixin, TransformerMixin, BaseEstimator
 
         Returns
         -------
-        list of arrays (n_i, n_dims_in_), or (n_i,) for per-descriptor input
+        list of arrays ``(n_i, n_dims_in_)``, or ``(n_i,)`` for per-descriptor input
         """
         rule = mapping_rule(rule)
         descs, levels = trace["descriptors"], trace["levels"]

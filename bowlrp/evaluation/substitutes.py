@@ -94,7 +94,7 @@ class GMMSampler:
         self.encoder = fisher_stage(model)
 
     def sample(self, level, n, rng):
-        """``n`` descriptors (n, n_dims_in_) of ``level``, float64."""
+        """``n`` descriptors ``(n, n_dims_in_)`` of ``level``, float64."""
         fv = self.encoder
         if level >= fv.n_levels_:
             raise ValueError(f"the model has {fv.n_levels_} level(s), no GMM for level {level}")
