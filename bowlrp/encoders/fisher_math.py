@@ -38,22 +38,18 @@ import numpy as np
 
 from .._backend import asarray
 
+# the equations a reader may call to compute Fisher vectors by hand (eq. 4.1-4.5); the chunking,
+# sparse-posterior and error-bound helpers the encoder uses are internal to it
 __all__ = [
     "Mixture",
+    "block_size",
     "augment",
     "log_densities",
     "posteriors",
     "moments",
-    "compress",
-    "is_sparse",
     "fisher_vectors",
     "embed",
     "normalize",
-    "magnitude_bound",
-    "rounding_bound",
-    "block_size",
-    "row_chunks",
-    "level_moments",
 ]
 
 SQRT2 = math.sqrt(2.0)

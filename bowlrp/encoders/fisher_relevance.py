@@ -13,21 +13,21 @@ Two evaluations, both exact for the encoding that was computed:
 * rules whose only transform is ``z`` (proportional, epsilon): the column
   sums are ``x`` itself, and ``sum_d z_ld t_d`` per descriptor dimension
   expands into one matrix product of the posteriors,
-  ``y * (G' B_1) + y^2 * (G' B_2) + G' B_3`` (:func:`linear_messages`);
+  ``y * (G' B_1) + y^2 * (G' B_2) + G' B_3`` (``linear_messages``);
 * the other rules need ``phi(z_ld)`` elementwise.  But ``z_ld`` is zero
   wherever ``gamma_k(l)`` is, and the posteriors are truncated
   (:func:`bowlrp.encoders.fisher_math.posteriors`), so the mean and variance
   messages are formed only for the (descriptor, component) pairs that carry
   mass: ``(n_pairs, 2D)`` values instead of ``(n, 2KD)``; for a weight
   message ``(gamma - pi) / sqrt(pi)`` a truncated posterior gives the constant
-  ``-sqrt(pi)``.  The magnitude rule needs ``|z|`` (:func:`abs_sums`,
-  :func:`abs_messages`).  Alpha-beta needs the positive and negative parts:
+  ``-sqrt(pi)``.  The magnitude rule needs ``|z|`` (``abs_sums``,
+  ``abs_messages``).  Alpha-beta needs the positive and negative parts:
   their column sums are formed directly (no difference of large numbers), and
   its messages ``z+ t+ + z- t-`` are split into ``z b`` with ``b`` the smaller
   of ``t+, t-`` -- the matrix product above -- plus ``z+ (t+ - b) + z- (t- -
-  b)`` over the pairs (:func:`sign_sums`, :func:`sign_messages`), so no
+  b)`` over the pairs (``sign_sums``, ``sign_messages``), so no
   message is the difference of two large terms either.  The flat rule counts
-  messages pair by pair (:func:`pair_sums`, :func:`pair_messages`).
+  messages pair by pair (``pair_sums``, ``pair_messages``).
 
 Descriptors are ordered by their spatial *atom* (:mod:`bowlrp.encoders.pyramid`);
 sums are formed per atom and combined per cell with the membership matrix.
@@ -41,9 +41,9 @@ from .._backend import asarray
 from ..rules import RTOL, phi
 from .fisher_math import SQRT2, augment, fisher_vectors, is_sparse, magnitude_bound, moments, rounding_bound, row_chunks
 
-__all__ = ["ConservationWarning", "check_conservation", "atom_moments", "cell_statistics", "linear_messages",
-           "abs_sums", "abs_messages", "sign_sums",
-           "sign_messages", "pair_sums", "pair_messages", "level_relevance"]
+# the message and sum functions are the encoder's relevance step (FisherVectorEncoder.relevance
+# calls them); what a user meets is the warning
+__all__ = ["ConservationWarning"]
 
 _CHUNK_BYTES = 16 << 20  # bound of the temporaries of one chunk of descriptors
 _PAIR_BYTES = 8 << 20  # ... of one chunk of (descriptor, component) pairs

@@ -8,12 +8,14 @@ every grid is a block of the encoding (thesis Ch. 4: ``1x1 + 2x2 + 3x1``,
 Sums over a cell are sums over its *atoms*, the non-empty intersections of
 one cell of every grid: statistics are computed once per atom and added up
 per cell with the ``(n_cells, n_atoms)`` membership matrix of
-:func:`pyramid_atoms`, so a pyramid costs no extra pass over the descriptors.
+``pyramid_atoms``, so a pyramid costs no extra pass over the descriptors.
 """
 
 import numpy as np
 
-__all__ = ["grid_cells", "check_pyramid", "n_cells", "descriptor_cells", "pyramid_atoms", "block_layout"]
+# what tells a user which cell a descriptor falls in and which feature dimensions belong to
+# which cell; the atom bookkeeping is the encoders' own
+__all__ = ["grid_cells", "n_cells", "block_layout"]
 
 
 def grid_cells(centers, image_shape, grid):
