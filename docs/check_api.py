@@ -85,19 +85,28 @@ def missing_names(build_dir, package="bowlrp"):
 
 
 def without_examples(package="bowlrp"):
-    """Public classes and functions whose docstring has no numpydoc ``Examples`` section."""
+    """``(names, n)``: the public classes and functions whose docstring has no numpydoc
+    ``Examples`` section, each under the path the reference documents it at, and how many
+    public classes and functions there are."""
     import inspect
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         names = public_names(package)
-    seen, out = set(), []
+    paths = {}  # one entry per object, under the path the reference documents it at: the shortest,
+    # and among those the one in the package the object comes from (bowlrp.rules.AlphaBeta, not the
+    # re-export bowlrp.cnn.AlphaBeta)
     for m, n, obj in names:
-        if (inspect.isclass(obj) or inspect.isroutine(obj)) and id(obj) not in seen:
-            seen.add(id(obj))
-            if not re.search(r"^Examples\n-{8,}$", inspect.getdoc(obj) or "", re.M):
-                out.append(f"{m}.{n}")
-    return out
+        if inspect.isclass(obj) or inspect.isroutine(obj):
+            source = (getattr(obj, "__module__", None) or "") + "."
+            key = (m.count("."), not source.startswith(m + "."), m)
+            if id(obj) not in paths or key < paths[id(obj)][0]:
+                paths[id(obj)] = (key, f"{m}.{n}", obj)
+    out = []
+    for _, path, obj in sorted(paths.values(), key=lambda v: v[1]):
+        if not re.search(r"^Examples\n-{8,}$", inspect.getdoc(obj) or "", re.M):
+            out.append(path)
+    return out, len(paths)
 
 
 def main(argv=None):
@@ -108,8 +117,8 @@ def main(argv=None):
                    help="instead, list the public classes and functions without an Examples section")
     a = p.parse_args(argv)
     if a.missing_examples:
-        names = without_examples()
-        print(f"{len(names)} public classes and functions have no Examples section:", *names, sep="\n  ")
+        names, n = without_examples()
+        print(f"{len(names)} of {n} public classes and functions have no Examples section:", *names, sep="\n  ")
         return 0
     inv = os.path.join(a.build_dir, "objects.inv")
     if not os.path.exists(inv):
