@@ -98,6 +98,24 @@ class Rule:
     stages : tuple of str
         Where the rule applies: ``"mapping"`` (:meth:`scales`) and/or
         ``"layer"`` (:meth:`relevance`).
+
+    Examples
+    --------
+    A mapping stage passes the column sums of the messages ``z_ij`` (here 3
+    inputs, 2 outputs) and gets one scale per output, ``R_{i<-j} = z_ij s_j``:
+
+    >>> import numpy as np
+    >>> z = np.array([[2.0, 1.0], [-1.0, 0.0], [3.0, 0.0]])
+    >>> rule = Proportional()
+    >>> rule.phis, rule.exact, rule.stages
+    (('z',), True, ('mapping', 'layer'))
+    >>> (s,), reached = rule.scales((z.sum(0),), np.abs(z).sum(0), np.array([12.0, 5.0]), np)
+    >>> s, reached
+    (array([3., 5.]), array([ True,  True]))
+    >>> z * s  # each column sums to its output's relevance
+    array([[ 6.,  5.],
+           [-3.,  0.],
+           [ 9.,  0.]])
     """
 
     name = None
@@ -172,6 +190,16 @@ class Proportional(Rule):
     instead of dividing by zero.  On a layer the bias is part of ``z_j``
     (eq. 2.21); on ReLU networks with zero biases the rule equals gradient x
     input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear
+    >>> layer = Linear(3, 1, W=np.array([[1.0], [-1.0], [2.0]]))  # no bias
+    >>> x = np.array([[2.0, 1.0, 1.5]])  # messages z_i = x_i w_i: 2, -1, 3
+    >>> R = np.array([[12.0]])           # relevance of the output
+    >>> Proportional().relevance(layer, x, R)
+    array([[ 6., -3.,  9.]])
     """
 
     name = "z"
@@ -203,6 +231,19 @@ class Epsilon(Rule):
         Stabiliser, ``>= 0``.  The thesis uses 1 and 100 for Fisher vectors;
         on a CNN's logits a smaller value (the ``"epsilon"`` composite: 0.01)
         absorbs less.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear
+    >>> layer = Linear(3, 1, W=np.array([[1.0], [-1.0], [2.0]]))  # no bias
+    >>> x = np.array([[2.0, 1.0, 1.5]])  # messages z_i = x_i w_i: 2, -1, 3
+    >>> R = np.array([[12.0]])           # relevance of the output
+    >>> rel = Epsilon(1.0).relevance(layer, x, R)  # denominator z_j + 1 = 5
+    >>> rel
+    array([[ 4.8, -2.4,  7.2]])
+    >>> float(rel.sum())  # the stabiliser absorbed 12 / 5
+    9.6
     """
 
     name = "epsilon"
@@ -239,6 +280,20 @@ class AlphaBeta(Rule):
     ----------
     alpha : float, default=2.0
     beta : float, default=-1.0
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear
+    >>> layer = Linear(3, 1, W=np.array([[1.0], [-1.0], [2.0]]))  # no bias
+    >>> x = np.array([[2.0, 1.0, 1.5]])  # messages z_i = x_i w_i: 2, -1, 3
+    >>> R = np.array([[12.0]])           # relevance of the output
+    >>> AlphaBeta(2, -1).relevance(layer, x, R)  # 2 x 12 over (2, 3), -1 x 12 to the -1
+    array([[  9.6, -12. ,  14.4]])
+    >>> AlphaBeta(2, 1)  # the zennit spelling of the same rule
+    Traceback (most recent call last):
+    ...
+    bowlrp._validation.InvalidParameterError: alpha-beta needs alpha + beta = 1 and alpha >= 1 (thesis eq. 2.26), got alpha=2, beta=1 (zennit and paper 000 write beta=1 for what is beta=-1 here); e.g. alpha=2, beta=-1 or alpha=1, beta=0
     """
 
     name = "alphabeta"
@@ -288,6 +343,19 @@ class ZPlus(AlphaBeta):
     For inputs ``x >= 0`` (ReLU outputs) it is :class:`AlphaBeta` with
     ``alpha=1, beta=0``; a positive bias enters the denominator (paper 000,
     Sec. IV.D).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear
+    >>> layer = Linear(3, 1, W=np.array([[1.0], [-1.0], [2.0]]))  # no bias
+    >>> x = np.array([[2.0, 1.0, 1.5]])  # messages z_i = x_i w_i: 2, -1, 3
+    >>> R = np.array([[12.0]])           # relevance of the output
+    >>> ZPlus().relevance(layer, x, R)  # the positive messages 2 and 3 share R
+    array([[4.8, 0. , 7.2]])
+    >>> rule = ZPlus()
+    >>> rule.alpha, rule.beta
+    (1.0, 0.0)
     """
 
     name = "zplus"
@@ -306,6 +374,16 @@ class Magnitude(Rule):
     output's sign: the counter-example of eq. 2.7, compared in Fig. 4.3.  On a
     layer ``|z_ij| = |x_i| |w_ij|`` and the bias is left out, so it conserves
     there too.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear
+    >>> layer = Linear(3, 1, W=np.array([[1.0], [-1.0], [2.0]]))  # no bias
+    >>> x = np.array([[2.0, 1.0, 1.5]])  # messages z_i = x_i w_i: 2, -1, 3
+    >>> R = np.array([[12.0]])           # relevance of the output
+    >>> Magnitude().relevance(layer, x, R)  # |z| = 2, 1, 3: all of the output's sign
+    array([[4., 2., 6.]])
     """
 
     name = "abs"
@@ -343,6 +421,16 @@ class Flat(_WeightOnly):
     In a mapping stage the inputs of an output are those that send it a
     non-zero message (its receptive field in a sparse mapping); in a layer,
     every input the output sees (zero padding is not an input).  Exact.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear
+    >>> layer = Linear(3, 1, W=np.array([[1.0], [-1.0], [2.0]]))  # no bias
+    >>> x = np.array([[2.0, 1.0, 1.5]])  # messages z_i = x_i w_i: 2, -1, 3
+    >>> R = np.array([[12.0]])           # relevance of the output
+    >>> Flat().relevance(layer, x, R)
+    array([[4., 4., 4.]])
     """
 
     name = "flat"
@@ -364,6 +452,16 @@ class WSquare(_WeightOnly):
     For a convolution the sum over ``i'`` runs over the inputs an output
     actually sees (zero padding is not an input), so the rule conserves at
     the border too.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear
+    >>> layer = Linear(3, 1, W=np.array([[1.0], [-1.0], [2.0]]))  # no bias
+    >>> x = np.array([[2.0, 1.0, 1.5]])  # messages z_i = x_i w_i: 2, -1, 3
+    >>> R = np.array([[12.0]])           # relevance of the output
+    >>> WSquare().relevance(layer, x, R)  # w^2 = 1, 1, 4
+    array([[2., 2., 8.]])
     """
 
     name = "wsquare"
@@ -381,6 +479,16 @@ class ZBox(Rule):
     ``low`` and ``high`` are scalars or arrays broadcastable to one input
     sample (``(C, H, W)``); for bowlrp's images in [0, 1] the default is the
     box ``[0, 1]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear
+    >>> layer = Linear(3, 1, W=np.array([[1.0], [-1.0], [2.0]]))  # no bias
+    >>> x = np.array([[2.0, 1.0, 1.5]])  # messages z_i = x_i w_i: 2, -1, 3
+    >>> R = np.array([[12.0]])           # relevance of the output
+    >>> ZBox(0.0, 2.0).relevance(layer, x, R)  # q = 2, -1 + 2 (the w < 0 input at h = 2), 3
+    array([[4., 2., 6.]])
     """
 
     name = "zbox"
@@ -422,7 +530,15 @@ _ALIASES = {"proportional": "z", "lrp0": "z", "alpha-beta": "alphabeta", "alpha_
 
 
 def rule_class(name):
-    """The rule class registered under ``name`` (aliases allowed); unknown names raise ``ValueError``."""
+    """The rule class registered under ``name`` (aliases allowed); unknown names raise ``ValueError``.
+
+    Examples
+    --------
+    >>> rule_class("alpha-beta")
+    <class 'bowlrp.rules.AlphaBeta'>
+    >>> rule_class("z+").__name__
+    'ZPlus'
+    """
     key = _ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else None
     if key not in RULES:
         valid = sorted(RULES) + sorted(_ALIASES)
@@ -456,13 +572,33 @@ def get_rule(rule, **params):
 
 
 def rule_parameters(name):
-    """The parameter names of rule ``name`` (``[]`` for rules without parameters)."""
+    """The parameter names of rule ``name`` (``[]`` for rules without parameters).
+
+    Examples
+    --------
+    >>> rule_parameters("alphabeta")
+    ['alpha', 'beta']
+    >>> rule_parameters("flat")
+    []
+    """
     cls = rule_class(name)
     return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
 
 
 def mapping_rule(rule=None):
-    """The rule a mapping stage applies: ``None`` is the proportional rule; layer-only rules are refused."""
+    """The rule a mapping stage applies: ``None`` is the proportional rule; layer-only rules are refused.
+
+    Examples
+    --------
+    >>> mapping_rule()
+    Proportional()
+    >>> mapping_rule("epsilon")
+    Epsilon(epsilon=1.0)
+    >>> mapping_rule("wsquare")
+    Traceback (most recent call last):
+    ...
+    ValueError: the 'wsquare' rule applies to network layers only; mapping stages take ['abs', 'alphabeta', 'epsilon', 'flat', 'z', 'zplus']
+    """
     rule = Proportional() if rule is None else get_rule(rule)
     if "mapping" not in rule.stages:
         rule.scales(None, None, None, None)  # raises the message naming the valid rules
