@@ -30,6 +30,17 @@ def normalize_relevance(R, scale=None):
     scale : float or None
         A common ``S`` for several maps (joint scale); ``None`` uses ``max |R|``
         of ``R`` itself (own scale).  An all-zero map stays zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> R = np.array([[2.0, -1.0], [0.0, 4.0]])
+    >>> normalize_relevance(R)  # own scale: S = 4
+    array([[ 0.5 , -0.25],
+           [ 0.  ,  1.  ]])
+    >>> normalize_relevance(R, scale=8.0)  # a scale shared with other maps
+    array([[ 0.25 , -0.125],
+           [ 0.   ,  0.5  ]])
     """
     R = np.asarray(to_numpy(R), dtype=np.float64)
     if not np.isfinite(R).all():
@@ -50,6 +61,17 @@ def heatmap_rgb(R, scale=None):
     """Colour a relevance map: red positive, blue negative, white zero.
 
     Returns a uint8 array of shape ``R.shape + (3,)`` in RGB order.
+    ``scale`` as in :func:`normalize_relevance`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> heatmap_rgb(np.array([-1.0, 0.0, 1.0]))  # dark blue, white, dark red
+    array([[  0,   0,  76],
+           [255, 255, 255],
+           [128,   0,   0]], dtype=uint8)
+    >>> heatmap_rgb(np.zeros((64, 48))).shape
+    (64, 48, 3)
     """
     r = np.clip(normalize_relevance(R, scale), -1.0, 1.0)
     rgb = np.stack([np.interp(r, _ANCHORS, _COLOURS[:, c]) for c in range(3)], axis=-1)
@@ -62,6 +84,15 @@ def gray_rgb(image):
     The image is validated like every image bowlrp reads
     (:func:`bowlrp._validation.check_images`): a float image must lie in
     ``[0, 1]`` (a 0..255 float image is an error, not a white picture).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gray_rgb(np.array([[0.0, 1.0]]))
+    array([[[  0,   0,   0],
+            [255, 255, 255]]], dtype=uint8)
+    >>> gray_rgb(np.zeros((64, 48), np.uint8)).shape
+    (64, 48, 3)
     """
     (img,) = check_images([np.asarray(to_numpy(image))], name="image")
     if img.dtype.kind == "f":
@@ -71,7 +102,15 @@ def gray_rgb(image):
 
 
 def side_by_side(*panels, gap=4):
-    """Concatenate RGB panels of equal height horizontally with white gaps."""
+    """Concatenate RGB panels of equal height horizontally with white gaps of ``gap`` pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image, R = np.zeros((32, 32), np.uint8), np.eye(32)
+    >>> side_by_side(gray_rgb(image), heatmap_rgb(R)).shape  # 32 + 4 + 32 columns
+    (32, 68, 3)
+    """
     h = max(p.shape[0] for p in panels)
     out = []
     for k, p in enumerate(panels):
@@ -84,7 +123,19 @@ def side_by_side(*panels, gap=4):
 
 
 def save_png(path, rgb):
-    """Write a uint8 RGB (or gray) array as a PNG file; folders are created."""
+    """Write a uint8 RGB (or gray) array as a PNG file; folders are created.
+
+    Returns ``path``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = save_png(os.path.join(folder, "maps", "eye.png"), heatmap_rgb(np.eye(8)))
+    ...     os.path.basename(path), os.path.getsize(path) > 0
+    ('eye.png', True)
+    """
     path = os.fspath(path)
     folder = os.path.dirname(path)
     if folder:
@@ -113,6 +164,15 @@ def merge_tiles(maps, origins, shape):
     -------
     ndarray of shape (H, W)
         The average of the tile maps covering each pixel; 0 where none does.
+
+    Examples
+    --------
+    Two 2 x 2 tiles, one column apart, overlap in the middle column:
+
+    >>> import numpy as np
+    >>> merge_tiles([np.ones((2, 2)), 3 * np.ones((2, 2))], [(0, 0), (0, 1)], (2, 4))
+    array([[1., 2., 3., 0.],
+           [1., 2., 3., 0.]])
     """
     origins = np.asarray(origins)
     if origins.ndim != 2 or origins.shape != (len(maps), 2):
