@@ -96,6 +96,19 @@ def occlusion(
     -------
     list of ndarray (H, W)
         Positive where covering the pixel lowers the score.
+
+    Examples
+    --------
+    A model that scores the mean of an image's top-left 4 x 4 corner:
+
+    >>> import numpy as np
+    >>> def predict(images):
+    ...     return np.array([np.asarray(im, dtype=float)[:4, :4].mean() for im in images])
+    >>> image = np.zeros((8, 8)); image[:4, :4] = 1.0
+    >>> (heatmap,) = occlusion(predict, [image], patch_size=4, fill="zero")
+    >>> heatmap[::4, ::4]  # one value per 4 x 4 patch: only the corner matters
+    array([[1., 0.],
+           [0., 0.]])
     """
     if not callable(predict):
         raise TypeError(f"predict must be a callable images -> scores, got {type(predict).__name__}")

@@ -51,6 +51,19 @@ class PerturbationResult:
         (sign of ``f`` for one score per input).
     params : dict
         The settings of the run (region or batch size, replacement, ...).
+
+    Examples
+    --------
+    :func:`region_perturbation` returns one; made by hand, two inputs, one
+    repetition, two steps:
+
+    >>> import numpy as np
+    >>> res = PerturbationResult(curves=np.array([[[2.0, 1.0, -1.0]], [[1.0, 1.0, 1.0]]]), order="morf",
+    ...                          flipped=np.array([[[False, False, True]], [[False, False, False]]]))
+    >>> res
+    PerturbationResult(order='morf', n_inputs=2, n_repeats=1, n_steps=2, aopc=0.6667, flip_share=0.5)
+    >>> res.mean_curve, res.aopc_per_input
+    (array([1.5, 1. , 0. ]), array([1.33333333, 0.        ]))
     """
 
     curves: np.ndarray
@@ -114,6 +127,13 @@ def aopc(curves, per_input=False):
     -------
     float or ndarray (n_inputs,)
         ``1/(L+1) sum_k (f(x^(0)) - f(x^(k)))``.
+
+    Examples
+    --------
+    >>> aopc([[2.0, 1.0, 0.0]])  # drops 0, 1, 2 over L + 1 = 3 steps
+    1.0
+    >>> aopc([[2.0, 1.0, 0.0], [1.0, 1.0, 1.0]], per_input=True)
+    array([1., 0.])
     """
     c = np.asarray(curves, dtype=np.float64)
     if c.ndim == 1:
@@ -133,6 +153,14 @@ def region_scores(heatmap, region_size):
     Returns
     -------
     scores : ndarray (ceil(H/m), ceil(W/m))
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> region_scores(np.arange(25.0).reshape(5, 5), 2)  # the last row and column are cut off
+    array([[12., 20., 13.],
+           [52., 60., 33.],
+           [41., 45., 24.]])
     """
     h = np.asarray(heatmap, dtype=np.float64)
     m = region_size
