@@ -32,6 +32,14 @@ def default_layers(input_shape, n_outputs):
     (32) - ReLU - max 2 - flatten - dense 64 - ReLU - dense ``n_outputs``.
     On 102 x 102 tiles the last feature map is 4 x 4; the dense layers keep
     where in the tile a shape is, which the toy polygons' label depends on.
+
+    Examples
+    --------
+    >>> layers = default_layers((102, 102), 1)
+    >>> [type(layer).__name__ for layer in layers[-4:]]
+    ['Flatten', 'Linear', 'ReLU', 'Linear']
+    >>> layers[-3].in_features  # 32 channels of 4 x 4
+    512
     """
     layers = [Conv2d(1, 8, 5, stride=2), ReLU(), MaxPool2d(2),
               Conv2d(8, 16, 5), ReLU(), MaxPool2d(2),
@@ -91,6 +99,35 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         Mean training loss per epoch.
     patterns_ : list or None
         Set by :meth:`fit_patterns`; needed by PatternNet/PatternAttribution.
+
+    Examples
+    --------
+    A tiny network on 12 x 12 images whose class 1 shows a bright square:
+
+    >>> import numpy as np
+    >>> from bowlrp.cnn import CNNClassifier, Conv2d, Flatten, Linear, MaxPool2d, ReLU
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(0, 0.2, size=(40, 12, 12))
+    >>> y = np.arange(40) % 2
+    >>> X[y == 1, 3:9, 3:9] += 0.8
+    >>> layers = [Conv2d(1, 4, 3), ReLU(), MaxPool2d(2), Flatten(), Linear(4 * 5 * 5, 1)]
+    >>> clf = CNNClassifier(layers, epochs=20, learning_rate=1e-2, nonpositive_bias=True,
+    ...                     random_state=0).fit(X, y)
+    >>> clf.score(X, y)
+    1.0
+
+    ``explain`` runs LRP with the ``"dtd"`` composite by default; with
+    non-positive biases the pixel relevance sums to ``f(x)``:
+
+    >>> exp = clf.explain(X[:2])
+    >>> exp.rule, exp.pixels[1].shape
+    ('lrp:dtd', (12, 12))
+    >>> np.allclose([p.sum() for p in exp.pixels], clf.decision_function(X[:2]), rtol=1e-5)
+    True
+    >>> bool(exp.pixels[1][3:9, 3:9].sum() > 0.5 * exp.pixels[1].sum())  # mostly on the square
+    True
+    >>> clf.explain(X[:2], rule="epsilon").rule, clf.explain(X[:2], method="guided_backprop").rule
+    ('lrp:epsilon', 'guided_backprop')
     """
 
     def __init__(self, layers=None, *, loss="cross_entropy", optimizer="adam", learning_rate=2e-3,

@@ -110,7 +110,16 @@ class _LinearLayer(Layer):
 
 
 class Linear(_LinearLayer):
-    """Fully connected layer ``z_j = sum_i x_i W_ij + b_j`` (weights ``W`` of shape (in, out))."""
+    """Fully connected layer ``z_j = sum_i x_i W_ij + b_j`` (weights ``W`` of shape (in, out)).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = Linear(2, 1, W=np.array([[1.0], [2.0]]), b=np.array([0.5]))
+    >>> out, trace = layer.forward(np.array([[1.0, 1.0]]))  # the trace is the input
+    >>> out
+    array([[3.5]])
+    """
 
     def __init__(self, in_features, out_features, W=None, b=None):
         self.in_features, self.out_features = int(in_features), int(out_features)
@@ -147,6 +156,18 @@ class Conv2d(_LinearLayer):
 
     ``z[n, o, y, x] = b[o] + sum_{c, i, j} W[o, c, i, j] * xpad[n, c, y*s + i, x*s + j]``
     with zero padding ``padding`` on each side.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)  # one sample, one channel, 4 x 4
+    >>> conv = Conv2d(1, 1, 2, W=np.ones((1, 1, 2, 2)), b=np.array([-1.0]))
+    >>> conv.forward(x)[0]  # sums of 2 x 2 windows, minus 1
+    array([[[[ 9., 13., 17.],
+             [25., 29., 33.],
+             [41., 45., 49.]]]])
+    >>> conv.output_shape((1, 4, 4))
+    (1, 3, 3)
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, W=None, b=None):
@@ -222,7 +243,14 @@ class Conv2d(_LinearLayer):
 
 
 class ReLU(Layer):
-    """``max(0, x)``; the backward step uses the subgradient 0 at 0."""
+    """``max(0, x)``; the backward step uses the subgradient 0 at 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ReLU().forward(np.array([-1.0, 0.0, 2.0]))[0]
+    array([0., 0., 2.])
+    """
 
     def forward(self, x):
         xp = get_namespace(x)
@@ -252,7 +280,16 @@ class _Pool(Layer):
 
 
 class SumPool2d(_Pool):
-    """Sum over each ``kernel_size`` window (no padding; a ragged border is dropped)."""
+    """Sum over each ``kernel_size`` window (no padding; a ragged border is dropped).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)  # one sample, one channel, 4 x 4
+    >>> SumPool2d(2).forward(x)[0]
+    array([[[[10., 18.],
+             [42., 50.]]]])
+    """
 
     scale = 1.0
 
@@ -274,7 +311,16 @@ class SumPool2d(_Pool):
 
 
 class AvgPool2d(SumPool2d):
-    """Mean over each ``kernel_size`` window (a sum pool scaled by ``1 / (kh kw)``)."""
+    """Mean over each ``kernel_size`` window (a sum pool scaled by ``1 / (kh kw)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)  # one sample, one channel, 4 x 4
+    >>> AvgPool2d(2).forward(x)[0]
+    array([[[[ 2.5,  4.5],
+             [10.5, 12.5]]]])
+    """
 
     def __init__(self, kernel_size=2, stride=None):
         super().__init__(kernel_size, stride)
@@ -282,7 +328,23 @@ class AvgPool2d(SumPool2d):
 
 
 class MaxPool2d(_Pool):
-    """Maximum over each window; the trace keeps the switches (first argmax)."""
+    """Maximum over each window; the trace keeps the switches (first argmax).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)  # one sample, one channel, 4 x 4
+    >>> pool = MaxPool2d(2)
+    >>> out, trace = pool.forward(x)
+    >>> out
+    array([[[[ 5.,  7.],
+             [13., 15.]]]])
+    >>> pool.route(np.ones_like(out), trace)[0, 0]  # back to the winners
+    array([[0., 0., 0., 0.],
+           [0., 1., 0., 1.],
+           [0., 0., 0., 0.],
+           [0., 1., 0., 1.]])
+    """
 
     def forward(self, x):
         xp = get_namespace(x)
@@ -307,7 +369,14 @@ class MaxPool2d(_Pool):
 
 
 class Flatten(Layer):
-    """``(N, C, H, W) -> (N, C*H*W)``."""
+    """``(N, C, H, W) -> (N, C*H*W)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Flatten().forward(np.zeros((5, 2, 3, 3)))[0].shape
+    (5, 18)
+    """
 
     def forward(self, x):
         return x.reshape(x.shape[0], -1), x.shape
@@ -337,6 +406,17 @@ class Sequential:
     ``forward(x)`` returns ``(out, traces)``; ``traces[k]`` is layer ``k``'s
     trace, and ``traces.inputs[k]`` its input activation.  ``backward(g,
     traces)`` returns the input gradient and the list of parameter gradients.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> net = Sequential([Conv2d(1, 2, 3), ReLU(), MaxPool2d(2), Flatten(), Linear(8, 1)])
+    >>> net.output_shape((1, 6, 6))
+    (1,)
+    >>> net = net.init(np.random.default_rng(0))  # He-normal weights, zero biases
+    >>> out, trace = net.forward(np.zeros((5, 1, 6, 6)))
+    >>> out.shape, [a.shape for a in trace.inputs[:2]]
+    ((5, 1), [(5, 1, 6, 6), (5, 2, 4, 4)])
     """
 
     def __init__(self, layers):
@@ -408,7 +488,19 @@ class Sequential:
 
 
 class Trace:
-    """What one forward pass leaves for the backward passes: per-layer inputs and traces."""
+    """What one forward pass leaves for the backward passes: per-layer inputs and traces.
+
+    ``inputs[k]`` is the input of layer ``k``, ``traces[k]`` what its
+    ``forward`` returned beside the output, ``output`` the network's output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> net = Sequential([Flatten(), Linear(4, 1, W=np.ones((4, 1)))])
+    >>> out, trace = net.forward(np.ones((1, 1, 2, 2)))
+    >>> trace.inputs[1], trace.output
+    (array([[1., 1., 1., 1.]]), array([[4.]]))
+    """
 
     __slots__ = ("inputs", "traces", "output")
 
