@@ -98,15 +98,16 @@ if args.json:
 # ---------------------
 # Bars: the mean accuracy over the folds; dots: the folds.
 
-fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6))
+fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 2.0))
 pos = np.arange(len(rows))[::-1]
-ax.barh(pos, [r["accuracy"] for r in rows], color="tab:blue", label="mean over the folds")
+ax.barh(pos, [r["accuracy"] for r in rows], color="tab:blue")
 for p, r in zip(pos, rows):
-    ax.plot(r["folds"], [p] * len(r["folds"]), "k.", label="one fold" if p == pos[0] else None)
+    ax.plot(r["folds"], [p] * len(r["folds"]), "k.")
 ax.set_yticks(pos, [r["variant"] for r in rows], fontsize=8)
 ax.set_xlim(min(0.5, min(min(r["folds"]) for r in rows) - 0.05), 1.02)
-ax.set_xlabel(f"accuracy on held-out tiles ({args.folds}-fold cross-validation, {len(X)} tiles of {tile} px)")
+ax.set_xlabel(f"accuracy on held-out tiles ({args.folds}-fold cross-validation,\n"
+              f"{len(X)} tiles of {tile} x {tile} px)")
 ax.set_ylabel("variant")
-ax.set_title("Model variants on the scikit-image textures (brick, grass, gravel)")
-ax.legend(loc="lower right", fontsize=8)
+ax.set_title("Model variants on the scikit-image textures\n(bars: mean over the folds; dots: one fold each)",
+             fontsize=10)
 fig.tight_layout()
