@@ -60,25 +60,88 @@ INPUT_KINDS = {"images": "pixels", "descriptors": "descriptors", "features": "fe
 
 
 class ExplainableTransformerMixin:
-    """Marks a transformer with ``forward`` and ``relevance`` (see the module docstring)."""
+    """Marks a transformer with ``forward`` and ``relevance`` (see the module docstring).
+
+    Examples
+    --------
+    A stage that doubles its features; each output's relevance goes back to
+    the input it came from.  It applies no mapping rule, so it says so:
+
+    >>> import numpy as np
+    >>> from sklearn.base import BaseEstimator, TransformerMixin
+    >>> import bowlrp
+    >>> class Double(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
+    ...     takes_mapping_rule = False
+    ...     def fit(self, X, y=None):
+    ...         return self
+    ...     def transform(self, X):
+    ...         return 2.0 * np.asarray(X)
+    ...     def forward(self, X):
+    ...         return self.transform(X), None
+    ...     def relevance(self, R, trace, rule=None):
+    ...         return R
+    >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.5], [0.5, 2.0]])
+    >>> pipe = bowlrp.ExplainablePipeline([("double", Double()), ("svm", bowlrp.KernelSVC(kernel="linear"))])
+    >>> exp = pipe.fit(X, [0, 1, 0, 1]).explain(X[:2])
+    >>> exp.score.round(6), (exp.features + 0.0).round(6)
+    (array([-1.,  1.]), array([[-1.,  0.],
+           [ 0.,  1.]]))
+    """
 
     input_kind = "features"
     takes_mapping_rule = True
 
 
 class ExplainableClassifierMixin:
-    """Marks a final estimator with ``explain`` (see the module docstring)."""
+    """Marks a final estimator with ``explain`` (see the module docstring).
+
+    Examples
+    --------
+    A final estimator scoring the sum of its features, explained exactly by
+    the features themselves:
+
+    >>> import numpy as np
+    >>> from bowlrp import Explanation
+    >>> class SumScore(ExplainableClassifierMixin):
+    ...     def decision_function(self, X):
+    ...         return np.asarray(X, dtype=float).sum(axis=1)
+    ...     def explain(self, X, target=None):
+    ...         X = np.asarray(X, dtype=float)
+    ...         f, n = self.decision_function(X), len(X)
+    ...         return Explanation(pixels=None, descriptors=None, features=X, bias=np.zeros(n), score=f,
+    ...                            target=np.ones(n, dtype=int), residual=np.zeros(n))
+    >>> is_explainable_estimator(SumScore())
+    True
+    >>> SumScore().explain([[1.0, 2.0]]).score
+    array([3.])
+    """
 
     input_kind = "features"
 
 
 def is_explainable_stage(step):
-    """Whether ``step`` implements the stage protocol (``forward`` and ``relevance``)."""
+    """Whether ``step`` implements the stage protocol (``forward`` and ``relevance``).
+
+    Examples
+    --------
+    >>> import bowlrp
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> is_explainable_stage(bowlrp.BagOfWords()), is_explainable_stage(StandardScaler())
+    (True, False)
+    """
     return callable(getattr(step, "forward", None)) and callable(getattr(step, "relevance", None))
 
 
 def is_explainable_estimator(est):
-    """Whether ``est`` implements the final-estimator protocol (``explain`` and ``input_kind``)."""
+    """Whether ``est`` implements the final-estimator protocol (``explain`` and ``input_kind``).
+
+    Examples
+    --------
+    >>> import bowlrp
+    >>> from sklearn.svm import SVC
+    >>> is_explainable_estimator(bowlrp.KernelSVC()), is_explainable_estimator(SVC())
+    (True, False)
+    """
     return callable(getattr(est, "explain", None)) and getattr(est, "input_kind", None) in INPUT_KINDS
 
 
