@@ -35,7 +35,19 @@ DECOMPOSITIONS = ("auto", "exact", "taylor")
 
 @dataclass
 class KernelExpansion:
-    """``f_r(x) = sum_i dual_coef[r, i] k(support_vectors[i], x) + intercept[r]``."""
+    """``f_r(x) = sum_i dual_coef[r, i] k(support_vectors[i], x) + intercept[r]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.svm import make_kernel
+    >>> f = KernelExpansion(make_kernel("linear", (2,)), support_vectors=np.array([[1.0, 0.0], [0.0, 1.0]]),
+    ...                     dual_coef=np.array([[1.0, -1.0]]), intercept=np.array([0.5]))
+    >>> f.outputs(np.array([[2.0, 1.0]]), np)  # 2 - 1 + 0.5
+    array([[1.5]])
+    >>> f.weight_vector(np)
+    array([[ 1., -1.]])
+    """
 
     kernel: object
     support_vectors: np.ndarray
@@ -68,6 +80,18 @@ def spread_bias(R, Rb, mode, w_rows, xp):
     not sum to one, so relevance would not be conserved; bowlrp uses the
     squared components of the unit vector ``w / ||w||``, ``w_d^2 / ||w||^2``,
     which sum to one (the weights of the w^2 rule, eq. 2.28).
+
+    Returns ``(R, Rb)``, the bias relevance after spreading (zero unless
+    ``mode="keep"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> R, Rb = np.array([[1.0, 2.0]]), np.array([0.5])
+    >>> spread_bias(R, Rb, "uniform", None, np)
+    (array([[1.25, 2.25]]), array([0.]))
+    >>> spread_bias(R, Rb, "weights", np.array([[3.0, 4.0]]), np)  # shares 9/25 and 16/25
+    (array([[1.18, 2.32]]), array([0.]))
     """
     if mode == "keep":
         return R, Rb
@@ -129,6 +153,19 @@ def find_roots(score, X, refs, ref_scores, x_scores, tol=1e-5, max_iter=100, n_c
     root_scores : array (n,)
     found : bool array (n,)
         Whether a root with ``|score| <= tol`` was found.
+
+    Examples
+    --------
+    The boundary of ``f(p) = p_1 + p_2 - 1`` between ``x = (2, 2)`` and two
+    references with ``f < 0``; the root towards ``(0, 0)`` is the nearer:
+
+    >>> import numpy as np
+    >>> def f(points, owners):
+    ...     return points.sum(axis=1) - 1.0
+    >>> X, refs = np.array([[2.0, 2.0]]), np.array([[0.0, 0.0], [-2.0, 0.0]])
+    >>> roots, root_scores, found = find_roots(f, X, refs, f(refs, None)[None, :], f(X, None))
+    >>> roots, found
+    (array([[0.5, 0.5]]), array([ True]))
     """
     xp = get_namespace(X)
     n, m = ref_scores.shape
@@ -271,6 +308,26 @@ def explain_expansion(expansion, X, rows, signs, labels, bias="keep", decomposit
         ``features`` (the relevance of the inputs), ``bias``, ``score``,
         ``target``, ``residual``; with ``root`` (n, D) and ``root_found`` (n,)
         for Taylor decompositions.  ``rule`` is ``"exact"`` or ``"taylor"``.
+
+    Examples
+    --------
+    A histogram-intersection expansion is decomposed exactly (eq. 2.70-2.72):
+
+    >>> import numpy as np
+    >>> from bowlrp.svm import make_kernel
+    >>> SV, coef = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[1.0, -1.0]])
+    >>> f = KernelExpansion(make_kernel("hik", (2,)), SV, coef, intercept=np.array([0.25]))
+    >>> exp = explain_expansion(f, np.array([[0.5, 0.25]]), rows=[0], signs=[1.0], labels=[1])
+    >>> exp.rule, exp.features, exp.bias, exp.score  # 0.5 - 0.25 + 0.25
+    ('exact', array([[ 0.5 , -0.25]]), array([0.25]), array([0.5]))
+
+    An rbf expansion by Taylor at a root found towards a reference:
+
+    >>> g = KernelExpansion(make_kernel("rbf", (2,), gammas=[0.5]), SV, coef, intercept=np.array([0.0]))
+    >>> exp = explain_expansion(g, np.array([[2.0, 0.0]]), rows=[0], signs=[1.0], labels=[1],
+    ...                         references=np.array([[0.0, 2.0]]))
+    >>> exp.rule, exp.root, exp.root_found
+    ('taylor', array([[1., 1.]]), array([ True]))
     """
     if bias not in BIAS_MODES:
         raise ValueError(f"unknown bias mode {bias!r}; valid modes are {list(BIAS_MODES)}")

@@ -60,6 +60,8 @@ def n_threads():
     """Threads for the NumPy chunk loops of the exponential kernels: the CPUs this process may run on,
     at most ``OMP_NUM_THREADS`` where that is set (as for scikit-learn's own threaded loops).
 
+    Examples
+    --------
     >>> n_threads() >= 1
     True
     """
@@ -122,6 +124,25 @@ class Kernel:
         ``beta_u`` of eq. 2.67.
     gammas : array of shape (n_blocks,) or None
         ``gamma_u`` of the exponential kernels.
+
+    Examples
+    --------
+    A histogram-intersection kernel over two blocks, the second weighted by
+    1/2 (eq. 2.67), and its per-dimension terms (eq. 2.70), which sum to the
+    kernel value:
+
+    >>> import numpy as np
+    >>> k = make_kernel("hik", (2, 1), block_weights=[1.0, 0.5])
+    >>> k.block_slices(), k.dimension_weights()
+    ([slice(0, 2, None), slice(2, 3, None)], array([1. , 1. , 0.5]))
+    >>> X = np.array([[1.0, 0.0, 2.0]])
+    >>> Y = np.array([[0.5, 1.0, 1.0], [2.0, 2.0, 0.0]])
+    >>> k.gram(X, Y, np)
+    array([[1., 1.]])
+    >>> k.dimension_terms(X, Y, np.ones((1, 2)), np)  # coefficient 1 for both rows of Y
+    array([[1.5, 0. , 0.5]])
+    >>> make_kernel("rbf", (3,), gammas=[0.5]).sum_decomposable  # explained by Taylor instead
+    False
     """
 
     def __init__(self, name, block_sizes, block_weights, gammas=None):
@@ -332,12 +353,31 @@ KERNELS = {
 
 
 def kernel_names():
-    """The valid kernel names, sorted."""
+    """The valid kernel names, sorted.
+
+    Examples
+    --------
+    >>> kernel_names()
+    ['additive_chi2', 'chi2', 'hik', 'linear', 'rbf']
+    """
     return sorted(KERNELS)
 
 
 def make_kernel(name, block_sizes, block_weights=None, gammas=None):
-    """Build a :class:`Kernel`; unknown names list the valid ones."""
+    """Build a :class:`Kernel`; unknown names list the valid ones.
+
+    ``block_weights`` default to 1 for every block.
+
+    Examples
+    --------
+    >>> k = make_kernel("chi2", (4, 4), gammas=[1.0, 2.0])
+    >>> k.name, k.block_sizes, k.block_weights
+    ('chi2', (4, 4), array([1., 1.]))
+    >>> make_kernel("chi3", (4,))
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown kernel 'chi3'; valid kernels are ['additive_chi2', 'chi2', 'hik', 'linear', 'rbf']
+    """
     if not isinstance(name, str) or name not in KERNELS:
         raise ValueError(f"unknown kernel {name!r}; valid kernels are {kernel_names()}")
     if block_weights is None:
