@@ -56,7 +56,13 @@ SQRT2 = math.sqrt(2.0)
 
 
 def block_size(n_components, n_dims, include_weights=True):
-    """Length of one Fisher-vector block (eq. 4.4): ``K (1 + 2 D)``, or ``2 K D`` without weights."""
+    """Length of one Fisher-vector block (eq. 4.4): ``K (1 + 2 D)``, or ``2 K D`` without weights.
+
+    Examples
+    --------
+    >>> block_size(256, 80), block_size(256, 80, include_weights=False)
+    (41216, 40960)
+    """
     return n_components * (2 * n_dims + (1 if include_weights else 0))
 
 
@@ -65,6 +71,27 @@ class Mixture:
     """A diagonal GMM in float64: ``means`` (K, D), ``sigmas`` (K, D) standard deviations, ``weights`` (K,).
 
     The derived arrays every equation needs are computed once here.
+    :meth:`from_gmm` takes a fitted scikit-learn ``GaussianMixture``; a fitted
+    :class:`bowlrp.FisherVectorEncoder` holds one per level in ``mixtures_``.
+
+    Examples
+    --------
+    The Fisher vector of a cell by hand (eq. 4.1-4.4, 4.9), from the
+    posteriors' moments, equals the mean of the descriptors' own gradient
+    vectors:
+
+    >>> import numpy as np
+    >>> mix = Mixture(means=np.array([[-1.0], [1.0]]), sigmas=np.ones((2, 1)), weights=np.array([0.5, 0.5]))
+    >>> Y = np.array([[-1.0], [0.0], [2.0]])  # three one-dimensional descriptors
+    >>> mix.n_components, mix.n_dims, block_size(2, 1)
+    (2, 1, 6)
+    >>> Z = augment(Y, mix, np)
+    >>> gamma = posteriors(Z, mix, np)
+    >>> x = fisher_vectors(moments(gamma, Z)[None], np.array([3]), mix, True, np)
+    >>> x.round(4)  # [weights | means | variances]
+    array([[-0.0477,  0.0477,  0.2611,  0.1148, -0.2456,  0.1192]])
+    >>> np.allclose(x[0], embed(Y, gamma, mix, True, np).mean(axis=0))
+    True
     """
 
     means: np.ndarray
@@ -108,6 +135,16 @@ def augment(Y, mixture, xp):
 
     ``c`` is the mixture's centre ``sum_k pi_k mu_k``; moments about it lose
     fewer digits to cancellation than moments about 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mix = Mixture(means=np.array([[-1.0], [1.0]]), sigmas=np.ones((2, 1)), weights=np.array([0.5, 0.5]))
+    >>> Y = np.array([[-1.0], [0.0], [2.0]])  # three one-dimensional descriptors
+    >>> augment(Y, mix, np)  # the centre is 0 here
+    array([[-1.,  1.,  1.],
+           [ 0.,  0.,  1.],
+           [ 2.,  4.,  1.]])
     """
     n, D = Y.shape
     Z = xp.empty((n, 2 * D + 1), dtype=Y.dtype)
@@ -118,7 +155,18 @@ def augment(Y, mixture, xp):
 
 
 def log_densities(Z, mixture, xp):
-    """``log(pi_k N(y_l; mu_k, sigma_k^2))`` (n, K) for ``Z = augment(Y, mixture)``: one matrix product."""
+    """``log(pi_k N(y_l; mu_k, sigma_k^2))`` (n, K) for ``Z = augment(Y, mixture)``: one matrix product.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mix = Mixture(means=np.array([[-1.0], [1.0]]), sigmas=np.ones((2, 1)), weights=np.array([0.5, 0.5]))
+    >>> Y = np.array([[-1.0], [0.0], [2.0]])  # three one-dimensional descriptors
+    >>> log_densities(augment(Y, mix, np), mix, np).round(4)
+    array([[-1.6121, -3.6121],
+           [-2.1121, -2.1121],
+           [-6.1121, -2.1121]])
+    """
     return Z @ asarray(mixture.density_matrix, xp, dtype=Z.dtype)
 
 
@@ -127,6 +175,21 @@ def posteriors(Z, mixture, xp, threshold=0.0):
 
     Posteriors below ``threshold`` become 0, except each descriptor's
     largest (see the module docstring).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mix = Mixture(means=np.array([[-1.0], [1.0]]), sigmas=np.ones((2, 1)), weights=np.array([0.5, 0.5]))
+    >>> Y = np.array([[-1.0], [0.0], [2.0]])  # three one-dimensional descriptors
+    >>> Z = augment(Y, mix, np)
+    >>> posteriors(Z, mix, np).round(4)
+    array([[0.8808, 0.1192],
+           [0.5   , 0.5   ],
+           [0.018 , 0.982 ]])
+    >>> posteriors(Z, mix, np, threshold=0.2).round(4)  # truncated: rows no longer sum to 1
+    array([[0.8808, 0.    ],
+           [0.5   , 0.5   ],
+           [0.    , 0.982 ]])
     """
     g = log_densities(Z, mixture, xp)
     g -= g.max(1, keepdims=True)
@@ -167,6 +230,16 @@ def moments(gamma, Z):
     the centre, see :func:`augment`).
 
     ``gamma`` dense or from :func:`compress`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mix = Mixture(means=np.array([[-1.0], [1.0]]), sigmas=np.ones((2, 1)), weights=np.array([0.5, 0.5]))
+    >>> Y = np.array([[-1.0], [0.0], [2.0]])  # three one-dimensional descriptors
+    >>> Z = augment(Y, mix, np)
+    >>> moments(posteriors(Z, mix, np), Z).round(4)  # per component: sum gamma y, sum gamma y^2, sum gamma
+    array([[-0.8448,  0.9527,  1.3988],
+           [ 1.8448,  4.0473,  1.6012]])
     """
     out = gamma.T @ Z
     return np.asarray(out) if is_sparse(gamma) else out
@@ -185,6 +258,18 @@ def fisher_vectors(S, counts, mixture, include_weights, xp):
     Returns
     -------
     array (n_cells, block_size)
+
+    Examples
+    --------
+    See :class:`Mixture` for a whole cell; a cell without descriptors is zero:
+
+    >>> import numpy as np
+    >>> mix = Mixture(means=np.array([[-1.0], [1.0]]), sigmas=np.ones((2, 1)), weights=np.array([0.5, 0.5]))
+    >>> Y = np.array([[-1.0], [0.0], [2.0]])  # three one-dimensional descriptors
+    >>> S = moments(posteriors(augment(Y, mix, np), mix, np), augment(Y, mix, np))
+    >>> fisher_vectors(np.stack([S, 0 * S]), np.array([3, 0]), mix, False, np).round(4)
+    array([[ 0.2611,  0.1148, -0.2456,  0.1192],
+           [ 0.    ,  0.    ,  0.    ,  0.    ]])
     """
     K, D = mixture.n_components, mixture.n_dims
     mu, sig, var = (asarray(a, xp) for a in (mixture.centred_means, mixture.sigmas, mixture.variances))
@@ -201,7 +286,17 @@ def fisher_vectors(S, counts, mixture, include_weights, xp):
 
 
 def embed(Y, gamma, mixture, include_weights, xp):
-    """Per-descriptor gradient vectors ``Psi(l)`` (n, block_size) of eq. 4.1-4.4, float64."""
+    """Per-descriptor gradient vectors ``Psi(l)`` (n, block_size) of eq. 4.1-4.4, float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mix = Mixture(means=np.array([[-1.0], [1.0]]), sigmas=np.ones((2, 1)), weights=np.array([0.5, 0.5]))
+    >>> Y = np.array([[-1.0], [0.0], [2.0]])  # three one-dimensional descriptors
+    >>> gamma = posteriors(augment(Y, mix, np), mix, np)
+    >>> embed(Y[1:2], gamma[1:2], mix, True, np).round(4)  # y = 0, one sigma from both means: only the mean gradients
+    array([[ 0.    ,  0.    ,  0.7071, -0.7071,  0.    ,  0.    ]])
+    """
     mu, sig = asarray(mixture.means, xp), asarray(mixture.sigmas, xp)
     w, sq = asarray(mixture.weights, xp), asarray(mixture.sqrt_weights, xp)
     Y = Y.astype(xp.float64)
@@ -220,6 +315,14 @@ def normalize(x, power, l2, block, xp):
     ``power``: exponent of ``sign(x)|x|^power`` or None; ``l2``: ``"global"``
     (whole vector), ``"block"`` (every ``block`` consecutive dimensions) or
     None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> normalize(np.array([[16.0, -4.0]]), 0.5, None, 2, np)  # power only
+    array([[ 4., -2.]])
+    >>> normalize(np.array([[16.0, -9.0]]), 0.5, "global", 2, np)  # then L2
+    array([[ 0.8, -0.6]])
     """
     if power is not None:
         x = xp.sign(x) * xp.abs(x) ** float(power)

@@ -38,7 +38,20 @@ _CHUNK_BYTES = 32 << 20  # bound of the temporaries of one chunk of descriptors
 
 
 def level_sample(descs, levels, level, max_descriptors, rng):
-    """The training descriptors of ``level`` (float64), at most ``max_descriptors`` of them (sorted sample)."""
+    """The training descriptors of ``level`` (float64), at most ``max_descriptors`` of them (sorted sample).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> descs = [np.arange(6.0).reshape(3, 2), np.arange(4.0).reshape(2, 2)]  # two images
+    >>> levels = [np.array([0, 1, 0]), np.array([1, 1])]  # each descriptor's level (SIFT scale)
+    >>> level_sample(descs, levels, 1, 10, np.random.default_rng(0))
+    array([[2., 3.],
+           [0., 1.],
+           [2., 3.]])
+    >>> level_sample(descs, levels, 1, 2, np.random.default_rng(0)).shape
+    (2, 2)
+    """
     pool = np.concatenate([np.asarray(to_numpy(d)[lv == level], dtype=np.float64) for d, lv in zip(descs, levels)])
     if len(pool) > max_descriptors:
         pool = pool[np.sort(rng.choice(len(pool), max_descriptors, replace=False))]
@@ -46,7 +59,18 @@ def level_sample(descs, levels, level, max_descriptors, rng):
 
 
 def project(D, mean, components, xp, dtype):
-    """``(Y, C)``: the projection ``Y = C W^T`` of the centred descriptors ``C = D - mean``, in ``dtype``."""
+    """``(Y, C)``: the projection ``Y = C W^T`` of the centred descriptors ``C = D - mean``, in ``dtype``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> D, mean = np.array([[3.0, 1.0], [1.0, 4.0]]), np.array([1.0, 1.0])
+    >>> Y, C = project(D, mean, np.array([[1.0, 0.0]]), np, np.float64)  # keep the first dimension
+    >>> Y, C
+    (array([[2.],
+           [0.]]), array([[2., 0.],
+           [0., 3.]]))
+    """
     C = asarray(D, xp, dtype=dtype) - asarray(mean, xp, dtype=dtype)
     return C @ asarray(components, xp, dtype=dtype).T, C
 
@@ -143,6 +167,18 @@ def linear_map_relevance(C, W, R, rule, xp, Y=None):
     array (n, d_in), float64
         Outputs none of whose messages is usable (``y_j = 0``, see
         :mod:`bowlrp.rules`) spread their relevance evenly over the inputs.
+
+    Examples
+    --------
+    One output ``y = c_1 + c_2 = 2 - 1`` with relevance 3:
+
+    >>> import numpy as np
+    >>> from bowlrp.rules import Flat, mapping_rule
+    >>> C, W, R = np.array([[2.0, -1.0]]), np.array([[1.0, 1.0]]), np.array([[3.0]])
+    >>> linear_map_relevance(C, W, R, mapping_rule(), np)  # proportional: z_ij / y_j R_j
+    array([[ 6., -3.]])
+    >>> linear_map_relevance(C, W, R, Flat(), np)
+    array([[1.5, 1.5]])
     """
     n, d_in = C.shape
     W = asarray(W, xp, dtype=xp.float64)

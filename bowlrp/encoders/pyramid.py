@@ -19,7 +19,17 @@ __all__ = ["grid_cells", "n_cells", "block_layout"]
 
 
 def grid_cells(centers, image_shape, grid):
-    """Cell index (row-major) of each descriptor centre ``(x, y)`` in a ``rows x cols`` grid."""
+    """Cell index (row-major) of each descriptor centre ``(x, y)`` in a ``rows x cols`` grid.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> centres = np.array([[10.0, 10.0], [90.0, 10.0], [50.0, 90.0]])  # (x, y) in a 100 x 100 image
+    >>> grid_cells(centres, (100, 100), (2, 2))
+    array([0, 1, 3])
+    >>> grid_cells(centres, (100, 100), (3, 1))  # three horizontal stripes
+    array([0, 0, 2])
+    """
     rows, cols = grid
     H, W = image_shape
     centers = np.asarray(centers)
@@ -40,7 +50,13 @@ def check_pyramid(pyramid, name="pyramid"):
 
 
 def n_cells(grids):
-    """Number of blocks per level: the cells of all grids."""
+    """Number of blocks per level: the cells of all grids.
+
+    Examples
+    --------
+    >>> n_cells(((1, 1), (2, 2), (3, 1)))  # the thesis' pyramid
+    8
+    """
     return sum(r * c for r, c in grids)
 
 
@@ -86,7 +102,18 @@ def pyramid_atoms(geometry, n, grids):
 
 
 def block_layout(n_levels, grids, block_size):
-    """One dict per block (``level``, ``grid``, ``cell``, ``start``, ``stop``), in output order."""
+    """One dict per block (``level``, ``grid``, ``cell``, ``start``, ``stop``), in output order.
+
+    ``start:stop`` are the block's feature dimensions (a fitted
+    :class:`bowlrp.FisherVectorEncoder` keeps its layout in
+    ``feature_layout_``).
+
+    Examples
+    --------
+    >>> layout = block_layout(1, ((1, 1), (2, 2)), 6)
+    >>> len(layout), layout[1]
+    (5, {'level': 0, 'grid': (2, 2), 'cell': 0, 'start': 6, 'stop': 12})
+    """
     layout, start = [], 0
     for s in range(n_levels):
         for r, c in grids:
