@@ -23,6 +23,12 @@ def segment_max(values, segments, n_segments, xp):
 
     One sort (``lexsort`` by segment, then value) instead of ``maximum.at``, so
     the same code runs on NumPy and CuPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> segment_max(np.array([1.0, 5.0, 2.0, 3.0]), np.array([0, 0, 2, 2]), 4, np)
+    array([5., 0., 3., 0.])
     """
     out = xp.zeros(n_segments, dtype=values.dtype)
     if values.size == 0:
@@ -35,7 +41,17 @@ def segment_max(values, segments, n_segments, xp):
 
 
 def nearest_words(D, vocab, r, xp):
-    """Indices (n, r) of the ``r`` nearest words of each descriptor, nearest first (float32 distances)."""
+    """Indices (n, r) of the ``r`` nearest words of each descriptor, nearest first (float32 distances).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> vocab = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]])  # three words
+    >>> D = np.array([[0.9, 0.1], [0.0, 2.0]])  # two descriptors
+    >>> nearest_words(D, vocab, 2, np)
+    array([[1, 0],
+           [2, 0]])
+    """
     V = asarray(vocab, xp, dtype=xp.float32)
     idx = xp.empty((D.shape[0], r), dtype=xp.intp)
     vnorm = (V * V).sum(1)
@@ -52,7 +68,15 @@ def nearest_words(D, vocab, r, xp):
 
 
 def rank_values(n, r, rank_base, xp):
-    """The rank mapping ``m_d(l) = p ** -rk_d(l)`` for ranks 1..r (eq. 2.86), (n, r); values below TINY are 0."""
+    """The rank mapping ``m_d(l) = p ** -rk_d(l)`` for ranks 1..r (eq. 2.86), (n, r); values below TINY are 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rank_values(2, 3, 2.0, np)  # base 2: the nearest word 1/2, the next 1/4, ...
+    array([[0.5  , 0.25 , 0.125],
+           [0.5  , 0.25 , 0.125]])
+    """
     ranks = xp.arange(1, r + 1, dtype=xp.float64)
     weights = float(rank_base) ** -ranks
     weights = xp.where(weights >= TINY, weights, 0.0)
@@ -66,6 +90,15 @@ def soft_values(D, vocab, idx, beta, xp):
     cancellation), and the smallest is subtracted before ``exp`` so the
     nearest word gets ``exp(0) = 1`` before normalisation.  Weights below
     :data:`TINY` become 0, so the rows sum to 1 up to that.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> vocab = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]])  # three words
+    >>> D = np.array([[0.9, 0.1], [0.0, 2.0]])  # two descriptors
+    >>> soft_values(D, vocab, nearest_words(D, vocab, 2, np), 1.0, np).round(4)
+    array([[0.69  , 0.31  ],
+           [0.9526, 0.0474]])
     """
     V = asarray(vocab, xp, dtype=xp.float64)
     n, r = idx.shape
@@ -93,6 +126,29 @@ def pmeans_pool(vals, cols, group, shape, p, xp):
     classifier saw.  The proportional, alpha-beta, magnitude and flat rules
     see only the proportions.  Powers are taken of ``m / max_l m`` so that
     large ``p`` neither overflows nor underflows the maximal term.
+
+    ``vals`` (n, r) are the mapping values of each descriptor's ``r`` words,
+    ``cols`` (n r,) their columns ``group * K + word`` in the flattened
+    histogram, ``group`` (n,) each descriptor's ``image * n_levels + level``,
+    and ``shape`` is ``(n_images, n_levels, K)``.
+
+    Examples
+    --------
+    Two descriptors of one image, each mapped to its two nearest of three
+    words by the rank mapping; max pooling (``p = inf``) splits the tie of
+    word 0 evenly, mean pooling (``p = 1``) divides by the two descriptors:
+
+    >>> import numpy as np
+    >>> vocab = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]])  # three words
+    >>> D = np.array([[0.9, 0.1], [0.0, 2.0]])  # two descriptors
+    >>> idx = nearest_words(D, vocab, 2, np)
+    >>> vals, group = rank_values(2, 2, 2.0, np), np.zeros(2, dtype=np.intp)
+    >>> hist, msgs = pmeans_pool(vals, idx.ravel(), group, (1, 1, 3), np.inf, np)
+    >>> hist, msgs
+    (array([[[0.25, 0.5 , 0.5 ]]]), array([[0.5  , 0.125],
+           [0.5  , 0.125]]))
+    >>> pmeans_pool(vals, idx.ravel(), group, (1, 1, 3), 1.0, np)[0]
+    array([[[0.25, 0.25, 0.25]]])
     """
     n_groups, K = shape[0] * shape[1], shape[2]
     m = vals.ravel()
@@ -118,6 +174,13 @@ def block_scale(hist, counts, normalize, xp):
 
     ``"l1"``: the block's sum; ``"count"``: its number of descriptors
     ``counts`` (the ``1/|L|`` of eq. 2.65); ``None``: 1.  Zero divisors become 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hist = np.array([[[1.0, 3.0], [0.0, 0.0]]])  # one image, two levels of two words
+    >>> block_scale(hist, np.array([4, 0]), "l1", np), block_scale(hist, np.array([4, 0]), "count", np)
+    (array([[4., 1.]]), array([[4., 1.]]))
     """
     if normalize == "l1":
         scale = hist.sum(-1)
@@ -129,6 +192,16 @@ def block_scale(hist, counts, normalize, xp):
 
 
 def normalize_blocks(raw, counts, normalize, n_words, xp):
-    """Per-block normalisation of raw pooled vectors ``raw`` (..., n_levels * n_words)."""
+    """Per-block normalisation of raw pooled vectors ``raw`` (..., n_levels * n_words).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> raw, counts = np.array([1.0, 3.0, 2.0, 2.0]), np.array([2, 4])  # two blocks of two words
+    >>> normalize_blocks(raw, counts, "l1", 2, np)
+    array([0.25, 0.75, 0.5 , 0.5 ])
+    >>> normalize_blocks(raw, counts, "count", 2, np)
+    array([0.5, 1.5, 0.5, 0.5])
+    """
     h = raw.reshape(raw.shape[:-1] + (-1, n_words))
     return (h / block_scale(h, counts, normalize, xp)[..., None]).reshape(raw.shape)
