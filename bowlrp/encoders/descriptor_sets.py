@@ -13,6 +13,17 @@ def check_descriptor_sets(X, name="X"):
     Accepts a list of objects with ``descriptors`` (n_i, D) and ``levels``
     (n_i,) attributes (such as :class:`bowlrp.DescriptorSet` or
     :class:`ProjectedDescriptorSet`) or a list of plain 2-D arrays (one level).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> descs, levels, n_levels = check_descriptor_sets([np.zeros((3, 4)), np.ones((2, 4))])
+    >>> [d.shape for d in descs], levels, n_levels
+    ([(3, 4), (2, 4)], [array([0, 0, 0]), array([0, 0])], 1)
+    >>> check_descriptor_sets(np.zeros((2, 3, 4)))
+    Traceback (most recent call last):
+    ...
+    TypeError: X must be a list with one descriptor set per image (the output of DenseSIFT.transform, or a list of (n_i, D) arrays), got an array of shape (2, 3, 4)
     """
     if isinstance(X, np.ndarray) and X.dtype != object:
         raise TypeError(
@@ -69,6 +80,16 @@ class ProjectedDescriptorSet:
     descriptors : array (n, d)
     source : DescriptorSet (or any object with ``levels``), or None
         ``None``: one level, no geometry.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> image = (np.random.default_rng(0).random((32, 32)) * 255).astype(np.uint8)
+    >>> (sift,) = bowlrp.DenseSIFT(scales=(2.0,), steps=(8,)).fit_transform([image])
+    >>> short = ProjectedDescriptorSet(sift.descriptors[:, :8], sift)  # 8 of 128 dimensions
+    >>> short.descriptors.shape, short.centers.shape, short.image_shape
+    ((4, 8), (4, 2), (32, 32))
     """
 
     _GEOMETRY = ("centers", "sigmas", "angles", "boxes", "image_shape")

@@ -56,7 +56,24 @@ CONSERVATION_RTOL = 1e-6
 
 
 class ConservationWarning(UserWarning):
-    """An exact rule did not conserve relevance (``sum R_in != sum R_out`` beyond rounding)."""
+    """An exact rule did not conserve relevance (``sum R_in != sum R_out`` beyond rounding).
+
+    The Fisher-vector encoder warns for each image where the descriptors'
+    relevance under an exact rule (``Rule.exact``) differs from that of the
+    Fisher dimensions by more than ``CONSERVATION_RTOL`` of ``sum |R|``.
+    Turn it into an error where a lost share must stop the run.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from bowlrp.rules import Proportional
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always", ConservationWarning)
+    ...     check_conservation(Proportional(), "image 0", np.array([0.5]), np.array([1.0]), np)
+    >>> caught[0].category.__name__, str(caught[0].message)[:60]
+    ('ConservationWarning', "the 'z' rule did not conserve relevance through the Fisher-v")
+    """
 
 
 def check_conservation(rule, where, R_in, R_out, xp):
