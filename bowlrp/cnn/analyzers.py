@@ -53,6 +53,18 @@ def method_composite(method="lrp", composite="dtd", patterns=None):
     ``"lrp"`` uses ``composite`` (a preset name, a Composite or a rule); the
     gradient-type methods are presets of their own; the pattern methods need
     ``patterns`` from :func:`fit_patterns`.
+
+    Examples
+    --------
+    >>> method_composite("lrp", "alphabeta_2_1").layer_map["conv"]
+    AlphaBeta(alpha=2.0, beta=-1.0)
+    >>> comp = method_composite("guided_backprop")
+    >>> comp.layer_map["relu"], comp.start
+    (ReLUGuidedBackprop(), 'unit')
+    >>> method_composite("patternnet")
+    Traceback (most recent call last):
+    ...
+    ValueError: method 'patternnet' needs patterns: fit them with fit_patterns(model, X) (CNNClassifier.fit_patterns(images))
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods: {list(METHODS)}")
@@ -75,6 +87,19 @@ def backward(model, trace, R, method="lrp", composite="dtd", patterns=None, upto
     ``composite`` may also be a :class:`~.composites.Composite` built by
     :func:`method_composite`; ``patterns`` (from :func:`fit_patterns`) is
     needed by the two pattern methods.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear, ReLU, Sequential
+    >>> net = Sequential([Linear(2, 2, W=np.array([[1.0, -1.0], [1.0, 2.0]])), ReLU(),
+    ...                   Linear(2, 1, W=np.array([[1.0], [1.0]]))])
+    >>> x = np.array([[1.0, 0.5]])  # hidden units 1.5 and 0 after the ReLU: f(x) = 1.5
+    >>> out, trace = net.forward(x)
+    >>> backward(net, trace, out, composite="z")  # LRP-0 from the score: sums to 1.5
+    array([[1. , 0.5]])
+    >>> backward(net, trace, np.ones_like(out), method="gradient")
+    array([[1., 1.]])
     """
     comp = method_composite(method, composite, patterns)
     R, _ = walk(model, trace, R, comp, upto=upto, start=start)
@@ -87,6 +112,18 @@ def walk(model, trace, R, comp, upto=0, start=None, record=()):
     Returns the signal at the input of layer ``upto`` and a dict with the
     signal at the input of every layer in ``record`` (before gradient x
     input multiplies by the input).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear, ReLU, Sequential
+    >>> net = Sequential([Linear(2, 2, W=np.array([[1.0, -1.0], [1.0, 2.0]])), ReLU(),
+    ...                   Linear(2, 1, W=np.array([[1.0], [1.0]]))])
+    >>> x = np.array([[1.0, 0.5]])  # hidden units 1.5 and 0 after the ReLU: f(x) = 1.5
+    >>> out, trace = net.forward(x)
+    >>> R, kept = walk(net, trace, out, method_composite("lrp", "z"), record=(2,))
+    >>> R, kept[2]  # the pixels' relevance, and the hidden units'
+    (array([[1. , 0.5]]), array([[1.5, 0. ]]))
     """
     rules = comp.rules_for(model)
     first = len(model) - 1 if start is None else start
@@ -107,6 +144,16 @@ def signed_network(model):
     Only layers without parameters that keep the order of the outputs
     (Flatten) may follow the last linear layer; a network ending in a
     non-linearity has no linear ``-f`` and raises ``ValueError``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear, ReLU, Sequential
+    >>> net = Sequential([Linear(2, 2, W=np.array([[1.0, -1.0], [1.0, 2.0]])), ReLU(),
+    ...                   Linear(2, 1, W=np.array([[1.0], [1.0]]))])
+    >>> x = np.array([[1.0, 0.5]])  # hidden units 1.5 and 0 after the ReLU: f(x) = 1.5
+    >>> signed_network(net)(x)
+    array([[ 1.5, -1.5]])
     """
     last = max(k for k, layer in enumerate(model) if isinstance(layer, (Conv2d, Linear)))
     tail = model.layers[last + 1:]
@@ -129,6 +176,17 @@ def signed_patterns(model, patterns):
     """The patterns of :func:`signed_network`: the last linear layer's ``A`` doubled to ``[A, -A]``.
 
     ``None`` stays ``None`` (no patterns fitted).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear, ReLU, Sequential
+    >>> net = Sequential([Linear(2, 2, W=np.array([[1.0, -1.0], [1.0, 2.0]])), ReLU(),
+    ...                   Linear(2, 1, W=np.array([[1.0], [1.0]]))])
+    >>> x = np.array([[1.0, 0.5]])  # hidden units 1.5 and 0 after the ReLU: f(x) = 1.5
+    >>> patterns = fit_patterns(net, [np.random.default_rng(0).standard_normal((200, 2))])
+    >>> patterns[2].shape, signed_patterns(net, patterns)[2].shape
+    ((2, 1), (2, 2))
     """
     if patterns is None:
         return None
@@ -147,6 +205,19 @@ def explain_model(model, x, target_index, sign=None, method="lrp", composite="dt
     binary model explained for its negative class); a negative sign explains
     ``-f`` as its own output (:func:`signed_network`).  Returns ``(R_in,
     score, trace)`` where ``score[n] = sign[n] * f(x)[n, target_index[n]]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear, ReLU, Sequential
+    >>> net = Sequential([Linear(2, 2, W=np.array([[1.0, -1.0], [1.0, 2.0]])), ReLU(),
+    ...                   Linear(2, 1, W=np.array([[1.0], [1.0]]))])
+    >>> x = np.array([[1.0, 0.5]])  # hidden units 1.5 and 0 after the ReLU: f(x) = 1.5
+    >>> R, score, trace = explain_model(net, x, [0], composite="z")
+    >>> R, score
+    (array([[1. , 0.5]]), array([1.5]))
+    >>> explain_model(net, x, [0], sign=[-1], composite="z")[1]  # -f as an output of its own
+    array([-1.5])
     """
     xp = get_namespace(x)
     n = len(x)
@@ -194,6 +265,19 @@ def fit_patterns(model, batches, mean="regime"):
 
     ``batches`` is an iterable of input batches (N, C, H, W); statistics are
     accumulated in float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear, ReLU, Sequential
+    >>> net = Sequential([Linear(2, 2, W=np.array([[1.0, -1.0], [1.0, 2.0]])), ReLU(),
+    ...                   Linear(2, 1, W=np.array([[1.0], [1.0]]))])
+    >>> x = np.array([[1.0, 0.5]])  # hidden units 1.5 and 0 after the ReLU: f(x) = 1.5
+    >>> patterns = fit_patterns(net, [np.random.default_rng(0).standard_normal((200, 2))])
+    >>> [None if a is None else a.shape for a in patterns]
+    [(2, 2), None, (2, 1)]
+    >>> np.allclose((net[0].W * patterns[0]).sum(axis=0), 1.0)  # w_j^T a_j = 1 per neuron
+    True
     """
     if mean not in ("regime", "global"):
         raise ValueError(f"unknown mean {mean!r}; valid: ['regime', 'global']")

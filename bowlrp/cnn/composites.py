@@ -72,35 +72,78 @@ class LayerRule:
 
 
 class Pass(LayerRule):
-    """Relevance passes unchanged (ReLU under LRP: the rule of the following linear layer decides)."""
+    """Relevance passes unchanged (ReLU under LRP: the rule of the following linear layer decides).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Pass().relevance(None, np.array([-1.0, 2.0]), np.array([0.5, 0.5]))
+    array([0.5, 0.5])
+    """
 
     def relevance(self, layer, x, R, trace=None):
         return R
 
 
 class Gradient(LayerRule):
-    """The layer's own gradient with respect to its input (sensitivity)."""
+    """The layer's own gradient with respect to its input (sensitivity).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear
+    >>> layer = Linear(2, 1, W=np.array([[1.0], [2.0]]))
+    >>> x, g = np.array([[1.0, -1.0]]), np.array([[3.0]])  # input, and the signal at the output
+    >>> Gradient().relevance(layer, x, g, x)  # W^T g; the trace of a Linear is its input
+    array([[3., 6.]])
+    """
 
     def relevance(self, layer, x, R, trace=None):
         return layer.backward(R, trace)[0]
 
 
 class ReLUDeconvNet(LayerRule):
-    """DeconvNet's ReLU: ``max(g, 0)``, ignoring the forward state (paper 004, eq. 2)."""
+    """DeconvNet's ReLU: ``max(g, 0)``, ignoring the forward state (paper 004, eq. 2).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import ReLU
+    >>> ReLUDeconvNet().relevance(ReLU(), np.array([-1.0, 2.0]), np.array([0.5, -0.5]))
+    array([0.5, 0. ])
+    """
 
     def relevance(self, layer, x, R, trace=None):
         return get_namespace(R).maximum(R, 0)
 
 
 class ReLUGuidedBackprop(LayerRule):
-    """Guided Backprop's ReLU: ``max(g, 0) 1(y > 0)`` (paper 004, eq. 2)."""
+    """Guided Backprop's ReLU: ``max(g, 0) 1(y > 0)`` (paper 004, eq. 2).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import ReLU
+    >>> ReLUGuidedBackprop().relevance(ReLU(), np.array([-1.0, 2.0]), np.array([0.5, 0.5]))  # off at -1
+    array([0. , 0.5])
+    """
 
     def relevance(self, layer, x, R, trace=None):
         return get_namespace(R).maximum(R, 0) * (x > 0)
 
 
 class Pattern(LayerRule):
-    """PatternNet: the signal goes back through the pattern ``A`` instead of ``W`` (paper 002, eq. 3)."""
+    """PatternNet: the signal goes back through the pattern ``A`` instead of ``W`` (paper 002, eq. 3).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear
+    >>> layer = Linear(2, 1, W=np.array([[1.0], [2.0]]))
+    >>> x, g = np.array([[1.0, -1.0]]), np.array([[3.0]])  # input, and the signal at the output
+    >>> Pattern(np.array([[0.5], [0.25]])).relevance(layer, x, g)  # A^T g
+    array([[1.5 , 0.75]])
+    """
 
     def __init__(self, pattern):
         self.pattern = pattern
@@ -115,14 +158,38 @@ class Pattern(LayerRule):
 
 
 class PatternAttribution(Pattern):
-    """PatternAttribution: back through ``W * A`` (paper 002, Sec. 4)."""
+    """PatternAttribution: back through ``W * A`` (paper 002, Sec. 4).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Linear
+    >>> layer = Linear(2, 1, W=np.array([[1.0], [2.0]]))
+    >>> x, g = np.array([[1.0, -1.0]]), np.array([[3.0]])  # input, and the signal at the output
+    >>> PatternAttribution(np.array([[0.5], [0.25]])).relevance(layer, x, g)  # (W * A)^T g
+    array([[1.5, 1.5]])
+    """
 
     def relevance(self, layer, x, R, trace=None):
         return layer.apply_T(R, layer.W * self.pattern, x.shape)
 
 
 class WinnerTakesAll(LayerRule):
-    """A max pool's relevance all to its switch (the winning input), as the gradient routes it."""
+    """A max pool's relevance all to its switch (the winning input), as the gradient routes it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import MaxPool2d
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> pool = MaxPool2d(2)
+    >>> out, trace = pool.forward(x)
+    >>> WinnerTakesAll().relevance(pool, x, out, trace)[0, 0]
+    array([[ 0.,  0.,  0.,  0.],
+           [ 0.,  5.,  0.,  7.],
+           [ 0.,  0.,  0.,  0.],
+           [ 0., 13.,  0., 15.]])
+    """
 
     def relevance(self, layer, x, R, trace=None):
         return layer.route(R, trace)
@@ -134,6 +201,18 @@ class PoolProportional(LayerRule):
     The z-rule of the pool's positive unit weights: for sum and average
     pooling the forward messages themselves; for max pooling a common
     proportional alternative to winner-take-all.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import MaxPool2d
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> pool = MaxPool2d(2)
+    >>> out, trace = pool.forward(x)
+    >>> R = PoolProportional().relevance(pool, x, out, trace)
+    >>> R[0, 0, :2, :2], float(R.sum())  # the window 0, 1, 4, 5 shares the 5 it pooled
+    (array([[0. , 0.5],
+           [2. , 2.5]]), 40.0)
     """
 
     def relevance(self, layer, x, R, trace=None):
@@ -335,6 +414,13 @@ class _PatternComposite(Composite):
 
 def pattern_composite(patterns, attribution=False):
     """The PatternNet (or PatternAttribution) composite for fitted ``patterns`` (paper 002).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> comp = pattern_composite([np.ones((2, 1))], attribution=True)  # one pattern per linear layer
+    >>> comp.name, comp.start
+    ('pattern_attribution', 'score')
 
     ``patterns`` is the list :func:`bowlrp.cnn.fit_patterns` returns: one
     array per linear layer (``None`` elsewhere).  ReLUs and pooling pass the

@@ -75,7 +75,18 @@ def _scatter_windows(cols, x_shape, kh, kw, sh, sw):
 
 
 class Layer:
-    """Base class: a layer without parameters is the identity."""
+    """Base class: a layer without parameters is the identity.
+
+    A layer's ``forward(x)`` returns ``(output, trace)``, ``backward(g,
+    trace)`` the input gradient and the parameter gradients; nothing is kept
+    on the layer between the two.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Layer().forward(np.ones(2))
+    (array([1., 1.]), None)
+    """
 
     params = ()
 
@@ -392,7 +403,16 @@ _TYPES = {c.__name__: c for c in (Conv2d, Linear, ReLU, MaxPool2d, SumPool2d, Av
 
 
 def layer_from_config(cfg):
-    """Build a layer (without weights) from its :meth:`Layer.config` dict."""
+    """Build a layer (without weights) from its :meth:`Layer.config` dict.
+
+    Examples
+    --------
+    >>> cfg = Conv2d(1, 8, 5, stride=2).config()
+    >>> cfg["type"], cfg["stride"]
+    ('Conv2d', [2, 2])
+    >>> layer_from_config(cfg)
+    Conv2d(in_channels=1, out_channels=8, kernel_size=[5, 5], stride=[2, 2], padding=[0, 0])
+    """
     cfg = dict(cfg)
     kind = cfg.pop("type")
     if kind not in _TYPES:

@@ -23,7 +23,22 @@ LOSSES = ("cross_entropy", "hinge")
 
 
 def loss_and_grad(f, y, loss):
-    """Mean loss over the batch and its gradient with respect to ``f`` (n, K)."""
+    """Mean loss over the batch and its gradient with respect to ``f`` (n, K).
+
+    One output (two classes): ``y`` in {0, 1} and the logistic or hinge loss
+    of ``(2 y - 1) f``; more outputs: softmax cross-entropy or one-vs-rest hinge.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss, grad = loss_and_grad(np.array([[2.0], [-1.0]]), np.array([1, 1]), "hinge")
+    >>> loss, grad  # the second sample is on the wrong side
+    (1.0, array([[-0. ],
+           [-0.5]]))
+    >>> loss, grad = loss_and_grad(np.array([[2.0, 0.0]]), np.array([0]), "cross_entropy")
+    >>> round(loss, 4), grad.round(4)
+    (0.1269, array([[-0.1192,  0.1192]]))
+    """
     xp = get_namespace(f)
     n, K = f.shape
     if loss not in LOSSES:
@@ -54,7 +69,19 @@ def loss_and_grad(f, y, loss):
 
 
 class SGD:
-    """Mini-batch SGD with (heavy-ball) momentum and optional weight decay."""
+    """Mini-batch SGD with (heavy-ball) momentum and optional weight decay.
+
+    ``step(key, p, g)`` returns the updated parameter ``p`` and keeps the
+    velocity of ``key``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> opt = SGD(learning_rate=0.1, momentum=0.9)
+    >>> p = opt.step("W", np.array([1.0]), np.array([1.0]))  # 1 - 0.1
+    >>> opt.step("W", p, np.array([1.0]))  # 0.9 - 0.9 * 0.1 - 0.1
+    array([0.71])
+    """
 
     def __init__(self, learning_rate=0.01, momentum=0.9, weight_decay=0.0):
         self.learning_rate, self.momentum, self.weight_decay = learning_rate, momentum, weight_decay
@@ -70,7 +97,14 @@ class SGD:
 
 
 class Adam:
-    """Adam (Kingma & Ba) with bias correction and optional weight decay."""
+    """Adam (Kingma & Ba) with bias correction and optional weight decay.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Adam(learning_rate=0.1).step("W", np.array([1.0]), np.array([5.0]))  # a first step is lr, whatever |g|
+    array([0.9])
+    """
 
     def __init__(self, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         self.learning_rate, self.beta1, self.beta2, self.eps = learning_rate, beta1, beta2, eps
@@ -111,6 +145,18 @@ def train(model, X, y, *, loss="cross_entropy", optimizer="adam", learning_rate=
     loss)`` is called after each epoch; ``verbose=True`` shows a tqdm bar.
     A loss that is not finite (a learning rate that diverges) stops training
     with a ``FloatingPointError``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.cnn import Flatten, Linear, Sequential
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((64, 1, 1, 2))
+    >>> y = (X[:, 0, 0, 0] > 0).astype(int)  # the sign of the first input
+    >>> net = Sequential([Flatten(), Linear(2, 1)]).init(rng)
+    >>> losses = train(net, X, y, epochs=5, learning_rate=0.1, rng=0)
+    >>> len(losses), bool(losses[-1] < losses[0])
+    (5, True)
     """
     xp = get_namespace(X)
     if optimizer not in OPTIMIZERS:
