@@ -143,6 +143,27 @@ def descriptor_perturbation(
     PerturbationResult
         ``.aopc`` (eq. 12 on the descriptor curve, thesis Fig. 4.3) and
         ``.flip_share`` (share of decisions whose sign flipped by step ``L``).
+
+    Examples
+    --------
+    A Bag-of-Words model on descriptor sets (the encoder is its first stage);
+    replacing the most relevant descriptors first lowers the score faster
+    than replacing them in random order:
+
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> rng = np.random.default_rng(0)
+    >>> sets = [rng.standard_normal((20, 3)) + [2.0 * (i % 2), 0, 0] for i in range(20)]  # 20 "images"
+    >>> y = np.arange(20) % 2  # class 1: descriptors shifted along the first dimension
+    >>> pipe = bowlrp.ExplainablePipeline([("bow", bowlrp.BagOfWords(n_words=4, random_state=0)),
+    ...                                    ("svm", bowlrp.KernelSVC(kernel="hik"))]).fit(sets, y)
+    >>> exp = pipe.explain(sets[:4])
+    >>> pool = DescriptorPool(sets, random_state=0)
+    >>> morf = descriptor_perturbation(pipe, sets[:4], exp, pool=pool, batch_size=5, n_steps=3, random_state=0)
+    >>> rand = descriptor_perturbation(pipe, sets[:4], pool=pool, order="random", batch_size=5, n_steps=3,
+    ...                                random_state=0)
+    >>> morf.curves.shape, bool(morf.aopc > rand.aopc)
+    ((4, 1, 4), True)
     """
     front, stage, back = _split_pipeline(pipeline)
     update = encoder_update(stage)

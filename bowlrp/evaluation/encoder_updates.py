@@ -44,6 +44,18 @@ class BagOfWordsUpdate:
     (eq. 2.86) as word indices (with the block offset) and values;
     ``finish`` applies the encoder's per-block normalisation to raw pooled
     vectors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> rng = np.random.default_rng(0)
+    >>> sets = [rng.standard_normal((20, 3)) + [2.0 * (i % 2), 0, 0] for i in range(20)]  # 20 "images"
+    >>> update = BagOfWordsUpdate(bowlrp.BagOfWords(n_words=4, random_state=0).fit(sets))
+    >>> cols, vals = update.contributions(sets[0][:2], 0)  # two descriptors, rank mapping
+    >>> vals
+    array([[0.5   , 0.25  , 0.125 , 0.0625],
+           [0.5   , 0.25  , 0.125 , 0.0625]])
     """
 
     def __init__(self, bow):
@@ -75,6 +87,16 @@ class FisherVectorUpdate:
     unnormalised vector, so the update equals ``encoder.transform`` of the
     perturbed set up to rounding for ``dtype="float64"`` encoders (a float32
     encoder differs by its own rounding, about 1e-6).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> rng = np.random.default_rng(0)
+    >>> sets = [rng.standard_normal((20, 3)) + [2.0 * (i % 2), 0, 0] for i in range(20)]  # 20 "images"
+    >>> update = FisherVectorUpdate(bowlrp.FisherVectorEncoder(n_components=2, random_state=0).fit(sets))
+    >>> update.n_features, update.embed(sets[0][:5], 0).shape  # K (1 + 2 D) = 14
+    (14, (5, 14))
     """
 
     def __init__(self, fv):
@@ -120,12 +142,36 @@ class FisherVectorUpdate:
 
 
 def is_update(obj):
-    """Whether ``obj`` has the update interface (``finish`` and ``contributions`` or ``bind``)."""
+    """Whether ``obj`` has the update interface (``finish`` and ``contributions`` or ``bind``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> rng = np.random.default_rng(0)
+    >>> sets = [rng.standard_normal((20, 3)) + [2.0 * (i % 2), 0, 0] for i in range(20)]  # 20 "images"
+    >>> is_update(encoder_update(bowlrp.BagOfWords(n_words=4, random_state=0).fit(sets))), is_update(sets)
+    (True, False)
+    """
     return hasattr(obj, "finish") and (hasattr(obj, "contributions") or hasattr(obj, "bind"))
 
 
 def encoder_update(stage):
-    """The incremental-update object for an encoder stage (Bag-of-Words or Fisher vectors)."""
+    """The incremental-update object for an encoder stage (Bag-of-Words or Fisher vectors).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> rng = np.random.default_rng(0)
+    >>> sets = [rng.standard_normal((20, 3)) + [2.0 * (i % 2), 0, 0] for i in range(20)]  # 20 "images"
+    >>> type(encoder_update(bowlrp.BagOfWords(n_words=4, random_state=0).fit(sets))).__name__
+    'BagOfWordsUpdate'
+    >>> encoder_update(bowlrp.KernelSVC())
+    Traceback (most recent call last):
+    ...
+    TypeError: no descriptor-replacement update for KernelSVC; supported: BagOfWords, FisherVectorEncoder (or pass an object with contributions() or bind(), and finish())
+    """
     if isinstance(stage, BagOfWords):
         return BagOfWordsUpdate(stage)
     if isinstance(stage, FisherVectorEncoder):
@@ -177,6 +223,22 @@ def replacement_features(update, descriptors, levels, order, substitutes, batch_
     ndarray (n_steps + 1, n_features)
         Normalised features; row 0 equals ``encoder.transform`` of the
         unperturbed set.
+
+    Examples
+    --------
+    Two steps of five replacements on a Fisher-vector encoder equal encoding
+    the perturbed sets from scratch:
+
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> rng = np.random.default_rng(0)
+    >>> sets = [rng.standard_normal((20, 3)) + [2.0 * (i % 2), 0, 0] for i in range(20)]  # 20 "images"
+    >>> fv = bowlrp.FisherVectorEncoder(n_components=2, random_state=0).fit(sets)
+    >>> D, levels, substitutes = sets[0], np.zeros(20, dtype=int), sets[1]
+    >>> F = replacement_features(encoder_update(fv), D, levels, np.arange(20), substitutes, 5, 2)
+    >>> perturbed = D.copy(); perturbed[:5] = substitutes[:5]
+    >>> F.shape, np.allclose(F[0], fv.transform([D])[0]), np.allclose(F[1], fv.transform([perturbed])[0])
+    ((3, 14), True, True)
     """
     if hasattr(descriptors, "descriptors"):
         geometry = descriptors if geometry is None else geometry

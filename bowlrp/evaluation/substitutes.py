@@ -34,6 +34,16 @@ class DescriptorPool:
     Any object with a method ``sample(level, n, rng)`` returning an
     ``(n, n_dims)`` array can stand in for it, for example a sampler drawing
     from a Fisher-vector GMM ``lambda = (pi_k, mu_k, Sigma_k)`` (App. C.2).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> rng = np.random.default_rng(0)
+    >>> sets = [rng.standard_normal((20, 3)) + [2.0 * (i % 2), 0, 0] for i in range(20)]  # 20 "images"
+    >>> pool = DescriptorPool(sets, random_state=0)
+    >>> pool.sample(0, 3, np.random.default_rng(0)).shape
+    (3, 3)
     """
 
     def __init__(self, descriptor_sets, max_per_level=20000, random_state=None):
@@ -60,7 +70,19 @@ class DescriptorPool:
 
 
 def fisher_stage(model):
-    """The fitted FisherVectorEncoder of ``model`` (an encoder or a pipeline holding one)."""
+    """The fitted FisherVectorEncoder of ``model`` (an encoder or a pipeline holding one).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> rng = np.random.default_rng(0)
+    >>> sets = [rng.standard_normal((20, 3)) + [2.0 * (i % 2), 0, 0] for i in range(20)]  # 20 "images"
+    >>> pipe = bowlrp.ExplainablePipeline([("fv", bowlrp.FisherVectorEncoder(n_components=2, random_state=0)),
+    ...                                    ("svm", bowlrp.KernelSVC(kernel="linear"))]).fit(sets, np.arange(20) % 2)
+    >>> fisher_stage(pipe) is pipe.named_steps["fv"]
+    True
+    """
     if isinstance(model, Pipeline):
         stages = [st for _, st in model.steps if isinstance(st, FisherVectorEncoder)]
         if not stages:
@@ -88,6 +110,16 @@ class GMMSampler:
     Parameters
     ----------
     model : fitted FisherVectorEncoder, or a Pipeline holding one
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> rng = np.random.default_rng(0)
+    >>> sets = [rng.standard_normal((20, 3)) + [2.0 * (i % 2), 0, 0] for i in range(20)]  # 20 "images"
+    >>> fv = bowlrp.FisherVectorEncoder(n_components=2, random_state=0).fit(sets)
+    >>> GMMSampler(fv).sample(0, 5, np.random.default_rng(0)).shape
+    (5, 3)
     """
 
     def __init__(self, model):
