@@ -93,13 +93,14 @@ def without_examples(package="bowlrp"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         names = public_names(package)
-    paths = {}  # one entry per object, under the path the reference documents it at: the shortest,
-    # and among those the one in the package the object comes from (bowlrp.rules.AlphaBeta, not the
-    # re-export bowlrp.cnn.AlphaBeta)
+    paths = {}  # one entry per object, under the path the reference documents it at: the shortest
+    # outside deprecated alias modules, and among those the one in the package the object comes
+    # from (bowlrp.rules.AlphaBeta, not the re-export bowlrp.cnn.AlphaBeta)
     for m, n, obj in names:
         if inspect.isclass(obj) or inspect.isroutine(obj):
             source = (getattr(obj, "__module__", None) or "") + "."
-            key = (m.count("."), not source.startswith(m + "."), m)
+            alias = (sys.modules[m].__doc__ or "").lstrip().startswith("Deprecated")  # not a home
+            key = (alias, m.count("."), not source.startswith(m + "."), m)
             if id(obj) not in paths or key < paths[id(obj)][0]:
                 paths[id(obj)] = (key, f"{m}.{n}", obj)
     out = []

@@ -10,6 +10,9 @@ the module's docstring and an autosummary table of its public names.
 Each object is documented once, under its shortest public path
 (``bowlrp.BagOfWords``, not ``bowlrp.encoders.bow.BagOfWords``); the other
 modules that export it list it in a second table that links to that page.
+A deprecated alias module (its docstring starts with "Deprecated", as
+``bowlrp.demo`` and ``bowlrp.cnn.rules``) is never an object's home: what it
+re-exports is documented where it now lives.
 Data (constants such as ``bowlrp.svm.kernels.KERNELS``) is documented in
 the module whose source assigns it, where autodoc finds the ``#:`` comment
 beside the assignment.
@@ -56,6 +59,11 @@ def public_names(module):
     )
 
 
+def is_deprecated_alias(module):
+    """Whether ``module`` is a deprecated alias: its docstring starts with "Deprecated"."""
+    return (getattr(module, "__doc__", None) or "").lstrip().startswith("Deprecated")
+
+
 def _is_code(obj):
     return inspect.isclass(obj) or inspect.isroutine(obj)
 
@@ -68,13 +76,15 @@ def collect(package=PACKAGE):
     dotted path to the object; ``problems`` lists modules that failed to
     import and names in ``__all__`` that the module does not have.
     """
-    modules, objects, problems = {}, {}, []
+    modules, objects, problems, deprecated = {}, {}, [], set()
     for modname in public_modules(package):
         try:
             mod = importlib.import_module(modname)
         except Exception as exc:  # an optional dependency missing, a syntax error, ...
             problems.append(f"cannot import {modname}: {type(exc).__name__}: {exc}")
             continue
+        if is_deprecated_alias(mod):
+            deprecated.add(modname)
         entries = []
         for name in public_names(mod):
             if not hasattr(mod, name):
@@ -96,8 +106,10 @@ def collect(package=PACKAGE):
         obj = _resolve(paths[0])
         source = getattr(obj, "__module__", None) or ""
         # among paths of one depth, the one in the package the object comes from
-        # (bowlrp.rules.AlphaBeta rather than its re-export bowlrp.cnn.AlphaBeta)
-        paths = sorted(paths, key=lambda p: (p.count("."), not (source + ".").startswith(p.rsplit(".", 1)[0] + "."), p))
+        # (bowlrp.rules.AlphaBeta rather than its re-export bowlrp.cnn.AlphaBeta); a deprecated
+        # alias module last (bowlrp.apps.demo.run_demo, not bowlrp.demo.run_demo)
+        paths = sorted(paths, key=lambda p: (p.rsplit(".", 1)[0] in deprecated, p.count("."),
+                                             not (source + ".").startswith(p.rsplit(".", 1)[0] + "."), p))
         homes = [p for p in paths if p not in modules] or paths
         if not _is_code(obj):
             homes = [p for p in homes if _assigns(*p.rsplit(".", 1))] or homes
