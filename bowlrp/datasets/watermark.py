@@ -14,6 +14,11 @@ A pattern is a small float array of grey values in [0, 1] (0 black, 1 white);
     A 12 x 12 white label with three black bars (2 px wide, 8 px tall): a
     high-contrast mark with edges at the scales dense SIFT describes, like
     the text of a source tag.
+``"big-tag"``
+    The tag at twice the size, 24 x 24 (bars 4 px wide): on tiles of 64 to
+    102 pixels it covers whole dense-SIFT descriptors (24 to 36 pixels
+    across), as the thesis' tag did on its photographs; the mark of
+    ``bowlrp demo clever-hans``.
 ``"checkerboard"``
     A 5 x 5 checkerboard of dark (0.1) pixels, light pixels transparent: the
     mark of :func:`bowlrp.datasets.make_polygons` before ``watermark_pattern``
@@ -40,7 +45,7 @@ def _checkerboard():
 
 
 #: Built-in patterns by name (grey values in [0, 1]; NaN: transparent).
-WATERMARKS = {"tag": _tag(), "checkerboard": _checkerboard()}
+WATERMARKS = {"tag": _tag(), "big-tag": np.kron(_tag(), np.ones((2, 2))), "checkerboard": _checkerboard()}
 for _p in WATERMARKS.values():
     _p.setflags(write=False)
 
