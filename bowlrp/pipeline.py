@@ -164,14 +164,25 @@ def explain(pipeline, X, target=None, rule=None, keep_dimensions=False, **option
     --------
     >>> import bowlrp
     >>> from bowlrp.datasets import make_polygons
-    >>> data = make_polygons(n_train=60, n_test_images=1, random_state=0)
+    >>> data = make_polygons(n_train=30, n_test_images=1, random_state=0)
     >>> pipe = bowlrp.ExplainablePipeline([
-    ...     ("sift", bowlrp.DenseSIFT()),
-    ...     ("bow", bowlrp.BagOfWords(n_words=16, random_state=0)),
+    ...     ("sift", bowlrp.DenseSIFT(scales=(2.0,), steps=(8,))),  # one scale, a coarse grid: quick
+    ...     ("bow", bowlrp.BagOfWords(n_words=8, random_state=0)),
     ...     ("svm", bowlrp.KernelSVC(kernel="hik")),
     ... ]).fit(data.images, data.labels)
     >>> exp = bowlrp.explain(pipe, data.test_images[:2])
+    >>> exp.rule, exp.pixels[0].shape
+    ('z', (102, 102))
     >>> bool(abs(exp.pixels[0].sum() + exp.bias[0] - exp.score[0]) < 1e-8 * abs(exp.score[0]) + 1e-12)
+    True
+
+    Other rules for the mapping stages, and per step:
+
+    >>> eps = bowlrp.explain(pipe, data.test_images[:2], rule="epsilon", epsilon=0.1)
+    >>> bool((abs(eps.residual) > 0).all())  # epsilon absorbs relevance (eq. 2.22)
+    True
+    >>> flat = bowlrp.explain(pipe, data.test_images[:2], rule={"sift": "flat"})  # the pixel rule of DenseSIFT
+    >>> bool(abs(flat.residual).max() < 1e-8)
     True
     """
     stages, (_, tail) = _split(pipeline)
