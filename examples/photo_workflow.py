@@ -11,10 +11,12 @@ an image folder in five formats).  Replace ``photos`` by your own folder
 It also measures conservation on the photographs: with the exact
 decompositions (histogram intersection, linear Fisher vectors) the pixel
 relevance plus the bias equals the decision function for the rules z and
-flat (eq. 2.79, 2.27) and for alpha-beta with alpha = 1, beta = 0.  Epsilon
-absorbs part of it (eq. 2.22), and alpha = 2, beta = -1 (eq. 2.26) multiplies
-the relevance of a Bag-of-Words model by alpha, because every mapping
-contribution is positive and the beta term has nothing to act on.
+flat (eq. 2.79, 2.27).  On a Bag-of-Words model every mapping contribution
+is positive, so alpha-beta with alpha = 1, beta = 0 conserves too, and
+alpha = 2, beta = -1 (eq. 2.26) multiplies the relevance by alpha because the
+beta term has nothing to act on; Fisher-vector messages have both signs, and
+both alpha-beta rules lose or add relevance there (``--model fv-linear``).
+Epsilon absorbs part of it (eq. 2.22).
 
 Run: ``python examples/photo_workflow.py [--out DIR] [--model bow-hik]`` (about 3 minutes on
 2 cores).  The documentation builds this page with ``BOWLRP_DOCS_FAST=1``: 128 x 128 tiles (48
