@@ -31,7 +31,7 @@ files (102 x 102, a one-scale 16-word HIK model):
   one process doing everything (client and worker), which takes minutes
   more;
 - with ``--photos N``: the same throughput on N photographs of scikit-image
-  (camera, astronaut, coffee, brick, grass, gravel, ..., 512 px and larger)
+  (camera, astronaut, coffee, brick, grass, gravel, ...; 172 x 448 to 427 x 640 px)
   with the ready-made ``bow-hik`` model trained on the texture tiles;
 - **client memory while fitting** (unless ``--no-train``): the same for
   :func:`bowlrp.collection.fit_collection`.  Its client holds the descriptor

@@ -285,7 +285,7 @@ def image_features(pipeline, paths, *, descriptors=None, max_side=None, gray=Tru
     tasks = ((prefix, os.path.abspath(paths[i]), i, max_side, gray) for i in todo)
     with dask_client(client) as dask:
         for i, row, err in run_tasks(_feature_task, tasks, n_jobs=n_jobs, client=dask, total=len(todo),
-                                     desc="encoding", unit="image", verbose=verbose):
+                                     desc="encoding", unit="image", verbose=verbose and bool(todo)):
             if err is not None:
                 errors.append((i, paths[i], err))
             else:
