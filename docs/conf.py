@@ -96,7 +96,6 @@ sphinx_gallery_conf = {
     "within_subsection_order": "FileNameSortKey",
     "doc_module": ("bowlrp",),
     "backreferences_dir": os.path.join("gen_modules", "backreferences"),
-    "reference_url": {"bowlrp": None},
     # matplotlib figures, and the PNG files an example writes (docs/_ext/bowlrp_gallery.py)
     "image_scrapers": ("matplotlib", "bowlrp_gallery"),
     "matplotlib_animations": False,
