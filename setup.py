@@ -29,7 +29,10 @@ setup(
         "gpu": ["cupy>=12"],
         # scikit-image: an independent oracle for the Fisher-vector forward pass (tests only)
         # matplotlib: so that CI exercises bowlrp.evaluation.plots
-        "test": ["pytest>=7", "hypothesis>=6", "scikit-image>=0.22", "matplotlib>=3.5"],
+        # dask[distributed]: the collection tests run a LocalCluster of worker processes
+        "test": ["pytest>=7", "hypothesis>=6", "scikit-image>=0.22", "matplotlib>=3.5", "dask[distributed]>=2024.1"],
+        # explain_collection / fit_collection on a Dask cluster (client= or --scheduler)
+        "distributed": ["dask[distributed]>=2024.1"],
         "plot": ["matplotlib>=3.5"],
         # the real-photograph demo: brick, grass and gravel photographs that ship inside scikit-image
         "photos": ["scikit-image>=0.22"],
