@@ -2,12 +2,13 @@
 
 ::
 
-    bowlrp demo [toy|textures] --out DIR
+    bowlrp demo [toy|textures|clever-hans] --out DIR
     bowlrp head-to-head --out DIR
     bowlrp train FOLDER --model bow-hik --out model.joblib [--param bow__n_words=256 ...] [--scheduler ADDRESS]
     bowlrp explain model.joblib IMAGES_OR_FOLDERS... --out report/ [--rule z] [--target CLASS] [--n-jobs N]
                    [--scheduler ADDRESS] [--no-gallery]
     bowlrp evaluate model.joblib FOLDER --out eval/
+    bowlrp spray model.joblib IMAGES_OR_FOLDERS... --out spray/ [--class CLASS] [--n-clusters K]
     bowlrp reproduce [--fast] [--only toy,fisher,...] [--out docs/reproduction.md]
 
 Errors in what the user passed (option values, paths, files that are not
@@ -125,7 +126,7 @@ def _threads(args):
     from threadpoolctl import threadpool_limits  # noqa: PLC0415
 
     threads = getattr(args, "threads", None)
-    if threads is None and args.command == "demo" and args.name == "textures":
+    if threads is None and args.command == "demo" and args.name in ("textures", "clever-hans"):
         threads = 1
     return threadpool_limits(limits=threads)
 
@@ -152,14 +153,19 @@ def _class_of_folder(path, classes):
 def add_demo(sub):
     p = sub.add_parser(
         "demo",
-        help="toy polygons (thesis Fig. 2.13) or the texture photographs of scikit-image, end to end",
+        help="toy polygons (thesis Fig. 2.13), the texture photographs of scikit-image, or a planted "
+        "watermark found by heatmaps and SpRAy (clever-hans), end to end",
         description="'toy' (default): the thesis' toy polygons (Sec. 2.4.3): train, explain the test tiles, "
         "write heatmaps and summary.json. 'textures': the brick, grass and gravel photographs that ship "
         "with scikit-image, written as an image folder, then 'bowlrp train', 'explain' (a gallery) and "
-        "'evaluate' on it.",
+        "'evaluate' on it. 'clever-hans': a watermark planted in half of one class's training images (toy "
+        "polygons and photographs): accuracy with and without the mark, the relevance on the mark, SpRAy's "
+        "clusters against the truth, for that model and a clean one; figures, summary.json, index.html.",
     )
-    p.add_argument("name", nargs="?", default="toy", choices=("toy", "textures"), help="which demo (default: toy)")
-    p.add_argument("--out", default=None, help="output folder (default: bowlrp-demo, or bowlrp-textures)")
+    p.add_argument("name", nargs="?", default="toy", choices=("toy", "textures", "clever-hans"),
+                   help="which demo (default: toy)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: bowlrp-demo, bowlrp-textures or clever-hans)")
     p.add_argument("--n-train", type=_int_at_least(50), default=2000, help="toy: training tiles (default: 2000)")
     p.add_argument("--n-test-images", type=_int_at_least(1), default=4,
                    help="toy: large test images, 100 tiles each (default: 4)")
@@ -182,6 +188,10 @@ def run_demo(args):
         out = _output_folder(args.out or "bowlrp-demo")
         toy(out=out, n_train=args.n_train, n_test_images=args.n_test_images, n_words=args.n_words,
             random_state=args.seed)
+    elif args.name == "clever-hans":
+        from .apps.clever_hans import run_clever_hans_demo  # noqa: PLC0415
+
+        run_clever_hans_demo(_output_folder(args.out or "clever-hans"), random_state=args.seed)
     else:
         from .apps.textures_demo import run_textures_demo  # noqa: PLC0415
 
@@ -376,6 +386,76 @@ def run_evaluate(args):
     return 0
 
 
+# ------------------------------------------------------------------ spray
+def add_spray(sub):
+    p = sub.add_parser(
+        "spray",
+        help="cluster the explanations of one class with SpRAy (thesis Ch. 6): spectrum, clusters, mean heatmaps",
+        description="Explain the images (of --class: those in folders of that name, all inputs when none is) "
+        "for that class, and run SpRAy on the heatmaps: pooled and normalised maps, a kNN graph, the "
+        "spectrum of its normalised Laplacian. Writes, beside the heatmap gallery: spectrum.png (eigengap "
+        "marked), embedding.png, clusters.png (each cluster's mean heatmap and examples), clusters.csv "
+        "(path, cluster), spray.json and spray.html. The number of clusters comes from the eigengap "
+        "unless --n-clusters is given.",
+    )
+    p.add_argument("model", help="model file written by 'bowlrp train'")
+    p.add_argument("inputs", nargs="+", help="image files and folders (searched recursively)")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--class", dest="class_name", default=None, metavar="CLASS",
+                   help="class whose explanations are clustered (default: explain each image's predicted class)")
+    p.add_argument("--n-clusters", type=_int_at_least(1), default=None,
+                   help="number of clusters (default: from the eigengap)")
+    p.add_argument("--grid", type=_int_at_least(1), default=None, metavar="N",
+                   help="pool each heatmap onto an N x N grid (default: SpRAy's, 10)")
+    p.add_argument("--n-neighbors", type=_int_at_least(1), default=None,
+                   help="neighbours of the kNN graph (default: ceil(ln n))")
+    p.add_argument("--rule", default="z", help="mapping-stage rule, as in 'bowlrp explain' (default: z)")
+    p.add_argument("--max-side", type=_max_side, default=_FROM_MODEL,
+                   help="cap on the longer image side, 0 for none (default: the cap the model was trained with)")
+    p.add_argument("--n-jobs", type=int, default=None, help="parallel worker processes (default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of k-means and t-SNE (default: 0)")
+    _add_threads(p)
+    p.set_defaults(func=run_spray)
+
+
+def run_spray(args):
+    from .apps.spray import class_paths, spray_paths  # noqa: PLC0415
+    from .datasets.folder import find_images, warn_skipped  # noqa: PLC0415
+
+    out = _output_folder(args.out)
+    pipeline, meta = _load(args.model)
+    classes = [c.item() if hasattr(c, "item") else c for c in pipeline.classes_]
+    target = args.class_name
+    if target is not None:
+        if target not in [str(c) for c in classes]:
+            raise CommandError(f"--class {target!r} is not a class of the model; its classes are "
+                               f"{', '.join(map(str, classes))}")
+        target = classes[[str(c) for c in classes].index(target)]
+    paths, skipped = find_images(args.inputs)
+    warn_skipped(skipped)
+    paths, how = class_paths(paths, args.class_name)
+    if len(paths) < 3:
+        raise CommandError(f"SpRAy needs at least 3 images, found {len(paths)} ({how}); give more images")
+    params = {}
+    if args.grid is not None:
+        params["grid"] = (args.grid, args.grid)
+    if args.n_neighbors is not None:
+        if args.n_neighbors >= len(paths):
+            raise CommandError(f"--n-neighbors {args.n_neighbors} must be below the number of images, {len(paths)}")
+        params["n_neighbors"] = args.n_neighbors
+    if args.n_clusters is not None and args.n_clusters > len(paths):
+        raise CommandError(f"--n-clusters {args.n_clusters} is more than the {len(paths)} images")
+    cap = meta.get("max_side") if _cap(args) == "model" else args.max_side
+    print(f"SpRAy on {how}")
+    summary = spray_paths(pipeline, paths, out, target=target, n_clusters=args.n_clusters, spray_params=params,
+                          rule=args.rule, max_side=cap, n_jobs=args.n_jobs, random_state=args.seed,
+                          meta={"model": f"{meta.get('model')} ({os.path.abspath(args.model)})",
+                                "class": "predicted class" if target is None else str(target), "images": how})
+    print(f"{summary['n_clusters']} cluster(s) of sizes {summary['cluster_sizes']} (eigengap "
+          f"{summary['eigengap']:.3f}); open {os.path.join(out, 'spray.html')}")
+    return 0
+
+
 # ------------------------------------------------------------------ reproduce
 def add_reproduce(sub):
     from .apps.reproduce import FINDINGS  # noqa: PLC0415
@@ -410,7 +490,7 @@ def run_reproduce(args):
 
 
 # ------------------------------------------------------------------ main
-COMMANDS = [add_demo, add_head_to_head, add_train, add_explain, add_evaluate, add_reproduce]
+COMMANDS = [add_demo, add_head_to_head, add_train, add_explain, add_evaluate, add_spray, add_reproduce]
 
 
 def build_parser():
