@@ -62,7 +62,7 @@ __all__ = ["STUDIES", "DEFAULT_STUDIES", "SPRAY_DEFAULTS", "photo_tiles", "relev
 #: The studies the demo runs, in order.
 STUDIES = ("toy", "photos", "photos-distinct")
 #: The studies ``bowlrp demo clever-hans`` runs.
-DEFAULT_STUDIES = ("toy", "photos")
+DEFAULT_STUDIES = STUDIES
 #: The mark planted in every study.
 PATTERN = "big-tag"
 #: SpRAy's settings in the demo: the library's defaults (measured, docs/clever_hans.md).
