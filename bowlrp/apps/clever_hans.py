@@ -56,13 +56,11 @@ from ..evaluation.spray import pool_relevance
 from .demo import toy_pipeline
 from .models import make_model
 
-__all__ = ["STUDIES", "DEFAULT_STUDIES", "SPRAY_DEFAULTS", "photo_tiles", "relevance_share", "cheating_clusters", "run_study",
+__all__ = ["STUDIES", "SPRAY_DEFAULTS", "photo_tiles", "relevance_share", "cheating_clusters", "run_study",
            "spray_choices", "run_clever_hans_demo", "plot_overview"]
 
 #: The studies the demo runs, in order.
 STUDIES = ("toy", "photos", "photos-distinct")
-#: The studies ``bowlrp demo clever-hans`` runs.
-DEFAULT_STUDIES = STUDIES
 #: The mark planted in every study.
 PATTERN = "big-tag"
 #: SpRAy's settings in the demo: the library's defaults (measured, docs/clever_hans.md).
@@ -327,7 +325,7 @@ def _write_html(path, summary, figures):
     return path
 
 
-def run_clever_hans_demo(out="clever-hans", studies=DEFAULT_STUDIES, n_train=600, measure_choices=True, random_state=0,
+def run_clever_hans_demo(out="clever-hans", studies=STUDIES, n_train=600, measure_choices=True, random_state=0,
                          log=print):
     """Run the studies into ``out``; returns the summary dict (also ``summary.json``).
 
