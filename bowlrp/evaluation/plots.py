@@ -163,10 +163,12 @@ def plot_embedding(spray, path=None, ax=None, truth=None, truth_names=("no", "ye
     markers = ("o", "^")
     t = np.zeros(len(Z), dtype=int) if truth is None else np.asarray(truth).astype(int)
     for c in range(k):
+        named = False
         for v in np.unique(t):
             sel = (labels == c) & (t == v)
             if sel.any():
-                lab = f"cluster {c} ({int((labels == c).sum())})" if v == t.min() else None
+                lab = None if named else f"cluster {c} ({int((labels == c).sum())})"
+                named = True
                 ax.scatter(Z[sel, 0], Z[sel, 1], s=22, color=colours[c], marker=markers[v % 2], label=lab,
                            edgecolors="k", linewidths=0.3)
     if truth is not None:
@@ -181,6 +183,23 @@ def plot_embedding(spray, path=None, ax=None, truth=None, truth_names=("no", "ye
     if own:
         return _save(fig, path)
     return ax
+
+
+def _pixel_axes(ax):
+    """Label an image panel's axes in pixels, with small ticks."""
+    ax.set_xlabel("x (pixels)", fontsize=6)
+    ax.set_ylabel("y (pixels)", fontsize=6)
+    ax.tick_params(labelsize=5, length=2)
+
+
+def _example_heatmap(fig, ax, R, cmap, title):
+    """One map scaled to max |R| = 1 (eq. 2.62), with its labelled colour scale."""
+    R = np.asarray(R, dtype=np.float64)
+    im = ax.imshow(R / (float(np.abs(R).max()) or 1.0), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_title(title, fontsize=8)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    cb.set_label("R / max|R|", fontsize=6)
+    cb.ax.tick_params(labelsize=5)
 
 
 def _examples(labels, c, n, scores=None):
@@ -219,14 +238,11 @@ def plot_cluster_means(spray, heatmaps, images, path, n_examples=3, scores=None,
             img = gray_rgb(np.asarray(images[i]))
             axes[c, 1 + 2 * j].imshow(img, interpolation="nearest")
             axes[c, 1 + 2 * j].set_title(f"image {i}", fontsize=8)
-            R = np.asarray(maps[i], dtype=np.float64)
-            S = float(np.abs(R).max()) or 1.0
-            axes[c, 2 + 2 * j].imshow(R, cmap=cmap, vmin=-S, vmax=S, interpolation="nearest")
-            axes[c, 2 + 2 * j].set_title(f"heatmap {i} (red: for)", fontsize=8)
+            _example_heatmap(fig, axes[c, 2 + 2 * j], maps[i], cmap, f"heatmap {i} (red: for)")
     for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if not ax.images:
+        if ax.images:
+            _pixel_axes(ax)
+        else:
             ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
@@ -278,19 +294,14 @@ def plot_spray_report(spray, heatmaps, images, path, truth=None, truth_names=("n
         cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
         cb.set_label("mean R / max|R|", fontsize=7)
         cb.ax.tick_params(labelsize=6)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _pixel_axes(ax)
         for j, i in enumerate(_examples(labels, c, n_examples)):
             a1, a2 = fig.add_subplot(grid[1 + c, 1 + 2 * j]), fig.add_subplot(grid[1 + c, 2 + 2 * j])
             a1.imshow(gray_rgb(np.asarray(images[i])), interpolation="nearest")
             a1.set_title(f"cluster {c}: image {i}", fontsize=8)
-            R = np.asarray(maps[i], dtype=np.float64)
-            S = float(np.abs(R).max()) or 1.0
-            a2.imshow(R, cmap=cmap, vmin=-S, vmax=S, interpolation="nearest")
-            a2.set_title(f"its heatmap (red: for)", fontsize=8)
+            _example_heatmap(fig, a2, maps[i], cmap, "its heatmap (red: for)")
             for a in (a1, a2):
-                a.set_xticks([])
-                a.set_yticks([])
+                _pixel_axes(a)
     if title:
         fig.suptitle(title, fontsize=11)
     return _save(fig, path)
