@@ -56,15 +56,13 @@ from ..evaluation.spray import pool_relevance
 from .demo import toy_pipeline
 from .models import make_model
 
-__all__ = ["STUDIES", "SPRAY_DEFAULTS", "photo_tiles", "relevance_share", "cheating_clusters", "run_study",
+__all__ = ["STUDIES", "SPRAY_UNNORMALISED", "photo_tiles", "relevance_share", "cheating_clusters", "run_study",
            "spray_choices", "run_clever_hans_demo", "plot_overview"]
 
 #: The studies the demo runs, in order.
 STUDIES = ("toy", "photos", "photos-distinct")
 #: The mark planted in every study.
 PATTERN = "big-tag"
-#: SpRAy's settings in the demo: the library's defaults (measured, docs/clever_hans.md).
-SPRAY_DEFAULTS = {}
 #: A second SpRAy on the same maps: unnormalised maps, 8 neighbours, the only settings that separated the
 #: toy study's marked maps (docs/clever_hans.md); they let the size of the score count, not only its place.
 SPRAY_UNNORMALISED = {"normalize": "none", "n_neighbors": 8}
