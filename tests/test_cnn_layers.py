@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bowlrp.cnn.layers import (AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential,
-                               SumPool2d)
+from bowlrp.cnn.layers import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, SumPool2d
+from bowlrp.cnn.network import Sequential
 
 
 def _conv_loops(x, W, b, stride, padding):

@@ -15,13 +15,13 @@ import pytest
 from sklearn.svm import SVC, LinearSVC
 
 import bowlrp
-import bowlrp.rules as rules_module
+import bowlrp.rules._lrp as rules_module  # where the proportional rule finds its denominators usable
 from bowlrp import BagOfWords, CNNClassifier, DenseSIFT, FisherVectorEncoder, KernelOneClassSVM, KernelSVC
 from bowlrp._backend import get_namespace, to_numpy
 from bowlrp.cnn import (METHODS, AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, SumPool2d,
                         explain_model)
 from bowlrp.cnn.composites import COMPOSITES, GRADIENT_COMPOSITES
-from bowlrp.cnn.layers import layer_from_config
+from bowlrp.cnn.network import layer_from_config
 from bowlrp.features.sift import bin_pixel_relevance, flat_pixel_relevance
 from bowlrp.pipeline import ExplainablePipeline
 from bowlrp.rules import RULES, get_rule, redistribute_sparse

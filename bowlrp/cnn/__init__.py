@@ -20,8 +20,8 @@ from .analyzers import (METHODS, backward, explain_model, fit_patterns, method_c
                         signed_patterns)
 from .classifier import CNNClassifier, default_layers
 from .composites import COMPOSITES, Composite, get_composite, pattern_composite
-from .layers import (AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, SumPool2d,
-                     Trace)
+from .layers import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, SumPool2d
+from .network import Sequential, Trace
 from .train import train
 
 __all__ = [

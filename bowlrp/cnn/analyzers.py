@@ -1,6 +1,6 @@
 """Explaining a CNN: LRP and the modified-gradient baselines, one backward engine.
 
-All methods run the network forward once (keeping a :class:`~.layers.Trace`)
+All methods run the network forward once (keeping a :class:`~.network.Trace`)
 and walk the layers backward once, each layer applying the rule its
 :class:`~.composites.Composite` assigns:
 
@@ -38,7 +38,8 @@ import numpy as np
 
 from .._backend import get_namespace
 from .composites import GRADIENT_COMPOSITES, get_composite, pattern_composite
-from .layers import Conv2d, Flatten, Linear, ReLU, Sequential
+from .layers import Conv2d, Flatten, Linear, ReLU
+from .network import Sequential
 
 __all__ = ["METHODS", "backward", "explain_model", "fit_patterns", "method_composite", "signed_network",
            "signed_patterns", "walk"]

@@ -19,7 +19,8 @@ from .._validation import check_choice, check_images, check_number, resolve_seed
 from ..explanation import Explanation
 from ..rules import get_rule
 from .analyzers import fit_patterns, method_composite, signed_network, signed_patterns, walk
-from .layers import Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, Sequential
+from .layers import Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU
+from .network import Sequential
 from .train import LOSSES, OPTIMIZERS, train
 
 __all__ = ["CNNClassifier", "default_layers"]

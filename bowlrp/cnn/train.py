@@ -1,4 +1,4 @@
-"""Training a :class:`~bowlrp.cnn.layers.Sequential` network: losses, optimisers, the loop.
+"""Training a :class:`~bowlrp.cnn.network.Sequential` network: losses, optimisers, the loop.
 
 Losses take the network's outputs ``f`` and integer class indices:
 
