@@ -39,8 +39,9 @@ setup(
         # peers for benchmarks/peers.py only; nothing in the package imports them
         "bench": ["shap", "lime"],
         # the documentation site: python -m sphinx -W --keep-going -b html docs docs/_build/html
+        # (scikit-image: the gallery's photograph examples)
         "docs": ["sphinx>=7", "numpydoc>=1.6", "pydata-sphinx-theme>=0.15", "sphinx-gallery>=0.17",
-                 "myst-parser>=3", "matplotlib>=3.5"],
+                 "myst-parser>=3", "matplotlib>=3.5", "scikit-image>=0.22"],
     },
     entry_points={"console_scripts": ["bowlrp=bowlrp.__main__:main"]},
 )

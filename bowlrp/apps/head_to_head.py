@@ -36,7 +36,7 @@ from ..pipeline import ExplainablePipeline
 from ..svm import KernelSVC
 from ..viz import gray_rgb, heatmap_rgb, save_png, side_by_side
 
-__all__ = ["fisher_pipeline", "run_head_to_head", "format_table"]
+__all__ = ["fisher_pipeline", "run_head_to_head", "format_table", "CNN_METHODS"]
 
 CNN_METHODS = ("lrp", "gradient", "guided_backprop")
 

@@ -192,13 +192,17 @@ def make_polygons(n_train=600, n_test_images=2, *, image_size=408, tile_size=102
         test_images : uint8 ndarray of shape (T, t, t)
             Test tiles, row-major over positions, one large image after another.
         test_labels : int ndarray of shape (T,)
+            ``+1`` / ``-1`` test labels.
         test_polygon_masks, test_round_masks : bool ndarray of shape (T, t, t)
+            Pixels of polygons / round shapes in each test tile.
         test_origins : int ndarray of shape (T, 2)
             (row, col) of each test tile's top-left corner in its large image.
         test_source : int ndarray of shape (T,)
             Index of the large test image each test tile was cropped from.
         test_big_images : uint8 ndarray of shape (n_test_images, s, s)
+            The large test images.
         test_big_polygon_masks, test_big_round_masks : bool ndarray of shape (n_test_images, s, s)
+            Pixels of polygons / round shapes in each large test image.
         has_watermark, test_has_watermark : bool ndarray of shape (n_train,), (T,)
             Tiles carrying the planted watermark (all False unless ``watermark > 0``).
         DESCR : str
