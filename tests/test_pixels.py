@@ -122,6 +122,14 @@ def test_shared_rules_keep_one_sign_per_descriptor():
     assert m.min() < 0 < m.max()
 
 
+def test_magnitude_is_the_per_bin_rule_without_cancellation():
+    ds = DenseSIFT(rotate=True).transform([_textured((61, 73), seed=9)])[0]
+    R = np.random.default_rng(10).exponential(size=(len(ds), 128))
+    R[::3] *= -1.0  # descriptors of either sign, each of one sign throughout
+    np.testing.assert_allclose(pixel_relevance(ds, R, "magnitude"), pixel_relevance(ds, R, "bins"),
+                               rtol=1e-9, atol=1e-12)
+
+
 def test_shared_bin_relevance_weights():
     ds = _clipped_set()
     Rl = np.arange(1.0, 6.0)
@@ -248,3 +256,18 @@ def test_rules_on_cupy(rule):
     gpu = pixel_relevance(ds, cp.asarray(R), rule)
     assert isinstance(gpu, cp.ndarray)
     np.testing.assert_allclose(cp.asnumpy(gpu), pixel_relevance(ds, R, rule), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["rotated", "clipped"])
+def test_rules_run_on_the_device_without_reading_back(device, kind):
+    """Every rule on the device (the strict CuPy stand-in, or CuPy) gives the host's map and reads no
+    device value back: the geometry's tests run on the host, nothing decides a branch on the device."""
+    ds = _clipped_set() if kind == "clipped" else DenseSIFT(rotate=True).transform([_textured((61, 73), seed=5)])[0]
+    R = np.random.default_rng(11).standard_normal((len(ds), 128))
+    R[0] = 0.0  # no relevance: zero weights under the magnitude rule
+    for rule in ("flat", "bins", "energy", "magnitude", "auto"):
+        with device.no_host_transfers():
+            dev = pixel_relevance(ds, device.to_device(R), rule)
+        device.assert_on_device(dev)
+        np.testing.assert_allclose(device.to_host(dev), pixel_relevance(ds, R, rule), rtol=device.tol(1e-12),
+                                   atol=1e-12)

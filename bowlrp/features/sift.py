@@ -232,8 +232,8 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         dimension); each descriptor's total shared among its bins by their
         gradient energy, or by the magnitude of their per-dimension
         relevance.  ``"auto"``: ``AUTO_RULES[relevance.ndim]``, the flat rule
-        for relevance per descriptor and the per-bin rule for relevance per
-        descriptor dimension.
+        for relevance per descriptor and the magnitude rule for relevance per
+        descriptor dimension (chosen by pixel AOPC, ``docs/pixel_rules.md``).
     n_jobs : int, default=None
         Number of joblib workers (threads) over chunks of images; ``None``
         means 1 unless in a ``joblib.parallel_config`` context, -1 all cores.
@@ -241,7 +241,9 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
     See Also
     --------
     flat_pixel_relevance : the flat rule (eq. 2.84, 2.85), the default for relevance per descriptor.
-    energy_pixel_relevance, magnitude_pixel_relevance : finer maps without the per-bin rule's cancellation.
+    magnitude_pixel_relevance : the default for relevance per descriptor dimension (Fisher vectors).
+    energy_pixel_relevance : shares by gradient energy; best under blur, weaker under uniform noise
+        (``docs/pixel_rules.md``); also for relevance per descriptor.
 
     Examples
     --------
@@ -352,7 +354,7 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         rule : {None, "auto", "flat", "bins", "energy", "magnitude"} or bowlrp.rules.Flat
             The pixel rule; ``None`` uses the estimator's ``pixel_rule``.
             ``"auto"``: the flat rule for per-descriptor relevance, the
-            per-bin rule for per-dimension relevance (``AUTO_RULES``).
+            magnitude rule for per-dimension relevance (``AUTO_RULES``).
             ``"flat"`` (or a :class:`bowlrp.rules.Flat`): the flat rule
             over the descriptor's square (per-dimension relevance is summed
             first).  ``"bins"``: each 4 x 4 spatial bin's summed relevance
