@@ -141,4 +141,8 @@ def test_full_demo(tmp_path):
     saved = json.loads((tmp_path / "ch" / "summary.json").read_text())
     assert saved["studies"]["photos"]["spray"]["ari"] >= 0.9
     assert saved["studies"]["photos-clean"]["spray"]["clusters_on_mark"] == []
+    toy, toy_clean = saved["studies"]["toy"], saved["studies"]["toy-clean"]
+    assert toy["positive_relevance_on_mark"]["marked"] > 3 * toy["mark_area"]
+    assert toy["spray_unnormalised"]["ari"] >= 0.9  # the defaults cluster by polygon position (docs/clever_hans.md)
+    assert toy_clean["spray"]["clusters_on_mark"] == [] and toy_clean["spray_unnormalised"]["n_clusters"] == 1
     assert s["seconds"]["total"] > 0
