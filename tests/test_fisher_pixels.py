@@ -59,7 +59,8 @@ def test_bin_map_conserves_and_is_finer():
     assert share(fine) > share(flat) + 0.2
     # finer: more distinct values, and the flat map's support is wider
     assert (np.abs(fine) > 1e-3 * np.abs(fine).max()).sum() < (np.abs(flat) > 1e-3 * np.abs(flat).max()).sum()
-    # the SIFT stage chooses the per-bin rule for per-dimension relevance
+    # for per-dimension relevance the SIFT stage chooses the magnitude rule, which is the per-bin rule
+    # where, as here, every dimension has the sign of its descriptor's total
     np.testing.assert_allclose(sift.relevance([R], [ds])[0], fine)
     np.testing.assert_allclose(sift.relevance([R], [ds], rule="flat")[0], flat)
 
