@@ -90,7 +90,7 @@ if not FAST:
 # The picture
 # -----------
 # One row per model: a marked test image, its heatmap, the mean heatmap of
-# each SpRAy cluster (each map scaled to max |R| = 1 first), and the spectrum
+# each SpRAy cluster (each map scaled to max abs(R) = 1 first), and the spectrum
 # of the normalised Laplacian with the eigengap marked.
 
 path = plot_overview(results, os.path.join(OUT, "clever_hans.png"))
