@@ -160,16 +160,29 @@ def linear_messages(Y, G, T, mixture, include_weights, xp, lo=0, hi=None, out=No
     return out
 
 
+def _segments(seg, n_seg, xp):
+    """``X -> out`` with ``out[s] = sum of the rows X[i] with seg[i] == s`` (n_seg, X.shape[1]).
+
+    Built once per chunk and applied to several arrays: on NumPy a sparse
+    (n_seg, len(seg)) indicator matrix, elsewhere a ``bincount`` per call.
+    """
+    if xp is np:
+        from scipy.sparse import csc_matrix  # noqa: PLC0415
+
+        m = len(seg)  # column i holds its one entry in row seg[i]: built without sorting
+        S = csc_matrix((np.ones(m), np.asarray(seg, dtype=np.int64), np.arange(m + 1)), shape=(n_seg, m))
+        return lambda X: np.asarray(S @ X)
+
+    def total(X):
+        w = X.shape[1]
+        flat = (seg[:, None] * w + xp.arange(w)[None, :]).ravel()
+        return xp.bincount(flat, weights=X.ravel(), minlength=n_seg * w).reshape(n_seg, w)
+    return total
+
+
 def _segment_sum(X, seg, n_seg, xp):
     """``out[s] = sum of the rows X[i] with seg[i] == s`` (n_seg, X.shape[1])."""
-    if xp is np:
-        from scipy.sparse import csr_matrix  # noqa: PLC0415
-
-        S = csr_matrix((np.ones(len(seg)), (seg, np.arange(len(seg)))), shape=(n_seg, len(seg)))
-        return np.asarray(S @ X)
-    w = X.shape[1]
-    flat = (seg[:, None] * w + xp.arange(w)[None, :]).ravel()
-    return xp.bincount(flat, weights=X.ravel(), minlength=n_seg * w).reshape(n_seg, w)
+    return _segments(seg, n_seg, xp)(X)
 
 
 def _row_sum(X, indptr, rows, xp):
@@ -191,11 +204,13 @@ class _Pairs:
     the rows), component, ``M = [Psi_mu_k(l) | Psi_sigma_k(l)]`` (n_pairs, 2D;
     eq. 4.2, 4.3) and the weight message ``e = Psi_pi_k(l)`` (eq. 4.1), all
     float64.  Chunks are kept for a second pass while they fit in
-    ``_CACHE_BYTES``; the others are formed again.
+    ``_CACHE_BYTES``; the others are formed again.  With ``magnitude`` the
+    messages are replaced by their absolute values ``|M|, |e|`` (all that
+    the magnitude rule reads).
     """
 
-    def __init__(self, Y, G, bounds, mixture, xp):
-        self.Y, self.G, self.mixture, self.xp = Y, G, mixture, xp
+    def __init__(self, Y, G, bounds, mixture, xp, magnitude=False):
+        self.Y, self.G, self.mixture, self.xp, self.magnitude = Y, G, mixture, xp, magnitude
         D, n = mixture.n_dims, G.shape[0]
         nnz = G.nnz if is_sparse(G) else int((G != 0).sum())
         per_row = max(1.0, nnz / max(n, 1))
@@ -227,24 +242,31 @@ class _Pairs:
             g = sub[rows, comps].astype(xp.float64)
             indptr = xp.searchsorted(rows, xp.arange(hi - lo + 1))
         sq = asarray(mix.sqrt_weights, xp)[comps]
-        isig = 1.0 / asarray(mix.sigmas, xp)
-        M = xp.empty((len(rows), 2 * D), dtype=xp.float64)
-        U = M[:, :D]
-        xp.multiply(self.Y[lo:hi][rows], isig[comps], out=U)
-        U -= (asarray(mix.means, xp) * isig)[comps]
         gp = g / sq
-        xp.multiply(U, U, out=M[:, D:])
-        M[:, D:] -= 1.0
-        M[:, D:] *= (gp / SQRT2)[:, None]
-        U *= gp[:, None]
-        return rows, indptr, comps, M, (g - sq * sq) / sq
+        # U = (y - mu_k) / sigma_k, then M = [gp U | gp (U^2 - 1) / sqrt 2]: gathers into one reused buffer
+        U = xp.take(asarray(self.Y[lo:hi], xp, dtype=xp.float64), rows, axis=0)
+        tmp = xp.take(asarray(mix.means, xp), comps, axis=0)
+        U -= tmp
+        xp.take(1.0 / asarray(mix.sigmas, xp), comps, axis=0, out=tmp)
+        U *= tmp
+        M = xp.empty((len(rows), 2 * D), dtype=xp.float64)
+        xp.multiply(U, gp[:, None], out=M[:, :D])
+        xp.multiply(U, U, out=tmp)
+        tmp -= 1.0
+        xp.multiply(tmp, (gp / SQRT2)[:, None], out=M[:, D:])
+        e = (g - sq * sq) / sq
+        if self.magnitude:
+            xp.abs(M, out=M)
+            e = xp.abs(e)
+        return rows, indptr, comps, M, e
 
 
 def abs_sums(pairs, n_atoms, include_weights, xp):
     """``sum_l |Psi(l)_d|`` per atom (n_atoms, B), from the pairs with a non-zero posterior.
 
     A truncated posterior's weight message is ``-sqrt(pi_k)``: each row adds
-    ``sqrt(pi_k)`` and each pair the difference to its own ``|e|``.
+    ``sqrt(pi_k)`` and each pair the difference to its own ``|e|``.  Reads
+    the magnitudes of ``pairs`` formed with ``magnitude=True``.
     """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
@@ -252,9 +274,9 @@ def abs_sums(pairs, n_atoms, include_weights, xp):
     acc_w = xp.zeros((n_atoms, K), dtype=xp.float64)
     sq = asarray(mix.sqrt_weights, xp)
     for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        acc[a] += _segment_sum(xp.abs(M), comps, K, xp)
+        acc[a] += _segment_sum(M, comps, K, xp)
         if include_weights:
-            acc_w[a] += xp.bincount(comps, weights=xp.abs(e) - sq[comps], minlength=K) + (hi - lo) * sq
+            acc_w[a] += xp.bincount(comps, weights=e - sq[comps], minlength=K) + (hi - lo) * sq
     return _blocks(acc_w, acc, include_weights, xp)
 
 
@@ -267,53 +289,71 @@ def _blocks(w, ms, include_weights, xp):
 
 
 def abs_messages(pairs, T, Y, include_weights, xp):
-    """``sum_d |Psi(l)_d| T[atom(l), d]`` per descriptor dimension (n, D), float64; ``T`` (n_atoms, B)."""
+    """``sum_d |Psi(l)_d| T[atom(l), d]`` per descriptor dimension (n, D), float64; ``T`` (n_atoms, B).
+
+    ``pairs`` formed with ``magnitude=True`` (messages as magnitudes).
+    """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
     Tw, Tms = _split_block(T, K, D, include_weights, xp)
     sq = asarray(mix.sqrt_weights, xp)
     out = xp.empty(Y.shape, dtype=xp.float64)
     for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        P = xp.abs(M)
-        P *= Tms[a][comps]
+        P = xp.take(Tms[a], comps, axis=0)
+        P *= M
         r = _row_sum(P, indptr, rows, xp)
         r = r[:, :D] + r[:, D:]
         if include_weights:
-            rw = xp.bincount(rows, weights=(xp.abs(e) - sq[comps]) * Tw[a][comps], minlength=hi - lo)
+            rw = xp.bincount(rows, weights=(e - sq[comps]) * Tw[a][comps], minlength=hi - lo)
             r += ((rw + (sq * Tw[a]).sum()) / D)[:, None]
         out[lo:hi] = r
     return out
 
 
 def sign_sums(pairs, n_atoms, include_weights, xp):
-    """``(sum_l Psi(l)_d^+, sum_l Psi(l)_d^-)`` per atom, two (n_atoms, B) arrays, each summed directly."""
+    """``(sum_l Psi(l)_d^+, sum_l Psi(l)_d^-)`` per atom, two (n_atoms, B) arrays, each summed directly.
+
+    One buffer per chunk holds the positive, then the negative parts; the
+    segment sums of both use one indicator of the pairs' components.
+    """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
-    acc = xp.zeros((n_atoms, K, 4 * D), dtype=xp.float64)
+    acc_p = xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64)
+    acc_n = xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64)
     acc_w = xp.zeros((n_atoms, 2, K), dtype=xp.float64)
     sq = asarray(mix.sqrt_weights, xp)
     for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        PN = xp.empty((M.shape[0], 4 * D), dtype=xp.float64)
-        xp.maximum(M, 0.0, out=PN[:, : 2 * D])
-        xp.minimum(M, 0.0, out=PN[:, 2 * D :])
-        acc[a] += _segment_sum(PN, comps, K, xp)
+        total = _segments(comps, K, xp)
+        buf = xp.maximum(M, 0.0)
+        acc_p[a] += total(buf)
+        xp.minimum(M, 0.0, out=buf)
+        acc_n[a] += total(buf)
         if include_weights:  # a truncated posterior's weight message is -sqrt(pi_k) < 0
             acc_w[a, 0] += xp.bincount(comps, weights=xp.maximum(e, 0.0), minlength=K)
             acc_w[a, 1] += xp.bincount(comps, weights=xp.minimum(e, 0.0) + sq[comps], minlength=K) - (hi - lo) * sq
-    return (_blocks(acc_w[:, 0], acc[..., : 2 * D], include_weights, xp),
-            _blocks(acc_w[:, 1], acc[..., 2 * D :], include_weights, xp))
+    return (_blocks(acc_w[:, 0], acc_p, include_weights, xp),
+            _blocks(acc_w[:, 1], acc_n, include_weights, xp))
 
 
 def sign_messages(pairs, Tp, Tn, Y, include_weights, xp):
-    """``sum_d (Psi(l)_d^+ Tp[atom(l), d] + Psi(l)_d^- Tn[atom(l), d])`` per descriptor dimension (n, D)."""
+    """``sum_d (Psi(l)_d^+ Tp[atom(l), d] + Psi(l)_d^- Tn[atom(l), d])`` per descriptor dimension (n, D).
+
+    ``Tp`` and ``Tn`` are the corrections of :func:`level_relevance`: in every
+    entry one of them is zero.  So a mean or variance message needs one
+    gathered scale, ``C = Tp + Tn``, and a mask: ``z C`` where the sign of
+    ``z`` is the side of the non-zero scale, else 0 -- the products of
+    ``z+ Tp + z- Tn``, without a second gather or a ``where``.
+    """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
     Tpw, Tpms = _split_block(Tp, K, D, include_weights, xp)
     Tnw, Tnms = _split_block(Tn, K, D, include_weights, xp)
+    C, positive = Tpms + Tnms, Tpms != 0
     sq = asarray(mix.sqrt_weights, xp)
     out = xp.empty(Y.shape, dtype=xp.float64)
     for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        P = xp.where(M > 0, Tpms[a][comps], Tnms[a][comps])
+        P = xp.take(C[a], comps, axis=0)
+        P *= (M > 0) == xp.take(positive[a], comps, axis=0)
         P *= M
         r = _row_sum(P, indptr, rows, xp)
         r = r[:, :D] + r[:, D:]
@@ -408,7 +448,7 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
     phis = tuple(rule.phis)
     Rdim = xp.zeros(Y.shape, dtype=xp.float64)
     n_atoms = len(bounds) - 1
-    pairs = None if phis == ("z",) else _Pairs(Y, G, bounds, mixture, xp)
+    pairs = None if phis == ("z",) else _Pairs(Y, G, bounds, mixture, xp, magnitude=phis == ("abs",))
     if phis == ("z",) or phis == ("abs",):
         if phis == ("z",):
             sums = (x,)
