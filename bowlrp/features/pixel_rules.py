@@ -68,6 +68,87 @@ def _spread_over_boxes(boxes, values, image_shape, xp):
     return xp.cumsum(xp.cumsum(diff, axis=0), axis=1)[:H, :W]
 
 
+#: Descriptors per chunk of the per-bin rules: about 4 kB of temporaries each (boxes, corners, weights).
+_CHUNK = 8192
+
+
+class _Part:
+    """Descriptors ``lo:hi`` of a set, with the geometry :func:`bin_boxes` reads."""
+
+    def __init__(self, ds, lo, hi):
+        self.image_shape = ds.image_shape
+        self.centers, self.sigmas, self.angles = ds.centers[lo:hi], ds.sigmas[lo:hi], ds.angles[lo:hi]
+        self.boxes = ds.boxes[lo:hi]
+
+    def __len__(self):
+        return len(self.sigmas)
+
+
+def _add_boxes(diff, boxes, values, stride, xp):
+    """Add the four signed corners of every box (host ``(m, 4)``) with its value to the flat ``diff``.
+
+    The corners of a chunk of consecutive descriptors lie in a band of rows
+    (descriptors are ordered by level, then row-major), so the ``bincount``
+    covers only that band of the difference array.
+    """
+    r0, c0, r1, c1 = (boxes[:, j].astype(np.int64) for j in range(4))
+    idx = np.concatenate([r0 * stride + c0, r0 * stride + c1, r1 * stride + c0, r1 * stride + c1])
+    if not idx.size:
+        return
+    base = int(idx.min())
+    span = int(idx.max()) - base + 1
+    v = values.reshape(-1)
+    wts = xp.concatenate([v, -v, -v, v])
+    diff[base : base + span] += xp.bincount(asarray(idx - base, xp), weights=wts, minlength=span)
+
+
+def _bin_map(descriptor_set, per_bin, xp):
+    """Pixel map of per-bin relevance, chunk by chunk over descriptors (eq. 2.84, 2.85 per bin).
+
+    ``per_bin(lo, hi)`` gives ``(bins (m, 16), flat (m,))``: relevance of
+    every spatial bin, spread evenly over the bin's box
+    (:func:`bin_boxes`), and relevance spread evenly over the descriptor's
+    whole box (the flat rule).  A bin whose box is empty after clipping
+    (only for hand-made sets whose squares leave the image) gives its
+    relevance to the descriptor's whole box, so the map conserves
+    relevance.  All boxes go into one difference array, integrated once by
+    two cumulative sums: temporaries of one chunk of descriptors and one
+    ``(H + 1) x (W + 1)`` array, and nothing read back from the device.
+    """
+    H, W = descriptor_set.image_shape
+    n = len(descriptor_set)
+    areas = descriptor_set.areas
+    if n and areas.min() <= 0:
+        raise ValueError("every box must hold at least one pixel for the flat rule to conserve relevance")
+    stride = W + 1
+    diff = xp.zeros((H + 1) * stride, dtype=xp.float64)
+    for lo in range(0, n, _CHUNK):
+        hi = min(n, lo + _CHUNK)
+        boxes = bin_boxes(_Part(descriptor_set, lo, hi))  # host geometry
+        bin_areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+        bins, flat = per_bin(lo, hi)
+        if (bin_areas > 0).all():
+            v = bins / asarray(bin_areas, xp, dtype=xp.float64)
+        else:
+            ok = asarray(bin_areas > 0, xp)
+            v = xp.where(ok, bins / asarray(np.maximum(bin_areas, 1), xp, dtype=xp.float64), 0.0)
+            flat = flat + xp.where(ok, 0.0, bins).sum(1)
+        _add_boxes(diff, boxes.reshape(-1, 4), v, stride, xp)
+        _add_boxes(diff, descriptor_set.boxes[lo:hi], flat / asarray(areas[lo:hi], xp, dtype=xp.float64),
+                   stride, xp)
+    diff = diff.reshape(H + 1, stride)
+    xp.cumsum(diff, axis=0, out=diff)
+    xp.cumsum(diff, axis=1, out=diff)
+    return diff[:H, :W]
+
+
+def _bin_sums(relevance, lo, hi, xp, magnitude=False):
+    """``sum_o R_{l, 8 b + o}`` (or of ``|R|``) per spatial bin of descriptors ``lo:hi``: (m, 16) float64."""
+    r = relevance[lo:hi]
+    r = xp.abs(r) if magnitude else r
+    return r.reshape(hi - lo, _NB, -1).sum(2)
+
+
 def _per_descriptor(descriptor_set, relevance, xp, need_dimensions, rule):
     """``relevance`` as float64 of the array module ``xp``, shape-checked: (n,) or (n, d) with 16 | d."""
     n = len(descriptor_set)
@@ -138,24 +219,6 @@ def flat_pixel_relevance(descriptor_set, relevance):
                               descriptor_set.image_shape, xp)
 
 
-def _bins_to_pixels(descriptor_set, per_bin, xp):
-    """Spread per-bin relevance (n, 16) evenly over each bin's box (eq. 2.84, 2.85 per bin).
-
-    A bin whose box is empty after clipping (only for hand-made sets whose
-    squares leave the image) gives its relevance to the descriptor's whole
-    box, so the map always conserves relevance.
-    """
-    boxes = bin_boxes(descriptor_set)
-    areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-    ok_host = areas > 0  # the geometry lives on the host: test it there, upload only for ``where``
-    ok = asarray(ok_host, xp)
-    v = xp.where(ok, per_bin / asarray(np.maximum(areas, 1), xp, dtype=xp.float64), 0.0)
-    out = _spread_over_boxes(boxes, v, descriptor_set.image_shape, xp)
-    if not ok_host.all():
-        out = out + flat_pixel_relevance(descriptor_set, xp.where(ok, 0.0, per_bin).sum(1))
-    return out
-
-
 def bin_pixel_relevance(descriptor_set, relevance):
     """Map relevance per descriptor dimension to pixels through the 4 x 4 spatial bins (App. D.1.2).
 
@@ -180,7 +243,8 @@ def bin_pixel_relevance(descriptor_set, relevance):
     """
     xp = get_namespace(relevance)
     relevance = _per_descriptor(descriptor_set, relevance, xp, True, "bins")
-    return _bins_to_pixels(descriptor_set, relevance.reshape(len(descriptor_set), _NB, -1).sum(2), xp)
+    return _bin_map(descriptor_set, lambda lo, hi: (_bin_sums(relevance, lo, hi, xp),
+                                                    xp.zeros(hi - lo, dtype=xp.float64)), xp)
 
 
 def shared_bin_relevance(descriptor_set, relevance, weights):
@@ -224,22 +288,25 @@ def shared_bin_relevance(descriptor_set, relevance, weights):
         raise ValueError(f"weights must have shape ({n}, {_NB}), one per spatial bin, got {tuple(w.shape)}")
     if not bool(xp.all((w >= 0) & xp.isfinite(w))):  # one read of the device: user-given weights
         raise ValueError("weights must be finite and non-negative (a share of each descriptor's relevance)")
-    return _share_bins(descriptor_set, relevance, w, xp)
+    return _share_bins(descriptor_set, relevance, lambda lo, hi: w[lo:hi], xp)
 
 
-def _share_bins(descriptor_set, relevance, w, xp):
+def _share_bins(descriptor_set, relevance, weights, xp):
     """:func:`shared_bin_relevance` for weights known to be valid, reading nothing back from the device.
 
-    Descriptors whose weights are all zero keep the flat rule; that flat map
-    is added whether or not there are any (a map of zeros otherwise), so no
-    device value decides a branch.
+    ``weights(lo, hi)`` gives the (m, 16) weights of descriptors ``lo:hi``,
+    formed chunk by chunk.  Descriptors whose weights are all zero keep the
+    flat rule; their share goes into the same difference array as the bins'
+    (zero for the others), so no device value decides a branch.
     """
-    total = relevance.sum(1) if relevance.ndim == 2 else relevance
-    norm = w.sum(1)
-    ok = norm > 0
-    per_bin = w * (total / xp.where(ok, norm, 1.0))[:, None]
-    return (_bins_to_pixels(descriptor_set, per_bin, xp)
-            + flat_pixel_relevance(descriptor_set, xp.where(ok, 0.0, total)))
+    def per_bin(lo, hi):
+        r = relevance[lo:hi]
+        total = r.sum(1) if r.ndim == 2 else r
+        w = weights(lo, hi)
+        norm = w.sum(1)
+        ok = norm > 0
+        return w * (total / xp.where(ok, norm, 1.0))[:, None], xp.where(ok, 0.0, total)
+    return _bin_map(descriptor_set, per_bin, xp)
 
 
 def energy_pixel_relevance(descriptor_set, relevance):
@@ -266,10 +333,10 @@ def energy_pixel_relevance(descriptor_set, relevance):
     pixel_relevance : array of shape (H, W), float64
     """
     xp = get_namespace(relevance)
-    n = len(descriptor_set)
-    energy = descriptor_set.descriptors.astype(np.float64).reshape(n, _NB, -1).sum(2)
     relevance = _per_descriptor(descriptor_set, relevance, xp, False, "energy")
-    return _share_bins(descriptor_set, relevance, asarray(energy, xp, dtype=xp.float64), xp)
+    d = descriptor_set.descriptors  # host values, summed per bin chunk by chunk
+    return _share_bins(descriptor_set, relevance,
+                       lambda lo, hi: asarray(d[lo:hi].reshape(hi - lo, _NB, -1).sum(2, dtype=np.float64), xp), xp)
 
 
 def magnitude_pixel_relevance(descriptor_set, relevance):
@@ -296,8 +363,7 @@ def magnitude_pixel_relevance(descriptor_set, relevance):
     """
     xp = get_namespace(relevance)
     relevance = _per_descriptor(descriptor_set, relevance, xp, True, "magnitude")
-    weights = xp.abs(relevance).reshape(len(descriptor_set), _NB, -1).sum(2)
-    return _share_bins(descriptor_set, relevance, weights, xp)
+    return _share_bins(descriptor_set, relevance, lambda lo, hi: _bin_sums(relevance, lo, hi, xp, True), xp)
 
 
 def resolve_pixel_rule(rule):
