@@ -9,7 +9,10 @@ OpenCV does not expose this step for given keypoints, so it is computed
 here, for a whole grid of keypoints and a batch of images at once.
 """
 
+import contextlib
+import functools
 import math
+import threading
 
 import cv2
 import numpy as np
@@ -36,29 +39,49 @@ _CHANNELS = ORI_BINS + 1
 _COLUMN_SPAN = 128
 
 
-_BLAS = []
+_BLAS = {"lock": threading.Lock(), "users": 0, "limiter": None, "controller": None}
 
 
+@contextlib.contextmanager
 def _one_blas_thread():
-    """Context that runs NumPy's BLAS on one thread (the products here are small and many)."""
-    if not _BLAS:
-        from threadpoolctl import ThreadpoolController  # noqa: PLC0415  (scikit-learn's dependency)
+    """Context that runs NumPy's BLAS on one thread (the products here are small and many).
 
-        _BLAS.append(ThreadpoolController())
-    return _BLAS[0].limit(limits=1, user_api="blas")
+    Thread-safe: the first thread to enter sets the limit and the last one to
+    leave restores the original thread count, so that orientation steps
+    running side by side (the levels of :func:`bowlrp.features.sift.DenseSIFT`,
+    its joblib threads) never leave BLAS on one thread nor lift the limit
+    under one another.
+    """
+    with _BLAS["lock"]:
+        if _BLAS["users"] == 0:
+            if _BLAS["controller"] is None:
+                from threadpoolctl import ThreadpoolController  # noqa: PLC0415  (scikit-learn's dependency)
+
+                _BLAS["controller"] = ThreadpoolController()
+            _BLAS["limiter"] = _BLAS["controller"].limit(limits=1, user_api="blas")
+        _BLAS["users"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS["lock"]:
+            _BLAS["users"] -= 1
+            if _BLAS["users"] == 0:
+                _BLAS["limiter"].restore_original_limits()
+                _BLAS["limiter"] = None
 
 
-def _circulant(kernel, n):
-    """``(n, n)`` matrix ``M`` with ``(h @ M)[b] = sum_t kernel[t] h[(b + t - r) % n]``, ``r = len(kernel) // 2``."""
-    M = np.zeros((n, n))
-    r = len(kernel) // 2
-    for t, w in enumerate(kernel):
-        M[(np.arange(n) + t - r) % n, np.arange(n)] += w
-    return M
+def _smooth(hist):
+    """Circular smoothing of 36-bin histograms ``(..., 36)`` with ``[1, 4, 6, 4, 1] / 16`` (as OpenCV).
 
-
-#: Circular smoothing of the orientation histogram with ``[1, 4, 6, 4, 1] / 16`` (OpenCV).
-_SMOOTHING = _circulant(np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0, ORI_BINS)
+    Written as shifted sums, not as a product with a circulant matrix, so that
+    no multi-threaded BLAS call runs beside OpenCV's threads.
+    """
+    h = np.concatenate([hist[..., -2:], hist, hist[..., :2]], axis=-1)
+    out = h[..., :-4] + h[..., 4:]
+    out += 4.0 * (h[..., 1:-3] + h[..., 3:-1])
+    out += 6.0 * h[..., 2:-2]
+    out /= 16.0
+    return out
 
 
 def _window(sigma):
@@ -103,8 +126,10 @@ def _plan(centers, taps, axis_len, span):
     plan = []
     for i0, i1 in _runs(centers, r, span):
         lo, hi = max(int(centers[i0]) - r, 0), min(int(centers[i1 - 1]) + r + 1, axis_len)
-        plan.append((i0, i1, lo, hi, _window_matrix(centers[i0:i1], lo, hi, taps)))
-    return plan
+        G = _window_matrix(centers[i0:i1], lo, hi, taps)
+        G.flags.writeable = False  # shared by every call with this layout
+        plan.append((i0, i1, lo, hi, G))
+    return tuple(plan)
 
 
 def _apply(plan, A, out):
@@ -112,6 +137,41 @@ def _apply(plan, A, out):
     for i0, i1, lo, hi, G in plan:
         np.matmul(G, A[lo:hi], out=out[i0:i1])
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(H, W, rows, cols, sigma, channel_bytes, column_span):
+    """The products of :func:`_histograms` for one image shape, grid and scale (cached: grids repeat).
+
+    Returns ``(bands, col_plan, h_max)``: per band of rows ``(m0, m1, lo, hi,
+    row_plan)`` (grid rows ``m0..m1-1`` whose windows lie in image rows
+    ``lo..hi-1``, small enough for the channel images of the band to stay in
+    about ``channel_bytes``), the plan of the columns pass, and the most
+    image rows of a band.
+    """
+    rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
+    taps, radius = _window(sigma)
+    k = len(taps)
+    band_rows = max(2 * k, channel_bytes // (W * _CHANNELS * 4))
+    bands = []
+    for m0, m1 in _runs(rows, radius, band_rows):  # channel images of rows lo..hi only
+        lo, hi = max(int(rows[m0]) - radius, 0), min(int(rows[m1 - 1]) + radius + 1, H)
+        bands.append((m0, m1, lo, hi, _plan(rows[m0:m1] - lo, taps, hi - lo, 2 * k)))
+    col_plan = _plan(cols, taps, W, max(2 * k, column_span))
+    return tuple(bands), col_plan, max(hi - lo for _, _, lo, hi, _ in bands)
+
+
+_BUFFERS = threading.local()
+
+
+def _zeroed_buffer(size):
+    """A float32 buffer of ``size`` zeros, kept per thread; the caller leaves it zeroed again."""
+    buf = getattr(_BUFFERS, "chans", None)
+    if buf is None or buf.size < size:
+        buf = np.zeros(size, np.float32)
+        _BUFFERS.chans = buf
+        _BUFFERS.base = np.arange(size // _CHANNELS, dtype=np.intp) * _CHANNELS
+    return buf, _BUFFERS.base
 
 
 def _bin_split(blurred):
@@ -126,8 +186,8 @@ def _bin_split(blurred):
     N, H, W = blurred.shape
     dx = np.zeros_like(blurred)
     dy = np.zeros_like(blurred)
-    dx[:, 1:-1, 1:-1] = blurred[:, 1:-1, 2:] - blurred[:, 1:-1, :-2]
-    dy[:, 1:-1, 1:-1] = blurred[:, 2:, 1:-1] - blurred[:, :-2, 1:-1]
+    np.subtract(blurred[:, 1:-1, 2:], blurred[:, 1:-1, :-2], out=dx[:, 1:-1, 1:-1])
+    np.subtract(blurred[:, 2:, 1:-1], blurred[:, :-2, 1:-1], out=dy[:, 1:-1, 1:-1])
     mag = np.empty_like(blurred)
     ang = np.empty_like(blurred)
     for k in range(N):  # one OpenCV call per image: its result does not depend on the batch
@@ -135,8 +195,9 @@ def _bin_split(blurred):
     pos = ang
     pos *= np.float32(ORI_BINS / 360.0)
     b0 = pos.astype(np.int32)
+    # an angle of 360 (pos = 36) goes wholly to the second bin of 35, the copy of bin 0
+    np.minimum(b0, ORI_BINS - 1, out=b0)
     np.subtract(pos, b0, out=pos, dtype=np.float32)  # fractional part: weight of the second bin
-    b0[b0 >= ORI_BINS] -= ORI_BINS
     v1 = pos
     v1 *= mag
     v0 = mag
@@ -154,38 +215,38 @@ def _histograms(images, rows, cols, sigma):
     batch, so its result does not depend on the batch.
     """
     H, W = images[0].shape
-    taps, radius = _window(sigma)
-    k = len(taps)
     C = _CHANNELS
-    band_rows = max(2 * k, _CHANNEL_BYTES // (W * C * 4))
-    bands = []
-    for m0, m1 in _runs(rows, radius, band_rows):  # channel images of rows lo..hi only
-        lo, hi = max(int(rows[m0]) - radius, 0), min(int(rows[m1 - 1]) + radius + 1, H)
-        bands.append((m0, m1, lo, hi, _plan(rows[m0:m1] - lo, taps, hi - lo, 2 * k)))
-    col_plan = _plan(cols, taps, W, max(2 * k, _COLUMN_SPAN))
-    h_max = max(hi - lo for _, _, lo, hi, _ in bands)
-    chans = np.zeros(h_max * W * C, np.float32)
-    base = np.arange(h_max * W, dtype=np.intp) * C
+    bands, col_plan, h_max = _layout(
+        H, W, tuple(rows.tolist()), tuple(cols.tolist()), float(sigma), _CHANNEL_BYTES, _COLUMN_SPAN
+    )
+    chans, base = _zeroed_buffer(h_max * W * C)
     out = np.empty((len(images), len(rows), len(cols), ORI_BINS), np.float32)
-    for a in range(0, len(images), _BATCH):
-        b0s, v0s, v1s = _bin_split(_blurred_stack(images[a:a + _BATCH], sigma))
-        for n in range(len(b0s)):
-            for m0, m1, lo, hi, row_plan in bands:
-                size = (hi - lo) * W
-                ch = chans[: size * C]
-                idx = base[:size] + b0s[n, lo:hi].ravel()
-                ch[idx] = v0s[n, lo:hi].ravel()
-                ch[idx + 1] = v1s[n, lo:hi].ravel()  # a pixel's second bin: the next channel
-                b = m1 - m0
-                # rows pass: (b, h') @ (h', 37 W)
-                tmp = _apply(row_plan, ch.reshape(hi - lo, W * C), np.empty((b, W * C), np.float32))
-                ch[idx] = 0.0  # clean the buffer for the next image
-                ch[idx + 1] = 0.0
-                # columns pass: (n_c, W') @ (W', 37 b)
-                tmp = np.ascontiguousarray(tmp.reshape(b, W, C).transpose(1, 0, 2)).reshape(W, b * C)
-                hist = _apply(col_plan, tmp, np.empty((len(cols), b * C), np.float32)).reshape(len(cols), b, C)
-                hist[..., 0] += hist[..., ORI_BINS]
-                out[a + n, m0:m1] = hist[..., :ORI_BINS].transpose(1, 0, 2)
+    try:
+        for a in range(0, len(images), _BATCH):
+            b0s, v0s, v1s = _bin_split(_blurred_stack(images[a:a + _BATCH], sigma))
+            for n in range(len(b0s)):
+                for m0, m1, lo, hi, row_plan in bands:
+                    size = (hi - lo) * W
+                    ch = chans[: size * C]
+                    idx = base[:size] + b0s[n, lo:hi].ravel()
+                    idx1 = idx + 1  # a pixel's second bin: the next channel
+                    ch[idx] = v0s[n, lo:hi].ravel()
+                    ch[idx1] = v1s[n, lo:hi].ravel()
+                    b = m1 - m0
+                    # rows pass: (b, h') @ (h', 37 W)
+                    tmp = _apply(row_plan, ch.reshape(hi - lo, W * C), np.empty((b, W * C), np.float32))
+                    ch[idx] = 0.0  # clean the buffer for the next image
+                    ch[idx1] = 0.0
+                    # columns pass, for every grid row at once: (n_c', W') @ (b, W', 37)
+                    tmp = tmp.reshape(b, W, C)
+                    hist = np.empty((b, len(cols), C), np.float32)
+                    for i0, i1, lo_c, hi_c, G in col_plan:
+                        hist[:, i0:i1] = np.matmul(G, tmp[:, lo_c:hi_c])
+                    hist[..., 0] += hist[..., ORI_BINS]
+                    out[a + n, m0:m1] = hist[..., :ORI_BINS]
+    except BaseException:
+        chans[:] = 0.0  # an interrupted image leaves the buffer dirty
+        raise
     return out
 
 
@@ -225,15 +286,16 @@ def orientation_histograms(images, centers, sigma):
     (truncated at 3 std, as OpenCV) around every centre.  The window is
     separable, so the histograms of the whole grid are two matrix products
     per image: the window matrix of the rows that hold centres times the
-    channel images (``(n_rows, H) @ (H, 37 W)``), then that of the columns
-    (``(n_cols, W) @ (W, 37 n_rows)``).  Both matrices are banded, and each
-    product runs over runs of nearby centres only, so the work is
-    ``O(37 H W k / step)`` for a window of ``k`` taps and a grid step
-    ``step``, with no Python loop over keypoints.  The channel images of one
-    image (or of a band of rows of a large one) fit a processor cache and
-    are built in a reused buffer; NumPy's BLAS runs on one thread for these
-    small products.  An image's histograms do not depend on the other images
-    of the batch.
+    channel images (``(n_rows, H) @ (H, 37 W)``), then that of the columns,
+    for all those rows at once (``(n_cols, W) @ (n_rows, W, 37)``).  Both
+    matrices are banded, and each product runs over runs of nearby centres
+    only, so the work is ``O(37 H W k / step)`` for a window of ``k`` taps
+    and a grid step ``step``, with no Python loop over keypoints.  The
+    window matrices of a grid are built once and cached; the channel images
+    of one image (or of a band of rows of a large one) fit a processor
+    cache and are built in a reused per-thread buffer; NumPy's BLAS runs on
+    one thread for these small products.  An image's histograms do not
+    depend on the other images of the batch.
 
     Parameters
     ----------
@@ -250,19 +312,24 @@ def orientation_histograms(images, centers, sigma):
         Bin ``b`` collects gradient angles around ``10 b`` degrees in the
         ``cv2.KeyPoint.angle`` convention (``atan2(dI/drow, dI/dcol)``).
     """
+    hist, single = _center_histograms(images, centers, sigma)
+    hist = hist.astype(np.float64)
+    return hist[0] if single else hist
+
+
+def _center_histograms(images, centers, sigma):
+    """:func:`orientation_histograms` as float32 ``(N, n, 36)``, and whether one image was given."""
     images, single = _as_batch(images)
     centers = np.asarray(centers).reshape(-1, 2)
     x = np.rint(centers[:, 0]).astype(np.intp)
     y = np.rint(centers[:, 1]).astype(np.intp)
     if len(centers) == 0:
-        out = np.zeros((len(images), 0, ORI_BINS))
-        return out[0] if single else out
+        return np.zeros((len(images), 0, ORI_BINS), np.float32), single
     rows, row_inv = np.unique(y, return_inverse=True)
     cols, col_inv = np.unique(x, return_inverse=True)
     with _one_blas_thread():
         grid = _histograms(images, rows, cols, sigma)
-    out = _at_centers(grid, row_inv.ravel(), col_inv.ravel()).astype(np.float64)
-    return out[0] if single else out
+    return _at_centers(grid, row_inv.ravel(), col_inv.ravel()), single
 
 
 def dominant_orientations(images, centers, sigma):
@@ -293,14 +360,12 @@ def dominant_orientations(images, centers, sigma):
     >>> np.round(dominant_orientations([ramp.T, ramp[:, ::-1]], [[30, 30]], 2.0), 3).tolist()
     [[90.0], [180.0]]
     """
-    hist = orientation_histograms(images, centers, sigma)
-    shape = hist.shape[:-1]
-    hist = hist.reshape(-1, ORI_BINS) @ _SMOOTHING  # circular [1, 4, 6, 4, 1] / 16, as OpenCV does
+    hist, single = _center_histograms(images, centers, sigma)
+    shape = hist.shape[1:-1] if single else hist.shape[:-1]
+    hist = _smooth(hist.reshape(-1, ORI_BINS).astype(np.float64))  # circular [1, 4, 6, 4, 1] / 16, as OpenCV
     j = np.argmax(hist, axis=1)
-    k = np.arange(hist.shape[0])
-    c = hist[k, j]
-    left = hist[k, (j - 1) % ORI_BINS]
-    right = hist[k, (j + 1) % ORI_BINS]
+    near = np.take_along_axis(hist, (j[:, None] + np.array([-1, 0, 1])) % ORI_BINS, axis=1)
+    left, c, right = near[:, 0], near[:, 1], near[:, 2]
     denom = left - 2.0 * c + right
     with np.errstate(divide="ignore", invalid="ignore"):
         offset = np.where(denom < 0, 0.5 * (left - right) / denom, 0.0)

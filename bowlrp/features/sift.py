@@ -22,6 +22,7 @@ The parts live in their own modules and are re-exported here:
 
 import math
 import numbers
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -34,6 +35,7 @@ from .descriptors import DescriptorSet, make_keypoints
 from .geometry import _boxes  # noqa: F401  (former private name, imported by callers)
 from .geometry import BIN_WIDTH_SIGMAS, SPATIAL_BINS, bin_boxes, box_side, descriptor_boxes, grid_centers
 from .orientation import ORI_BINS, ORI_RADIUS_STDS, ORI_WINDOW_SIGMAS, dominant_orientations, orientation_histograms
+from .orientation import _one_blas_thread
 from .pixel_rules import (
     AUTO_RULES,
     PIXEL_RULES,
@@ -148,13 +150,44 @@ def _set_angles(keypoints, angles):
     return keypoints
 
 
-def _describe_images(images, scales, steps, rotate, offset):
+def _level_orientations(grays, centers, levels, scales, n_threads):
+    """Dominant orientations of every keypoint of images of one shape, ``(N, n)`` (Lowe 2004, Sec. 5).
+
+    One :func:`dominant_orientations` batch per scale level.  With
+    ``n_threads > 1`` the batches (the levels, and halves of the images of a
+    level when there are fewer levels than threads) run side by side in
+    threads: NumPy's products and OpenCV's filters release the GIL.  An
+    image's angles do not depend on which batch it is in, so the result does
+    not depend on ``n_threads``.
+    """
+    n = len(grays)
+    parts = max(1, min(n, -(-n_threads // len(scales))))  # image chunks per level
+    bounds = np.linspace(0, n, parts + 1).astype(int)
+    tasks = [(k, a, b) for k in range(len(scales)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+    def run(task):
+        k, a, b = task
+        return dominant_orientations(grays[a:b], centers[levels == k], scales[k]).reshape(b - a, -1)
+
+    with _one_blas_thread():  # set once for all batches (and threads) of the call
+        if n_threads > 1 and len(tasks) > 1:
+            with ThreadPoolExecutor(max_workers=min(n_threads, len(tasks)) - 1) as pool:
+                futures = [pool.submit(run, t) for t in tasks[1:]]
+                done = [run(tasks[0])] + [f.result() for f in futures]
+        else:
+            done = [run(t) for t in tasks]
+    per_level = [np.concatenate([d for t, d in zip(tasks, done) if t[0] == k], axis=0) for k in range(len(scales))]
+    return np.concatenate(per_level, axis=1)
+
+
+def _describe_images(images, scales, steps, rotate, offset, n_threads=1):
     """Compute the DescriptorSets of a chunk of images (one SIFT object per chunk).
 
     Images of one shape share their grid: its geometry and keypoints are
     built once per shape, and the dominant orientations of all images of a
-    shape are computed together, one batch per scale level.  A result does
-    not depend on which other images are in the chunk.
+    shape are computed together, one batch per scale level, on up to
+    ``n_threads`` threads (:func:`_level_orientations`).  A result does not
+    depend on which other images are in the chunk.
     """
     sift = cv2.SIFT_create()
     grays = [images_to_uint8_gray(img) for img in images]
@@ -168,22 +201,20 @@ def _describe_images(images, scales, steps, rotate, offset):
         for shape in grids:
             members = [i for i, gray in enumerate(grays) if gray.shape == shape]
             centers, sigmas, levels, _, zeros, _ = grids[shape]
-            per_level = [
-                dominant_orientations([grays[i] for i in members], centers[levels == k], sigma).reshape(len(members), -1)
-                for k, sigma in enumerate(scales)
-            ]
-            for i, row in zip(members, np.concatenate(per_level, axis=1)):
+            rows = _level_orientations([grays[i] for i in members], centers, levels, scales, n_threads)
+            for i, row in zip(members, rows):
                 angles[i] = row
             rotated_kps[shape] = make_keypoints(centers, sigmas, zeros)
-    out = []
-    for gray, ang in zip(grays, angles):
-        H, W = gray.shape
-        centers, sigmas, levels, boxes, _, kps = grids[(H, W)]
-        if rotate:
-            kps = _set_angles(rotated_kps[(H, W)], ang)
+    descs = []
+    for gray, ang in zip(grays, angles):  # OpenCV only: Python's own work between calls runs on cold caches
+        kps = _set_angles(rotated_kps[gray.shape], ang) if rotate else grids[gray.shape][5]
         kps_out, desc = sift.compute(gray, kps)
         if desc is None or len(kps_out) != len(kps):  # pragma: no cover - OpenCV keeps provided keypoints
             raise RuntimeError("OpenCV SIFT dropped keypoints; cannot align descriptors with the grid")
+        descs.append(desc)
+    out = []
+    for gray, ang, desc in zip(grays, angles, descs):
+        centers, sigmas, levels, boxes, _, _ = grids[gray.shape]
         out.append(
             DescriptorSet(
                 descriptors=desc.astype(np.float32, copy=False),
@@ -192,7 +223,7 @@ def _describe_images(images, scales, steps, rotate, offset):
                 levels=levels,
                 angles=ang,
                 boxes=boxes,
-                image_shape=(H, W),
+                image_shape=gray.shape,
                 n_levels=len(scales),
             )
         )
@@ -324,8 +355,8 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         images = check_images(X, name="X")
         rotate = bool(self.rotate)
         n_jobs = effective_n_jobs(self.n_jobs) if self.n_jobs is not None else 1
-        if n_jobs == 1 or len(images) == 1:
-            return _describe_images(images, scales, steps, rotate, 0)
+        if n_jobs == 1 or len(images) == 1:  # the orientation step may use OpenCV's threads
+            return _describe_images(images, scales, steps, rotate, 0, n_threads=max(1, cv2.getNumThreads()))
         n_chunks = min(len(images), 4 * n_jobs)
         bounds = np.linspace(0, len(images), n_chunks + 1).astype(int)
         results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
