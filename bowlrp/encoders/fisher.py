@@ -38,6 +38,7 @@ from ..rules import mapping_rule
 from . import fisher_math as fm
 from ._threads import blas_threads, map_tasks, task_threads
 from .descriptor_sets import check_descriptor_sets
+from .fisher_encoding import level_moments
 from .fisher_math import row_chunks
 from .fisher_relevance import ConservationWarning, atom_moments, cell_statistics, check_conservation, level_relevance
 from .pca import level_sample, linear_map_relevance, project
@@ -325,21 +326,26 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             )
         return descs, levels
 
-    def _encode_level(self, i, s, X, d, lv, atoms, keep, xp, dt):
-        """Unnormalised cell vectors of level ``s`` of image ``i`` and the level's trace."""
+    def _encode_level(self, i, s, X, d, lv, atoms, keep, xp, dt, out):
+        """Write the unnormalised cell vectors of level ``s`` of image ``i`` into ``out`` (n_cells, B); return
+        the level's trace."""
         atom_all, membership = atoms
         sel = np.flatnonzero(lv == s)
         p = self.pcas_[s]
         to_gmm = ((lambda rows: project(rows, p.mean_, p.components_, xp, dt)[0]) if p is not None
                   else (lambda rows: asarray(rows, xp, dtype=dt)))
         keep_y = len(sel) * self.n_dims_ * np.dtype(dt).itemsize <= _TRACE_BYTES  # else formed again later
-        S, order, bounds, Y, G = fm.level_moments(d, sel, atom_all[sel], membership.shape[1], to_gmm,
-                                                  self.mixtures_[s], self.posterior_threshold, keep, xp, dt,
-                                                  self.n_dims_in_, keep_y)
-        x, _, _ = cell_statistics(S, membership, np.diff(bounds), self.mixtures_[s], self.include_weights, xp)
-        trace = {"sel": sel, "order": order, "bounds": bounds, "Y": Y, "G": G,
-                 "S": S if dt == xp.float64 else None} if keep else None
-        return x, trace
+        S, order, bounds, Y, G = level_moments(d, sel, atom_all[sel], membership.shape[1], to_gmm,
+                                               self.mixtures_[s], self.posterior_threshold, keep, xp, dt,
+                                               self.n_dims_in_, keep_y,
+                                               projection=None if p is None else (p.mean_, p.components_))
+        Mb = asarray(membership, xp)  # per-atom moments -> per-cell moments -> eq. 4.1-4.3 averaged
+        Sc = (Mb @ S.reshape(S.shape[0], -1)).reshape((Mb.shape[0],) + S.shape[1:])
+        counts = np.asarray(membership) @ np.diff(bounds).astype(np.float64)
+        fm.fisher_vectors(Sc, counts, self.mixtures_[s], self.include_weights, xp, out=out)
+        if not keep:
+            return None
+        return {"sel": sel, "order": order, "bounds": bounds, "Y": Y, "G": G, "S": S if dt == xp.float64 else None}
 
     def _encode(self, X, keep):
         descs, levels = self._check_input(X)
@@ -348,17 +354,19 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         nc, B = n_cells(self.pyramid_), self.block_size_
         raw = xp.zeros((len(descs), self.n_features_out_), dtype=xp.float64)
         atoms = [pyramid_atoms(X[i], len(lv), self.pyramid_) for i, lv in enumerate(levels)]
-        tasks = [(i, s, X, descs[i], levels[i], atoms[i], keep, xp, dt)
+        tasks = [(i, s, X, descs[i], levels[i], atoms[i], keep, xp, dt,
+                  raw[i, s * nc * B : (s + 1) * nc * B].reshape(nc, B))
                  for i in range(len(descs)) for s in range(self.n_levels_)]
         n_threads, blas = self._threads(xp, dt)
         with blas:
-            done = map_tasks(self._encode_level, tasks, n_threads)
+            done = map_tasks(self._encode_level, tasks, n_threads)  # each writes its part of raw
         traces = [{"n": len(lv), "membership": atoms[i][1], "descriptors": descs[i], "levels": []}
                   for i, lv in enumerate(levels)]
-        for (i, s, *_), (x, lt) in zip(tasks, done):
-            raw[i, s * nc * B : (s + 1) * nc * B] = x.reshape(-1)
+        for (i, *_), lt in zip(tasks, done):
             if keep:
                 traces[i]["levels"].append(lt)
+        if not keep:  # raw is not returned: normalised in place
+            return fm.normalize(raw, self.power, self.l2, self.block_size_, xp, out=raw), None
         return self.normalize_raw(raw), {"images": traces, "raw": raw}
 
     def forward(self, X):

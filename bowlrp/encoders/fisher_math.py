@@ -112,6 +112,8 @@ class Mixture:
             "centre": centre, "centred_means": mc,
             # log(pi_k N(y; mu_k, sigma_k^2)) = [y - c, (y - c)^2, 1] @ density_matrix
             "density_matrix": np.vstack([(mc / var).T, (-0.5 / var).T, const[None, :]]),
+            # the same less a constant: the posteriors do not change, float32 rounds the sums less
+            "posterior_matrix": np.vstack([(mc / var).T, (-0.5 / var).T, (const - np.median(const))[None, :]]),
         }
         for k, v in derived.items():
             object.__setattr__(self, k, v)
@@ -191,7 +193,14 @@ def posteriors(Z, mixture, xp, threshold=0.0):
            [0.5   , 0.5   ],
            [0.    , 0.982 ]])
     """
-    g = log_densities(Z, mixture, xp)
+    return normalised_posteriors(log_densities(Z, mixture, xp), threshold, xp)
+
+
+def normalised_posteriors(g, threshold, xp):
+    """Posteriors (n, K) from log densities ``g`` (overwritten), truncated as in :func:`posteriors`.
+
+    ``g`` may be shifted by any constant (the posteriors do not change).
+    """
     g -= g.max(1, keepdims=True)
     xp.exp(g, out=g)
     top = 1.0 / g.sum(1, keepdims=True)  # the largest posterior of each row (exp(0) = 1 before dividing)
@@ -209,27 +218,30 @@ def is_sparse(gamma):
 def compress(gamma, xp, max_density=0.25):
     """Truncated posteriors as a SciPy CSR matrix when they are sparse enough (NumPy only).
 
-    After truncation a descriptor keeps a few of the ``K`` posteriors (about 10
+    After truncation a descriptor keeps a few of the ``K`` posteriors (about 5
     of 256 for SIFT with the thesis' model), so the moments and the relevance
     step cost ``O(nnz D)`` instead of ``O(n K D)``.  Dense posteriors
-    (``threshold=0``) and CuPy arrays are returned as they are.
+    (``threshold=0``) and CuPy arrays are returned as they are.  (The encoder
+    forms its sparse posteriors directly, :mod:`bowlrp.encoders.fisher_encoding`.)
     """
     if xp is not np or gamma.size == 0:
         return gamma
-    rows, cols = np.nonzero(gamma)
-    if len(rows) > max_density * gamma.size:
+    idx = np.flatnonzero(gamma)
+    if len(idx) > max_density * gamma.size:
         return gamma
     from scipy.sparse import csr_matrix  # noqa: PLC0415
 
-    indptr = np.searchsorted(rows, np.arange(gamma.shape[0] + 1))
-    return csr_matrix((gamma[rows, cols], cols, indptr), shape=gamma.shape)
+    rows, cols = np.divmod(idx, gamma.shape[1])
+    indptr = np.zeros(gamma.shape[0] + 1, np.intp)
+    np.cumsum(np.bincount(rows, minlength=gamma.shape[0]), out=indptr[1:])
+    return csr_matrix((gamma.reshape(-1)[idx], cols, indptr), shape=gamma.shape)
 
 
 def moments(gamma, Z):
     """``gamma^T Z`` (K, 2D+1): ``[sum gamma y | sum gamma y^2 | sum gamma]`` per component (``y`` about
     the centre, see :func:`augment`).
 
-    ``gamma`` dense or from :func:`compress`.
+    ``gamma`` dense or a SciPy sparse matrix.
 
     Examples
     --------
@@ -245,7 +257,7 @@ def moments(gamma, Z):
     return np.asarray(out) if is_sparse(gamma) else out
 
 
-def fisher_vectors(S, counts, mixture, include_weights, xp):
+def fisher_vectors(S, counts, mixture, include_weights, xp, out=None):
     """Unnormalised Fisher vectors (eq. 4.1-4.3 averaged over each cell, eq. 4.9-4.10) from moments.
 
     Parameters
@@ -254,6 +266,8 @@ def fisher_vectors(S, counts, mixture, include_weights, xp):
         :func:`moments` (about the mixture's centre) summed over each cell's descriptors.
     counts : array (n_cells,)
         Descriptors per cell ``|L_cell|``; cells without descriptors get zeros.
+    out : array (n_cells, block_size), float64, optional
+        Written in place of a new array.
 
     Returns
     -------
@@ -275,14 +289,31 @@ def fisher_vectors(S, counts, mixture, include_weights, xp):
     mu, sig, var = (asarray(a, xp) for a in (mixture.centred_means, mixture.sigmas, mixture.variances))
     w, sq = asarray(mixture.weights, xp), asarray(mixture.sqrt_weights, xp)
     N = asarray(counts, xp, dtype=xp.float64)
-    Ns = xp.where(N > 0, N, 1.0)[:, None, None]
+    n, off = len(N), (K if include_weights else 0)
+    # 1 / N per cell; 0 for an empty cell, whose moments are 0 (x = 0 there)
+    inv = xp.where(N > 0, 1.0 / xp.where(N > 0, N, 1.0), 0.0)[:, None, None]
+    x = xp.empty((n, off + 2 * K * D), dtype=xp.float64) if out is None else out
+    xm, xs = x[:, off : off + K * D].reshape(n, K, D), x[:, off + K * D :].reshape(n, K, D)
     S1, S2, S0 = S[..., :D], S[..., D : 2 * D], S[..., 2 * D :]
-    xm = (S1 - mu * S0) / (sig * sq[:, None] * Ns)
-    xs = ((S2 - 2 * mu * S1 + mu * mu * S0) / var - S0) / (SQRT2 * sq[:, None] * Ns)
-    parts = [((S0[..., 0] - N[:, None] * w) / (sq * Ns[:, :, 0]))] if include_weights else []
-    parts += [xm.reshape(len(N), K * D), xs.reshape(len(N), K * D)]
-    x = xp.concatenate(parts, axis=1)
-    return xp.where((N > 0)[:, None], x, 0.0)
+    # eq. 4.2 averaged: sum gamma (y - mu) / (sigma sqrt(pi) N)
+    xp.multiply(mu, S0, out=xm)
+    xp.subtract(S1, xm, out=xm)
+    xm *= (1.0 / (sig * sq[:, None]))[None]
+    xm *= inv
+    # eq. 4.3 averaged: sum gamma ((y - mu)^2 / sigma^2 - 1) / (sqrt(2 pi) N), (y - mu)^2 from moments about c
+    xp.multiply(2 * mu, S1, out=xs)
+    xp.subtract(S2, xs, out=xs)
+    xs += (mu * mu)[None] * S0
+    xs /= var[None]
+    xs -= S0
+    xs *= (1.0 / (SQRT2 * sq))[None, :, None]
+    xs *= inv
+    if include_weights:  # eq. 4.1 averaged
+        xp.multiply(N[:, None], w[None], out=x[:, :K])
+        xp.subtract(S0[..., 0], x[:, :K], out=x[:, :K])
+        x[:, :K] *= (1.0 / sq)[None]
+        x[:, :K] *= inv[:, :, 0]
+    return x
 
 
 def embed(Y, gamma, mixture, include_weights, xp):
@@ -309,12 +340,12 @@ def embed(Y, gamma, mixture, include_weights, xp):
     return xp.concatenate(parts, axis=1)
 
 
-def normalize(x, power, l2, block, xp):
+def normalize(x, power, l2, block, xp, out=None):
     """Power and L2 normalisation (eq. 4.5) of vectors ``x`` (..., n_features).
 
     ``power``: exponent of ``sign(x)|x|^power`` or None; ``l2``: ``"global"``
     (whole vector), ``"block"`` (every ``block`` consecutive dimensions) or
-    None.
+    None.  ``out`` (may be ``x`` itself) receives the result.
 
     Examples
     --------
@@ -324,16 +355,27 @@ def normalize(x, power, l2, block, xp):
     >>> normalize(np.array([[16.0, -9.0]]), 0.5, "global", 2, np)  # then L2
     array([[ 0.8, -0.6]])
     """
-    if power is not None:
-        x = xp.sign(x) * xp.abs(x) ** float(power)
-    if l2 == "global":
-        nrm = xp.sqrt((x * x).sum(-1, keepdims=True))
-        x = x / xp.where(nrm > 0, nrm, 1.0)
-    elif l2 == "block":
-        xb = x.reshape(x.shape[:-1] + (-1, block))
-        nrm = xp.sqrt((xb * xb).sum(-1, keepdims=True))
-        x = (xb / xp.where(nrm > 0, nrm, 1.0)).reshape(x.shape)
-    return x
+    if out is None:
+        out = xp.empty(x.shape, dtype=xp.result_type(x.dtype, xp.float32))
+    flat_in, flat = x.reshape(-1), out.reshape(-1)
+    step = 1 << 16  # elementwise passes over blocks that stay in cache
+    tmp = xp.empty(min(step, flat.size), dtype=out.dtype)
+    for lo in range(0, flat.size, step):
+        src, dst, t = flat_in[lo : lo + step], flat[lo : lo + step], tmp[: min(step, flat.size - lo)]
+        if power is None:
+            dst[...] = src
+            continue
+        xp.abs(src, out=t)
+        if float(power) == 0.5:
+            xp.sqrt(t, out=t)
+        else:
+            xp.power(t, float(power), out=t)
+        xp.copysign(t, src, out=dst)
+    if l2 is not None:
+        xb = out.reshape(out.shape[:-1] + (-1, block)) if l2 == "block" else out
+        nrm = xp.sqrt(xp.einsum("...i,...i->...", xb, xb))[..., None]
+        xb /= xp.where(nrm > 0, nrm, 1.0)
+    return out
 
 
 def magnitude_bound(x, S0, counts, mixture, include_weights, xp):
@@ -397,55 +439,8 @@ def row_chunks(bounds, width, itemsize=8, budget=16 << 20):
             yield a, lo, min(int(bounds[a + 1]), lo + step)
 
 
-def _stack_rows(parts, empty_shape, dt, xp):
-    """Row-wise concatenation of posterior chunks (dense arrays or SciPy sparse matrices)."""
-    if not parts:
-        return xp.zeros(empty_shape, dtype=dt)
-    if any(is_sparse(p) for p in parts):
-        from scipy.sparse import csr_matrix, vstack  # noqa: PLC0415
+def level_moments(*args, **kwargs):
+    """Moments per spatial atom of one level: :func:`bowlrp.encoders.fisher_encoding.level_moments`."""
+    from .fisher_encoding import level_moments as impl  # noqa: PLC0415  (that module imports this one)
 
-        return vstack([p if is_sparse(p) else csr_matrix(p) for p in parts], format="csr")
-    return xp.concatenate(parts) if len(parts) > 1 else parts[0]
-
-
-def level_moments(D, sel, atom, n_atoms, to_gmm, mixture, threshold, keep, xp, dt, width_in, keep_y=True):
-    """Moments per spatial atom of one level's descriptors, in chunks of bounded memory.
-
-    Parameters
-    ----------
-    D : array (n_all, d_in)
-        An image's descriptors; ``sel`` (n,) the rows of this level, ``atom``
-        (n,) their atoms (:func:`bowlrp.encoders.pyramid.pyramid_atoms`).
-    to_gmm : callable
-        Rows of ``D`` -> the descriptors the GMM sees (PCA projection), in ``dt``.
-    keep : bool
-        Also return the posteriors (and, with ``keep_y``, the projected
-        descriptors): the trace of the relevance step.
-
-    Returns
-    -------
-    S : array (n_atoms, K, 2D+1), float64
-        :func:`moments` per atom (products in ``dt``).
-    order, bounds : arrays
-        This level's rows sorted by atom, and each atom's range in that order.
-    Y, G : arrays (n, D) and (n, K) (``G`` possibly sparse, :func:`compress`), or None
-        In atom order.
-    """
-    K, Dp = mixture.n_components, mixture.n_dims
-    order = np.argsort(atom, kind="stable")
-    bounds = np.searchsorted(atom[order], np.arange(n_atoms + 1))
-    Y_all = xp.empty((len(order), Dp), dtype=dt) if keep and keep_y else None
-    G_parts = []
-    S = xp.zeros((n_atoms, K, 2 * Dp + 1), dtype=xp.float64)
-    rows_all = xp.asarray(np.asarray(sel)[order])
-    for a, lo, hi in row_chunks(bounds, 2 * (2 * Dp + 1 + 2 * K) + width_in, np.dtype(dt).itemsize):
-        Y = to_gmm(D[rows_all[lo:hi]])
-        Z = augment(Y, mixture, xp)
-        G = compress(posteriors(Z, mixture, xp, threshold), xp)
-        S[a] += moments(G, Z)
-        if Y_all is not None:
-            Y_all[lo:hi] = Y
-        if keep:
-            G_parts.append(G)
-    G_all = _stack_rows(G_parts, (0, K), dt, xp) if keep else None
-    return S, order, bounds, Y_all, G_all
+    return impl(*args, **kwargs)
