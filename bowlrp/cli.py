@@ -282,7 +282,7 @@ def add_spray(sub):
         "spray",
         help="cluster the explanations of one class with SpRAy (thesis Ch. 6): spectrum, clusters, mean heatmaps",
         description="Explain the images (of --class: those in folders of that name, all inputs when none is) "
-        "for that class, and run SpRAy on the heatmaps: pooled and normalised maps, a kNN graph, the "
+        "for that class, and run SpRAy on the heatmaps: pooled maps, a kNN graph, the "
         "spectrum of its normalised Laplacian. Writes, beside the heatmap gallery: spectrum.png (eigengap "
         "marked), embedding.png, clusters.png (each cluster's mean heatmap and examples), clusters.csv "
         "(path, cluster), spray.json and spray.html. The number of clusters comes from the eigengap "
@@ -298,7 +298,10 @@ def add_spray(sub):
     p.add_argument("--grid", type=_int_at_least(1), default=None, metavar="N",
                    help="pool each heatmap onto an N x N grid (default: SpRAy's, 10)")
     p.add_argument("--n-neighbors", type=_int_at_least(1), default=None,
-                   help="neighbours of the kNN graph (default: ceil(ln n))")
+                   help="neighbours of the kNN graph (default: max(12, ceil(ln n)), below the number of images)")
+    p.add_argument("--normalize", choices=("none", "l2", "sum", "max"), default=None,
+                   help="scale each pooled map before the graph: none compares the maps as they are, so relevance "
+                   "a mark adds counts; l2 compares where the relevance lies whatever the score (default: none)")
     p.add_argument("--rule", default="z", help="mapping-stage rule, as in 'bowlrp explain' (default: z)")
     p.add_argument("--max-side", type=_max_side, default=_FROM_MODEL,
                    help="cap on the longer image side, 0 for none (default: the cap the model was trained with)")
@@ -333,6 +336,8 @@ def run_spray(args):
         if args.n_neighbors >= len(paths):
             raise CommandError(f"--n-neighbors {args.n_neighbors} must be below the number of images, {len(paths)}")
         params["n_neighbors"] = args.n_neighbors
+    if args.normalize is not None:
+        params["normalize"] = args.normalize
     if args.n_clusters is not None and args.n_clusters > len(paths):
         raise CommandError(f"--n-clusters {args.n_clusters} is more than the {len(paths)} images")
     cap = meta.get("max_side") if _cap(args) == "model" else args.max_side

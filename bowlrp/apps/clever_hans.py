@@ -56,16 +56,16 @@ from ..evaluation.spray import pool_relevance
 from .demo import toy_pipeline
 from .models import make_model
 
-__all__ = ["STUDIES", "SPRAY_UNNORMALISED", "photo_tiles", "relevance_share", "cheating_clusters", "run_study",
+__all__ = ["STUDIES", "SPRAY_NORMALISED", "photo_tiles", "relevance_share", "cheating_clusters", "run_study",
            "spray_choices", "run_clever_hans_demo", "plot_overview"]
 
 #: The studies the demo runs, in order.
 STUDIES = ("toy", "photos", "photos-distinct")
 #: The mark planted in every study.
 PATTERN = "big-tag"
-#: A second SpRAy on the same maps: unnormalised maps, 8 neighbours, the only settings that separated the
-#: toy study's marked maps (docs/clever_hans.md); they let the size of the score count, not only its place.
-SPRAY_UNNORMALISED = {"normalize": "none", "n_neighbors": 8}
+#: A second SpRAy on the same maps: each pooled map scaled to unit L2 norm, blind to the size of the
+#: score (SpRAy's defaults compare the maps as they are; docs/clever_hans.md has both).
+SPRAY_NORMALISED = {"normalize": "l2"}
 #: The toy study's round shapes: lp balls with p in this range (squarer than make_polygons' default).
 TOY_LP_RANGE = (3.0, 5.0)
 #: A cluster "looks at the mark" when its mean positive relevance share on the mark is this many times the area.
@@ -189,15 +189,16 @@ def run_study(X_train, y_train, X_test, y_test, marked_class, train_marked, test
         "seconds": {"fit": fit_s, "explain": explain_s},
     }
     if extra_spray is not None:
-        res["spray_unnormalised"] = _spray_summary(
+        res["spray_normalised"] = _spray_summary(
             SpRAy(embedding=None, random_state=random_state, **extra_spray).fit(maps), maps, truth, mask)
     res["_arrays"] = {"pipeline": pipe, "spray": sp, "images": Xte[sel], "maps": maps, "truth": truth, "mask": mask}
     return res
 
 
-#: The SpRAy choices :func:`spray_choices` measures.
-CHOICES = {"grid": ((2, 2), (4, 4), (8, 8), (10, 10), (16, 16)), "n_neighbors": (None, 3, 8),
-           "normalize": ("l2", "sum", "max", "none"), "part": ("signed", "positive")}
+#: The SpRAy choices :func:`spray_choices` measures; ``n_neighbors`` None is SpRAy's default
+#: (:func:`bowlrp.evaluation.spray.default_neighbors`), ``"ln"`` is ``ceil(ln n)``.
+CHOICES = {"grid": ((2, 2), (4, 4), (8, 8), (10, 10), (16, 16)), "n_neighbors": (None, "ln", 8),
+           "normalize": ("none", "l2", "sum", "max"), "part": ("signed", "absolute")}
 
 
 def spray_choices(maps, truth, choices=None, random_state=0):
@@ -214,9 +215,11 @@ def spray_choices(maps, truth, choices=None, random_state=0):
             pooled = pool_relevance(maps, grid, part)
             for normalize in choices["normalize"]:
                 for k in choices["n_neighbors"]:
-                    sp = SpRAy(grid=grid, part=part, normalize=normalize, n_neighbors=k, embedding=None,
+                    n_neighbors = int(np.ceil(np.log(len(pooled)))) if k == "ln" else k
+                    sp = SpRAy(grid=grid, part=part, normalize=normalize, n_neighbors=n_neighbors, embedding=None,
                                random_state=random_state).fit(pooled)
-                    rows.append({"grid": f"{grid[0]}x{grid[1]}", "n_neighbors": "ceil(ln n)" if k is None else k,
+                    label = {None: "default", "ln": "ceil(ln n)"}.get(k, k)
+                    rows.append({"grid": f"{grid[0]}x{grid[1]}", "n_neighbors": label,
                                  "normalize": normalize, "part": part, "n_clusters": int(sp.n_clusters_),
                                  "eigengap": round(float(sp.eigengap_), 4),
                                  "ari": round(float(adjusted_rand_score(truth, sp.labels_)), 4)})
@@ -297,8 +300,8 @@ def _write_html(path, summary, figures):
             f"<td>{_fmt(rel['marked'])} / {_fmt(rel['unmarked'])} / {r['mark_area']:.3f}</td>"
             f"<td>{s['n_clusters']} (gap {s['eigengap']:.3f})</td><td>{s['cluster_sizes']} / {s['marked_per_cluster']}</td>"
             f"<td>{s['ari']:.3f}</td><td>{s['clusters_on_mark'] or 'none'}</td>"
-            + (f"<td>{r['spray_unnormalised']['n_clusters']} / {r['spray_unnormalised']['ari']:.3f}</td>"
-               if "spray_unnormalised" in r else "<td>-</td>") + "</tr>")
+            + (f"<td>{r['spray_normalised']['n_clusters']} / {r['spray_normalised']['ari']:.3f}</td>"
+               if "spray_normalised" in r else "<td>-</td>") + "</tr>")
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>bowlrp: Clever Hans</title>',
         "<style>body{font-family:system-ui,Helvetica,Arial,sans-serif;margin:1.5em;color:#222}"
@@ -312,7 +315,7 @@ def _write_html(path, summary, figures):
         "<table><tr><th>study</th><th>clean test accuracy</th><th>other class called the marked class: "
         "clean &rarr; with the mark</th><th>share of R+ on the mark: marked / unmarked images / mark area</th>"
         "<th>SpRAy clusters (eigengap)</th><th>cluster sizes / marked per cluster</th><th>ARI vs truth</th>"
-        "<th>clusters on the mark</th><th>unnormalised maps, 8 neighbours: clusters / ARI</th></tr>",
+        "<th>clusters on the mark</th><th>maps scaled to unit L2 norm: clusters / ARI</th></tr>",
         *rows, "</table>",
     ]
     for title, fig in figures:
@@ -350,7 +353,7 @@ def run_clever_hans_demo(out="clever-hans", studies=STUDIES, n_train=600, measur
             run = study if cheat else f"{study}-clean"
             log(f"[{run}] training on {len(ytr)} images ({int(mtr.sum()) if cheat else 0} marked) ...")
             r = run_study(Xtr, ytr, Xte, yte, mc, mtr if cheat else np.zeros_like(mtr), mte, factory,
-                          extra_spray=SPRAY_UNNORMALISED, random_state=random_state)
+                          extra_spray=SPRAY_NORMALISED, random_state=random_state)
             r["class_names"] = {str(k): v for k, v in names.items()}
             results[run] = r
             s, rel, flip = r["spray"], r["positive_relevance_on_mark"], r["other_class_called_marked_class"]
@@ -363,8 +366,8 @@ def run_clever_hans_demo(out="clever-hans", studies=STUDIES, n_train=600, measur
                 f"{np.round(s['eigenvalues'][:5], 3).tolist()} ..., eigengap {s['eigengap']:.3f} -> "
                 f"{s['n_clusters']} cluster(s) {s['cluster_sizes']} (marked {s['marked_per_cluster']}); "
                 f"ARI {s['ari']:.3f}; clusters on the mark: {s['clusters_on_mark'] or 'none'}")
-            u = r["spray_unnormalised"]
-            log(f"[{run}] SpRAy, unnormalised maps and 8 neighbours: {u['n_clusters']} cluster(s) "
+            u = r["spray_normalised"]
+            log(f"[{run}] SpRAy on maps scaled to unit L2 norm: {u['n_clusters']} cluster(s) "
                 f"{u['cluster_sizes']} (marked {u['marked_per_cluster']}), eigengap {u['eigengap']:.3f}; "
                 f"ARI {u['ari']:.3f}; clusters on the mark: {u['clusters_on_mark'] or 'none'}")
             a = r["_arrays"]
