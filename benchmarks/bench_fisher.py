@@ -142,7 +142,7 @@ def rules(fv, sets, svm, repeat):
         enc = copy_encoder(fv, dtype=dtype)
         F, tr = enc.forward(sets)
         R = svm.explain(F).features
-        times = {r: best(lambda r=r: enc.relevance(R, tr, r), repeat if r in ("z", "epsilon") else 1) for r in RULES}
+        times = {r: best(lambda r=r: enc.relevance(R, tr, r), repeat) for r in RULES}  # the same repeats for all
         tz, cz = times["z"]
         print(f"relevance {dtype}: " + ", ".join(f"{r} {t * 1e3:.0f} ms ({t / tz:.1f}x; CPU {c * 1e3:.0f} ms, "
                                                  f"{c / cz:.1f}x)" for r, (t, c) in times.items()))
