@@ -23,7 +23,19 @@ FLOOR = 1e-290
 
 
 def phi(name, z, xp):
-    """Elementwise transform ``name`` of forward messages ``z`` (see module docstring)."""
+    """Elementwise transform ``name`` of forward messages ``z`` (see module docstring).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.array([1.0, -2.0, 0.0, 3.0])
+    >>> phi("pos", z, np), phi("one", z, np)
+    (array([1., 0., 0., 3.]), array([1., 1., 0., 1.]))
+    >>> phi("square", z, np)
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown message transform 'square'; valid: ['z', 'pos', 'neg', 'abs', 'one']
+    """
     if name == "z":
         return z
     if name == "pos":
@@ -38,7 +50,14 @@ def phi(name, z, xp):
 
 
 def usable(den, magnitude, xp):
-    """Where ``den`` is a usable denominator: ``|den| > max(RTOL * magnitude, FLOOR)``."""
+    """Where ``den`` is a usable denominator: ``|den| > max(RTOL * magnitude, FLOOR)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> usable(np.array([1e-12, 0.5, 0.0]), np.array([1.0, 1.0, 0.0]), np)  # 1e-12 vanishes against 1.0
+    array([False,  True, False])
+    """
     return xp.abs(den) > xp.maximum(RTOL * magnitude, FLOOR)
 
 
@@ -72,6 +91,18 @@ def redistribute_sparse(rule, z, cols, n_cols, R, xp):
         ``R_{i<-j}`` for each stored message.
     reached : bool array (n_cols,)
         Outputs whose relevance the messages carry back.
+
+    Examples
+    --------
+    Three messages into two outputs; the proportional rule (eq. 2.11) splits
+    ``R_0 = 4`` as 1 : 3 and passes ``R_1 = 1`` to its only input.  A third
+    output that no message reaches is reported as not reached:
+
+    >>> import numpy as np
+    >>> from bowlrp.rules import Proportional
+    >>> z, cols = np.array([1.0, 3.0, 2.0]), np.array([0, 0, 1])
+    >>> redistribute_sparse(Proportional(), z, cols, 3, np.array([4.0, 1.0, 2.0]), np)
+    (array([1., 3., 1.]), array([ True,  True, False]))
     """
     magnitude = xp.bincount(cols, weights=xp.abs(z), minlength=n_cols)
     transformed = [phi(p, z, xp) for p in rule.phis]
