@@ -33,6 +33,7 @@ def test_smoothing_is_the_circular_binomial_filter():
     kernel = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
     ref = np.array([[sum(kernel[t] * row[(b + t - 2) % 36] for t in range(5)) for b in range(36)] for row in h])
     np.testing.assert_allclose(ori._smooth(h), ref, rtol=1e-14)
+    assert ori._smooth(np.zeros((0, ori.ORI_BINS))).shape == (0, ori.ORI_BINS)
 
 
 def test_blas_limit_is_restored_when_threads_leave_in_any_order():

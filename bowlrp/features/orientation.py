@@ -70,18 +70,21 @@ def _one_blas_thread():
                 _BLAS["limiter"] = None
 
 
-def _smooth(hist):
-    """Circular smoothing of 36-bin histograms ``(..., 36)`` with ``[1, 4, 6, 4, 1] / 16`` (as OpenCV).
+#: The circular smoothing kernel of the orientation histogram (OpenCV).
+_SMOOTHING = np.array([[1.0, 4.0, 6.0, 4.0, 1.0]]) / 16.0
 
-    Written as shifted sums, not as a product with a circulant matrix, so that
-    no multi-threaded BLAS call runs beside OpenCV's threads.
+
+def _smooth(hist):
+    """Circular smoothing of 36-bin histograms ``(n, 36)`` with ``[1, 4, 6, 4, 1] / 16`` (as OpenCV).
+
+    The histograms are padded circularly by two bins and filtered with
+    OpenCV (which has no circular border for filters); no multi-threaded
+    BLAS call runs beside OpenCV's threads.
     """
-    h = np.concatenate([hist[..., -2:], hist, hist[..., :2]], axis=-1)
-    out = h[..., :-4] + h[..., 4:]
-    out += 4.0 * (h[..., 1:-3] + h[..., 3:-1])
-    out += 6.0 * h[..., 2:-2]
-    out /= 16.0
-    return out
+    if len(hist) == 0:
+        return hist.copy()
+    padded = np.concatenate([hist[:, -2:], hist, hist[:, :2]], axis=1)
+    return cv2.filter2D(padded, -1, _SMOOTHING, borderType=cv2.BORDER_CONSTANT)[:, 2:-2]
 
 
 def _window(sigma):

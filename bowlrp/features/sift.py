@@ -20,6 +20,7 @@ The parts live in their own modules and are re-exported here:
 :mod:`~bowlrp.features.pixel_rules` (flat and per-bin rules).
 """
 
+import functools
 import math
 import numbers
 from concurrent.futures import ThreadPoolExecutor
@@ -120,16 +121,24 @@ def _check_params(scales, steps, rotate, n_jobs):
 
 def _grid_geometry(shape, scales, steps, index):
     """Centres, scales, levels, boxes and upright keypoints of the grid of an image shape."""
-    centers, sigmas, levels = [], [], []
-    for level, (sigma, step) in enumerate(zip(scales, steps)):
-        c = grid_centers(shape, sigma, step)
-        if len(c) == 0:
+    for sigma in scales:
+        if min(shape) < box_side(sigma):
             sizes = ", ".join(f"sigma={s:g}: {box_side(s)}x{box_side(s)}" for s in scales)
             raise ValueError(
                 f"image {index} of shape {shape} is too small for a descriptor of scale "
                 f"sigma={sigma:g}, whose square needs {box_side(sigma)}x{box_side(sigma)} pixels; "
                 f"minimum image size per level: {sizes}. Use larger images or smaller scales."
             )
+    centers, sigmas, levels, boxes, zeros = _grid_arrays(tuple(shape), scales, steps)
+    return centers, sigmas, levels, boxes, zeros, make_keypoints(centers, sigmas, zeros)
+
+
+@functools.lru_cache(maxsize=16)
+def _grid_arrays(shape, scales, steps):
+    """The (read-only, cached) arrays of :func:`_grid_geometry`: images of one shape share them."""
+    centers, sigmas, levels = [], [], []
+    for level, (sigma, step) in enumerate(zip(scales, steps)):
+        c = grid_centers(shape, sigma, step)
         centers.append(c)
         sigmas.append(np.full(len(c), sigma))
         levels.append(np.full(len(c), level, dtype=np.intp))
@@ -140,7 +149,7 @@ def _grid_geometry(shape, scales, steps, index):
     zeros = np.zeros(len(centers))
     for a in (centers, sigmas, levels, boxes, zeros):
         a.flags.writeable = False  # shared by every image of this shape
-    return centers, sigmas, levels, boxes, zeros, make_keypoints(centers, sigmas, zeros)
+    return centers, sigmas, levels, boxes, zeros
 
 
 def _set_angles(keypoints, angles):
