@@ -162,7 +162,6 @@ def read_image(path, max_side=None, gray=False):
     Examples
     --------
     >>> import os, tempfile, cv2, numpy as np
-    >>> from bowlrp.datasets import read_image
     >>> path = os.path.join(tempfile.mkdtemp(), "wide.png")
     >>> _ = cv2.imwrite(path, np.zeros((300, 1200, 3), np.uint8))
     >>> read_image(path).shape, read_image(path, max_side=400, gray=True).shape
@@ -206,7 +205,16 @@ def read_image(path, max_side=None, gray=False):
 
 
 class SkippedFilesWarning(UserWarning):
-    """Some files of an image folder could not be read; their paths are in ``.skipped``."""
+    """Some files of an image folder could not be read; their paths are in ``.skipped``.
+
+    Examples
+    --------
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error")
+    ...     warn_skipped([("cats/notes.txt", "not an image file (.txt)")])
+    Traceback (most recent call last):
+    bowlrp.datasets.folder.SkippedFilesWarning: skipped 1 file(s): cats/notes.txt (not an image file (.txt))
+    """
 
 
 def _is_hidden(name):
@@ -214,7 +222,13 @@ def _is_hidden(name):
 
 
 def is_image_file(path):
-    """Whether ``path`` ends in one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
+    """Whether ``path`` ends in one of :data:`IMAGE_EXTENSIONS` (case-insensitive).
+
+    Examples
+    --------
+    >>> is_image_file("holiday/beach.JPG"), is_image_file("notes.txt")
+    (True, False)
+    """
     return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
@@ -268,6 +282,16 @@ def list_image_folder(folder):
     ValueError
         When ``folder`` has no class sub-folders, or a class folder has no
         image files.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     _ = [os.makedirs(os.path.join(root, d)) for d in ("cat", "dog")]
+    ...     _ = [open(os.path.join(root, f), "w").close() for f in ("cat/a.png", "dog/b.jpg", "dog/notes.txt")]
+    ...     listing = list_image_folder(root)  # reads no file: empty ones will do
+    >>> listing.target_names, listing.target, [os.path.basename(p) for p, _ in listing.skipped]
+    (['cat', 'dog'], array([0, 1]), ['notes.txt'])
     """
     folder = _check_folder(folder)
     entries = sorted(e for e in os.listdir(folder) if not _is_hidden(e))
@@ -320,6 +344,15 @@ def find_images(inputs):
         For an input that does not exist.
     ValueError
         When no image file is found at all.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     _ = [open(os.path.join(root, f), "w").close() for f in ("b.png", "a.jpg", "notes.txt")]
+    ...     paths, skipped = find_images([root, os.path.join(root, "a.jpg")])  # a.jpg is taken once
+    >>> [os.path.basename(p) for p in paths], [os.path.basename(p) for p, _ in skipped]
+    (['a.jpg', 'b.png'], ['notes.txt'])
     """
     if isinstance(inputs, (str, bytes, os.PathLike)):
         inputs = [inputs]
@@ -372,6 +405,16 @@ def read_images(paths, max_side=None, gray=False, n_jobs=None, verbose=False, de
         Their positions in ``paths``.
     failed : list of (str, str)
         ``(path, reason)`` of the others.
+
+    Examples
+    --------
+    >>> import os, tempfile, cv2, numpy as np
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     good, bad = os.path.join(root, "a.png"), os.path.join(root, "b.png")
+    ...     _ = cv2.imwrite(good, np.zeros((40, 60, 3), np.uint8)), open(bad, "w").close()
+    ...     images, kept, failed = read_images([bad, good])  # b.png is empty
+    >>> images[0].shape, kept, failed[0][1].endswith("the file is empty")
+    ((40, 60, 3), array([1]), True)
     """
     paths = [os.fspath(p) for p in paths]
     jobs = (delayed(_try_read)(p, max_side, gray) for p in paths)
@@ -427,7 +470,6 @@ def load_image_folder(folder, max_side=None, gray=False, n_jobs=None, verbose=Fa
     Examples
     --------
     >>> import os, tempfile, cv2, numpy as np
-    >>> from bowlrp.datasets import load_image_folder
     >>> root = tempfile.mkdtemp()
     >>> for name in ("cat", "dog"):
     ...     os.makedirs(os.path.join(root, name))
