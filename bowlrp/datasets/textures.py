@@ -114,6 +114,14 @@ def write_texture_folder(folder, names=TEXTURES, tile_size=64, formats=("png", "
     -------
     paths : list of str
         The files written, in the order of :func:`load_textures`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     paths = write_texture_folder(folder, names=("brick", "grass"), tile_size=256)
+    ...     len(paths), [os.path.relpath(p, folder) for p in paths[3:5]]  # formats taken in turn
+    (8, ['brick/brick_256_256.bmp', 'grass/grass_000_000.webp'])
     """
     formats = list(formats)
     unknown = [f for f in formats if f not in _FORMATS]

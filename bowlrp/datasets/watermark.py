@@ -79,6 +79,17 @@ def watermark_box(image_shape, pattern="tag", corner="bottom-left", margin=3):
 
     The box lies ``margin`` pixels from the two edges of ``corner``.  An image
     too small for the mark and its margins is an error.
+
+    Examples
+    --------
+    >>> watermark_box((64, 64))  # the 12 x 12 tag, 3 px from the bottom and left edges
+    (slice(49, 61, None), slice(3, 15, None))
+    >>> watermark_box((64, 80, 3), corner="top-right", margin=0)
+    (slice(0, 12, None), slice(68, 80, None))
+    >>> watermark_box((16, 16))
+    Traceback (most recent call last):
+    ...
+    ValueError: an image of 16 x 16 pixels is too small for a 12 x 12 watermark 3 px from its edges; use larger images or margin=0
     """
     h, w = watermark_pattern(pattern).shape
     if corner not in CORNERS:
