@@ -133,6 +133,19 @@ def normalize_maps(X, normalize="l2"):
     Euclidean norm, ``"max"`` to unit largest magnitude, ``"none"`` leaves them.
 
     All-zero rows stay zero.
+
+    Examples
+    --------
+    >>> normalize_maps([[3.0, -4.0], [0.0, 0.0]])
+    array([[ 0.6, -0.8],
+           [ 0. ,  0. ]])
+    >>> normalize_maps([[3.0, -4.0]], "max")
+    array([[ 0.75, -1.  ]])
+    >>> try:
+    ...     normalize_maps([[3.0, -4.0]], "L1")
+    ... except ValueError as err:  # an InvalidParameterError, as scikit-learn raises
+    ...     print(err)
+    unknown normalize 'L1'; valid values of normalize are ['none', 'sum', 'l2', 'max']
     """
     check_choice(normalize, "normalize", NORMALIZATIONS)
     X = np.asarray(X, dtype=np.float64)
@@ -147,6 +160,24 @@ def knn_affinity(X, n_neighbors=None):
     """Binary symmetric k-nearest-neighbour affinity (eq. 6.1), sparse (n, n).
 
     ``n_neighbors`` defaults to :func:`default_neighbors` ``(n)``.
+
+    Examples
+    --------
+    Two groups of three pooled maps, each map joined to its two nearest:
+
+    >>> import numpy as np
+    >>> X = np.array([[0, 0], [0, 1], [1, 0], [10, 10], [10, 11], [11, 10]])
+    >>> knn_affinity(X, n_neighbors=2).toarray().astype(int)
+    array([[0, 1, 1, 0, 0, 0],
+           [1, 0, 1, 0, 0, 0],
+           [1, 1, 0, 0, 0, 0],
+           [0, 0, 0, 0, 1, 1],
+           [0, 0, 0, 1, 0, 1],
+           [0, 0, 0, 1, 1, 0]])
+    >>> knn_affinity(X, n_neighbors=6)
+    Traceback (most recent call last):
+    ...
+    ValueError: n_neighbors must be in [1, 5] for 6 maps, got 6
     """
     X = np.asarray(X, dtype=np.float64)
     n = len(X)
@@ -166,6 +197,20 @@ def spectral_decomposition(W, n_eigenvalues=10):
     -------
     eigenvalues : ndarray (m,)
     eigenvectors : ndarray (n, m)
+
+    Examples
+    --------
+    A graph of two separate triangles: eigenvalue 0 twice (one per
+    connected component), and in the first two eigenvectors the maps of one
+    triangle sit at the same point:
+
+    >>> import numpy as np
+    >>> X = np.array([[0, 0], [0, 1], [1, 0], [10, 10], [10, 11], [11, 10]])
+    >>> ev, vec = spectral_decomposition(knn_affinity(X, n_neighbors=2), n_eigenvalues=3)
+    >>> np.round(ev, 3), vec.shape
+    (array([0. , 0. , 1.5]), (6, 3))
+    >>> bool(np.allclose(vec[0, :2], vec[2, :2])), bool(np.allclose(vec[0, :2], vec[3, :2]))
+    (True, False)
     """
     W = sparse.csr_matrix(W, dtype=np.float64)
     n = W.shape[0]
@@ -185,7 +230,15 @@ def spectral_decomposition(W, n_eigenvalues=10):
 
 
 def laplacian_spectrum(W, n_eigenvalues=10):
-    """The smallest eigenvalues of the normalised Laplacian of ``W``, ascending."""
+    """The smallest eigenvalues of the normalised Laplacian of ``W``, ascending.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0, 0], [0, 1], [1, 0], [10, 10], [10, 11], [11, 10]])
+    >>> laplacian_spectrum(knn_affinity(X, n_neighbors=2), n_eigenvalues=4).round(3)  # two groups: 0 twice
+    array([0. , 0. , 1.5, 1.5])
+    """
     return spectral_decomposition(W, n_eigenvalues)[0]
 
 
