@@ -42,6 +42,21 @@ def plot_perturbation_curves(results, path, relative_to=None, title=None):
     Returns
     -------
     str : ``path``
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, matplotlib.image
+    >>> from bowlrp.evaluation import PerturbationResult
+    >>> curves = {"lrp": [2.0, 1.0, 0.5], "random": [2.0, 1.8, 1.7]}  # one input, two steps
+    >>> results = {k: PerturbationResult(np.array([[c]]), "morf", None) for k, c in curves.items()}
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     png = plot_perturbation_curves(results, os.path.join(folder, "aopc.png"), relative_to="random")
+    ...     matplotlib.image.imread(png).shape  # two panels of 5.5 x 4 inches at 120 dpi, RGBA
+    (480, 1320, 4)
+    >>> plot_perturbation_curves(results, "aopc.png", relative_to="baseline")
+    Traceback (most recent call last):
+    ...
+    ValueError: relative_to='baseline' is not one of ['lrp', 'random']
     """
     if not results:
         raise ValueError("results is empty: pass {name: PerturbationResult}")
@@ -81,6 +96,15 @@ def plot_context_ratio(per_class, path, title="context ratio mu per class (eq. 4
     """Bar chart of the mean (dot: median) ``mu`` per class from :func:`context_ratio_per_class`.
 
     ``per_class`` may also map model names to such dicts: one group of bars per model.
+
+    Examples
+    --------
+    >>> import os, tempfile, matplotlib.image
+    >>> per_class = {"cat": {"mean": 0.5, "median": 0.4}, "dog": {"mean": 1.2, "median": 1.0}}
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     png = plot_context_ratio({"bow": per_class, "fisher": per_class}, os.path.join(folder, "mu.png"))
+    ...     matplotlib.image.imread(png).shape  # 1.2 inches per bar, 4 inches high, 120 dpi
+    (480, 576, 4)
     """
     plt = _pyplot()
     if per_class and all(isinstance(v, dict) and "mean" not in v for v in per_class.values()):
@@ -122,6 +146,20 @@ def plot_spectrum(spray, path=None, ax=None, title=None):
 
     Draws into ``ax`` when given, else into a new figure written to ``path``.
     Returns ``path`` (or ``ax``).
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, matplotlib.image
+    >>> from bowlrp.evaluation import SpRAy
+    >>> maps = np.random.default_rng(0).random((12, 8, 8)) * 0.1
+    >>> maps[:6, :4, :4] += 1.0  # six maps look top-left, six bottom-right
+    >>> maps[6:, 4:, 4:] += 1.0
+    >>> spray = SpRAy(grid=(2, 2), n_neighbors=3, n_eigenvalues=4, embedding="spectral", random_state=0).fit(maps)
+    >>> spray.n_clusters_, spray.eigengap_
+    (2, 1.0)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     matplotlib.image.imread(plot_spectrum(spray, os.path.join(folder, "spectrum.png"))).shape
+    (480, 600, 4)
     """
     plt = _pyplot()
     own = ax is None
@@ -150,6 +188,23 @@ def plot_embedding(spray, path=None, ax=None, truth=None, truth_names=("no", "ye
     """The 2-D embedding, coloured by cluster; ``truth`` (0/1 per map, e.g. "carries the mark") sets the marker.
 
     Returns ``path`` (or ``ax``).
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, matplotlib.image
+    >>> from bowlrp.evaluation import SpRAy
+    >>> maps = np.random.default_rng(0).random((12, 8, 8)) * 0.1
+    >>> maps[:6, :4, :4] += 1.0  # six maps look top-left, six bottom-right
+    >>> maps[6:, 4:, 4:] += 1.0
+    >>> spray = SpRAy(grid=(2, 2), n_neighbors=3, n_eigenvalues=4, embedding="spectral", random_state=0).fit(maps)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     png = plot_embedding(spray, os.path.join(folder, "embedding.png"), truth=[0] * 6 + [1] * 6)
+    ...     matplotlib.image.imread(png).shape
+    (480, 600, 4)
+    >>> plot_embedding(SpRAy(grid=(2, 2), n_neighbors=3, embedding=None).fit(maps), "embedding.png")
+    Traceback (most recent call last):
+    ...
+    ValueError: the SpRAy has no embedding; fit it with embedding='tsne' or 'spectral'
     """
     plt = _pyplot()
     if getattr(spray, "embedding_", None) is None:
@@ -215,6 +270,20 @@ def plot_cluster_means(spray, heatmaps, images, path, n_examples=3, scores=None,
     Each map is scaled to ``max |R| = 1`` before averaging (eq. 2.62); maps of
     different sizes are resized to one (:meth:`SpRAy.cluster_means`).  The
     examples are the highest-``scores`` members when ``scores`` is given.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, matplotlib.image
+    >>> from bowlrp.evaluation import SpRAy
+    >>> maps = np.random.default_rng(0).random((12, 8, 8)) * 0.1
+    >>> maps[:6, :4, :4] += 1.0  # six maps look top-left, six bottom-right
+    >>> maps[6:, 4:, 4:] += 1.0
+    >>> spray = SpRAy(grid=(2, 2), n_neighbors=3, n_eigenvalues=4, embedding="spectral", random_state=0).fit(maps)
+    >>> images = (maps * 200).astype(np.uint8)
+    >>> with tempfile.TemporaryDirectory() as folder:  # n_examples=0: the mean heatmaps only
+    ...     png = plot_cluster_means(spray, maps, images, os.path.join(folder, "means.png"), n_examples=0)
+    ...     matplotlib.image.imread(png).shape  # one row per cluster
+    (564, 324, 4)
     """
     plt = _pyplot()
     from ..viz import gray_rgb  # noqa: PLC0415
@@ -253,6 +322,18 @@ def plot_spray(spray, path, labels=None, title=None):
     """SpRAy figure: the spectrum (eigengap marked) and, when there is one, the embedding.
 
     ``labels`` (0/1 per map, e.g. the truth) sets the embedding's markers.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, matplotlib.image
+    >>> from bowlrp.evaluation import SpRAy
+    >>> maps = np.random.default_rng(0).random((12, 8, 8)) * 0.1
+    >>> maps[:6, :4, :4] += 1.0  # six maps look top-left, six bottom-right
+    >>> maps[6:, 4:, 4:] += 1.0
+    >>> spray = SpRAy(grid=(2, 2), n_neighbors=3, n_eigenvalues=4, embedding="spectral", random_state=0).fit(maps)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     matplotlib.image.imread(plot_spray(spray, os.path.join(folder, "spray.png"))).shape  # two panels
+    (480, 1200, 4)
     """
     plt = _pyplot()
     has_emb = getattr(spray, "embedding_", None) is not None
@@ -267,7 +348,27 @@ def plot_spray(spray, path, labels=None, title=None):
 
 def plot_spray_report(spray, heatmaps, images, path, truth=None, truth_names=("no", "yes"), n_examples=2,
                       title=None):
-    """Spectrum, embedding and each cluster's mean heatmap with example images, in one PNG."""
+    """Spectrum, embedding and each cluster's mean heatmap with example images, in one PNG.
+
+    Returns ``path``.  ``heatmaps`` (and ``images``) are the maps ``spray``
+    was fitted on, in the same order.
+
+    Examples
+    --------
+    Drawing the figure takes a few seconds; the maps are checked first:
+
+    >>> import os, tempfile, numpy as np, matplotlib.image
+    >>> from bowlrp.evaluation import SpRAy
+    >>> maps = np.random.default_rng(0).random((12, 8, 8)) * 0.1
+    >>> maps[:6, :4, :4] += 1.0  # six maps look top-left, six bottom-right
+    >>> maps[6:, 4:, 4:] += 1.0
+    >>> spray = SpRAy(grid=(2, 2), n_neighbors=3, n_eigenvalues=4, embedding="spectral", random_state=0).fit(maps)
+    >>> images = (maps * 200).astype(np.uint8)
+    >>> plot_spray_report(spray, maps[:10], images[:10], "report.png")
+    Traceback (most recent call last):
+    ...
+    ValueError: got 10 maps for 12 clustered ones; pass the maps fitted
+    """
     plt = _pyplot()
     from ..viz import gray_rgb  # noqa: PLC0415
 
