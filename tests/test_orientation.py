@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_info
 import bowlrp.features.orientation as ori
 from bowlrp.features import DenseSIFT, grid_centers
 from bowlrp.features.orientation import dominant_orientations, orientation_histograms
-from bowlrp.features.sift import _level_orientations
+from bowlrp.features.orientation import _level_orientations
 
 
 def _textured(shape, seed=0, blur=1.5):

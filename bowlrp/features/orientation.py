@@ -13,6 +13,7 @@ import contextlib
 import functools
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -375,3 +376,35 @@ def dominant_orientations(images, centers, sigma):
     angles = ((j + offset) * (360.0 / ORI_BINS)) % 360.0
     angles[c <= 0] = 0.0  # flat patch: no gradient, no orientation
     return angles.reshape(shape)
+
+
+def _level_orientations(grays, centers, levels, scales, n_threads):
+    """Dominant orientations of the keypoints of a multi-level grid on images of one shape (Lowe 2004, Sec. 5).
+
+    ``centers`` and ``levels`` list every keypoint of the grid and its scale
+    level, sorted by level; returns the angles ``(N, n)``.  One
+    :func:`dominant_orientations` batch per scale level.  With
+    ``n_threads > 1`` the batches (the levels, and halves of the images of a
+    level when there are fewer levels than threads) run side by side in
+    threads: NumPy's products and OpenCV's filters release the GIL.  An
+    image's angles do not depend on which batch it is in, so the result does
+    not depend on ``n_threads``.
+    """
+    n = len(grays)
+    parts = max(1, min(n, -(-n_threads // len(scales))))  # image chunks per level
+    bounds = np.linspace(0, n, parts + 1).astype(int)
+    tasks = [(k, a, b) for k in range(len(scales)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+    def run(task):
+        k, a, b = task
+        return dominant_orientations(grays[a:b], centers[levels == k], scales[k]).reshape(b - a, -1)
+
+    with _one_blas_thread():  # set once for all batches (and threads) of the call
+        if n_threads > 1 and len(tasks) > 1:
+            with ThreadPoolExecutor(max_workers=min(n_threads, len(tasks)) - 1) as pool:
+                futures = [pool.submit(run, t) for t in tasks[1:]]
+                done = [run(tasks[0])] + [f.result() for f in futures]
+        else:
+            done = [run(t) for t in tasks]
+    per_level = [np.concatenate([d for t, d in zip(tasks, done) if t[0] == k], axis=0) for k in range(len(scales))]
+    return np.concatenate(per_level, axis=1)

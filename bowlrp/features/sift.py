@@ -23,7 +23,6 @@ The parts live in their own modules and are re-exported here:
 import functools
 import math
 import numbers
-from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -36,7 +35,7 @@ from .descriptors import DescriptorSet, make_keypoints
 from .geometry import _boxes  # noqa: F401  (former private name, imported by callers)
 from .geometry import BIN_WIDTH_SIGMAS, SPATIAL_BINS, bin_boxes, box_side, descriptor_boxes, grid_centers
 from .orientation import ORI_BINS, ORI_RADIUS_STDS, ORI_WINDOW_SIGMAS, dominant_orientations, orientation_histograms
-from .orientation import _one_blas_thread
+from .orientation import _level_orientations
 from .pixel_rules import (
     AUTO_RULES,
     PIXEL_RULES,
@@ -159,36 +158,6 @@ def _set_angles(keypoints, angles):
     return keypoints
 
 
-def _level_orientations(grays, centers, levels, scales, n_threads):
-    """Dominant orientations of every keypoint of images of one shape, ``(N, n)`` (Lowe 2004, Sec. 5).
-
-    One :func:`dominant_orientations` batch per scale level.  With
-    ``n_threads > 1`` the batches (the levels, and halves of the images of a
-    level when there are fewer levels than threads) run side by side in
-    threads: NumPy's products and OpenCV's filters release the GIL.  An
-    image's angles do not depend on which batch it is in, so the result does
-    not depend on ``n_threads``.
-    """
-    n = len(grays)
-    parts = max(1, min(n, -(-n_threads // len(scales))))  # image chunks per level
-    bounds = np.linspace(0, n, parts + 1).astype(int)
-    tasks = [(k, a, b) for k in range(len(scales)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-
-    def run(task):
-        k, a, b = task
-        return dominant_orientations(grays[a:b], centers[levels == k], scales[k]).reshape(b - a, -1)
-
-    with _one_blas_thread():  # set once for all batches (and threads) of the call
-        if n_threads > 1 and len(tasks) > 1:
-            with ThreadPoolExecutor(max_workers=min(n_threads, len(tasks)) - 1) as pool:
-                futures = [pool.submit(run, t) for t in tasks[1:]]
-                done = [run(tasks[0])] + [f.result() for f in futures]
-        else:
-            done = [run(t) for t in tasks]
-    per_level = [np.concatenate([d for t, d in zip(tasks, done) if t[0] == k], axis=0) for k in range(len(scales))]
-    return np.concatenate(per_level, axis=1)
-
-
 def _describe_images(images, scales, steps, rotate, offset, n_threads=1):
     """Compute the DescriptorSets of a chunk of images (one SIFT object per chunk).
 
@@ -264,6 +233,9 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         Gaussian window of std ``1.5 sigma`` around its centre (36-bin
         magnitude-weighted histogram with parabolic peak interpolation, as in
         Lowe's SIFT); otherwise all descriptors are upright (angle 0).
+        The orientations of a batch are computed for the whole grid at once
+        (:func:`orientation_histograms`), its scale levels side by side on
+        OpenCV's threads (``cv2.setNumThreads``) when ``n_jobs`` is 1.
     pixel_rule : {"auto", "flat", "bins", "energy", "magnitude"}, default="auto"
         How :meth:`relevance` maps descriptor relevance to pixels (see
         :mod:`bowlrp.features.pixel_rules` and ``docs/pixel_rules.md``): the
