@@ -44,6 +44,17 @@ def remember_model(path, pipeline, metadata=None):
 
     A process that wrote or read the model file itself (the client running
     tasks serially) then does not read it again.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.joblib")
+    ...     _ = open(path, "w").write("stands in for a model file")
+    ...     loads = model_cache_info()["loads"]
+    ...     remember_model(path, "the fitted pipeline", {"classes": ["cat", "dog"]})
+    ...     print(cached_model(path), model_cache_info()["loads"] - loads)  # from the cache: no read
+    ('the fitted pipeline', {'classes': ['cat', 'dog']}) 0
     """
     key = _model_key(path)
     with _LOCK:
@@ -57,6 +68,22 @@ def cached_model(path):
 
     Reads with :func:`bowlrp.apps.modelfile.load_model`.  Thread-safe: a Dask
     worker running several tasks at once reads the file once.
+
+    Examples
+    --------
+    A file that is not a model is refused (a remembered one is returned
+    unread, see :func:`remember_model`):
+
+    >>> import os, tempfile
+    >>> from bowlrp.apps.modelfile import ModelFileError
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "notes.txt")
+    ...     _ = open(path, "w").write("not a model")
+    ...     try:
+    ...         cached_model(path)
+    ...     except ModelFileError as err:
+    ...         print(str(err).replace(repr(path), "<path>").split(" (")[0])
+    <path> is not a bowlrp model file
     """
     from ..apps.modelfile import load_model  # noqa: PLC0415  (apps import the collection functions)
 
@@ -73,7 +100,19 @@ def cached_model(path):
 
 
 def model_cache_info():
-    """How often this process read a model file (``loads``) and which files it holds (``cached``)."""
+    """How often this process read a model file (``loads``) and which files it holds (``cached``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.joblib")
+    ...     _ = open(path, "w").write("stands in for a model file")
+    ...     remember_model(path, "the fitted pipeline")
+    ...     info = model_cache_info()
+    ...     sorted(info), os.path.abspath(path) in info["cached"]
+    (['cached', 'loads'], True)
+    """
     with _LOCK:
         return {"loads": _LOADS[0], "cached": [k[0] for k in _MODELS]}
 
@@ -86,6 +125,19 @@ def dask_client(client):
     closed on exit; a client passed in is left open.  ``None`` yields the
     client of an enclosing ``joblib.parallel_config(backend="dask")`` block,
     or ``None`` when there is none.
+
+    Examples
+    --------
+    Outside a Dask backend block ``None`` stays ``None`` (run on this
+    machine); a client object is handed through unchanged:
+
+    >>> with dask_client(None) as client:
+    ...     print(client)
+    None
+    >>> given = object()  # stands in for a dask.distributed.Client
+    >>> with dask_client(given) as client:
+    ...     print(client is given)
+    True
     """
     if client is None:
         yield _active_dask_client()
@@ -138,6 +190,21 @@ def check_workers(client, read=(), write=()):
     Workers read the images and the model file and write the results
     themselves, so these paths must mean the same on every worker (a shared
     file system).  Checked once per run, before any task is sent.
+
+    Examples
+    --------
+    A stand-in for a client with one worker, which runs the check here:
+
+    >>> import os
+    >>> class OneWorker:
+    ...     def run(self, func, *args):  # dask.distributed.Client.run: {worker address: result}
+    ...         return {"tcp://10.0.0.5:40000": func(*args)}
+    >>> try:
+    ...     check_workers(OneWorker(), read=["/no/such/model.joblib"])
+    ... except OSError as err:
+    ...     print(str(err)[:99])
+    1 of 1 Dask workers cannot reach the files of this run (tcp://10.0.0.5:40000: cannot read '/no/such
+    >>> check_workers(OneWorker(), read=[os.getcwd()])  # readable everywhere: no error
     """
     read, write = [os.path.abspath(p) for p in read], [os.path.abspath(p) for p in write]
     found = client.run(_probe, read, write)
