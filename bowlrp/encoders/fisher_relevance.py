@@ -492,7 +492,8 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
     if include_weights:
         per_dim = per_dim + Uw.sum(1)[:, None] / D
     per_atom = Mb.T @ (per_dim * inv_n)
-    sizes = np.diff(np.asarray(bounds))
-    Rdim += per_atom[xp.asarray(np.repeat(np.arange(len(sizes)), sizes))] if len(sizes) > 1 else per_atom
+    for a in range(n_atoms):  # added atom by atom: no (n, D) temporary
+        lo, hi = int(bounds[a]), int(bounds[a + 1])
+        Rdim[lo:hi] += per_atom[a]
     lost = float((per_dim.sum(1) * (N == 0)).sum())
     return Rdim, lost
