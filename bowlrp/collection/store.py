@@ -43,7 +43,22 @@ FORMAT = "bowlrp-collection"
 
 
 def write_atomic(path, write):
-    """Write ``path`` through ``write(file object)`` into a temporary file renamed into place."""
+    """Write ``path`` through ``write(file object)`` into a temporary file renamed into place.
+
+    Examples
+    --------
+    A writer that fails leaves neither the file nor its temporary behind:
+
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     done = write_atomic(os.path.join(folder, "a.txt"), lambda fh: fh.write(b"whole"))
+    ...     try:
+    ...         write_atomic(os.path.join(folder, "b.txt"), lambda fh: fh.write(b"half") and 1 / 0)
+    ...     except ZeroDivisionError:
+    ...         pass
+    ...     os.path.basename(done), os.listdir(folder)
+    ('a.txt', ['a.txt'])
+    """
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".part")
     try:
@@ -58,7 +73,17 @@ def write_atomic(path, write):
 
 
 def file_digest(path, chunk=1 << 20):
-    """SHA-256 of a file's bytes (hex)."""
+    """SHA-256 of a file's bytes (hex).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.joblib")
+    ...     _ = open(path, "wb").write(b"12345")
+    ...     file_digest(path)[:16], len(file_digest(path, chunk=2))  # read in chunks of 2 bytes: same digest
+    ('5994471abb01112a', 64)
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):
@@ -67,7 +92,18 @@ def file_digest(path, chunk=1 << 20):
 
 
 def source_stamp(path):
-    """``[size, mtime_ns]`` of an image file, or None when it cannot be read; a changed file is redone."""
+    """``[size, mtime_ns]`` of an image file, or None when it cannot be read; a changed file is redone.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "cat.png")
+    ...     _ = open(path, "wb").write(b"12345")
+    ...     size, mtime_ns = source_stamp(path)
+    ...     size, mtime_ns == os.stat(path).st_mtime_ns, source_stamp(os.path.join(folder, "gone.png"))
+    (5, True, None)
+    """
     try:
         st = os.stat(path)
     except OSError:
@@ -97,6 +133,26 @@ class ResultStore:
     ----------
     out : str
         The output folder; it must exist.
+
+    Examples
+    --------
+    One image's results, the check a rerun makes, and a run with other
+    settings that drops the earlier rows:
+
+    >>> import os, tempfile, numpy as np
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     image = os.path.join(out, "cat.png")
+    ...     _ = open(image, "wb").write(b"stands in for an image")
+    ...     store = ResultStore(out)
+    ...     key, resumed = store.open_run({"rule": "z"})
+    ...     print(key, resumed, store.write_map("cat", np.ones((2, 3))))
+    ...     _ = store.write_row({"id": "cat", "run": key, "path": image, "source": source_stamp(image),
+    ...                          "scores": {"cat": 1.5, "dog": -1.5}})
+    ...     print(store.is_done("cat", image, key), store.read_row("cat")["scores"], store.load_map("cat").shape)
+    ...     print(ResultStore(out).open_run({"rule": "flat"}), store.read_row("cat"))
+    dc51bd057ee91bbc False maps/cat.npy
+    True {'cat': 1.5, 'dog': -1.5} (2, 3)
+    ('23dbdc1caec40869', False) None
     """
 
     def __init__(self, out):
