@@ -10,10 +10,15 @@ _MEASURED = {}  # (dtype, rows, inner, cols) -> (threads, when)
 _MAX_AGE = 300.0  # seconds before a choice is measured again (load changes)
 
 
-def _limits(n):
-    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+_CONTROLLER = []  # one ThreadpoolController per process: building one scans the loaded libraries (~3 ms)
 
-    return threadpool_limits(limits=n, user_api="blas")
+
+def _limits(n):
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController  # noqa: PLC0415
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=n, user_api="blas")
 
 
 def _current():

@@ -36,6 +36,8 @@ __all__ = []  # the encoder's own; the equations are in fisher_math
 #: Rows per chunk by item size: the (rows x 256) log densities stay in a core's 1 MiB L2 cache and the
 #: products run at 95-100% of OpenBLAS' large-GEMM rate (measured with K=256, D=80 on AMD EPYC, one thread).
 _CHUNK_ROWS = {4: 512, 8: 256}
+#: Rows per sparse product of the moments (its overhead is paid once per block).
+_BLOCK_ROWS = 4096
 #: exp(g) of a log density ``g`` above this (in magnitude) would leave float64's normal range.
 _EXP_RANGE = 600.0
 #: Posteriors of the trace are stored sparse below this share of the entries (else dense).
@@ -64,6 +66,17 @@ def posterior_window(threshold, n_components, dtype):
     return max(-math.log(threshold), math.log(2.0 * n_components / eps))
 
 
+def _few_nonzero(mask, xp):
+    """``flatnonzero`` of a mostly False boolean array: the non-zero 8-byte words first, then their bytes
+    (``flatnonzero`` reads every byte and is the largest pass of the posteriors otherwise)."""
+    flat = mask.reshape(-1)
+    if xp is not np or flat.size % 8 or not flat.flags.c_contiguous:
+        return xp.flatnonzero(flat)
+    words = np.flatnonzero(flat.view(np.uint64))
+    sub = np.flatnonzero(flat.reshape(-1, 8)[words])
+    return words[sub >> 3] * 8 + (sub & 7)
+
+
 def _kept(g, threshold, window, xp):
     """``(rows, cols, gamma)`` of the truncated posteriors (float64; ``gamma_k(l)`` of eq. 4.1-4.3) from the
     log densities ``g`` (m, K), in row-major order; ``g`` is overwritten.
@@ -84,11 +97,11 @@ def _kept(g, threshold, window, xp):
         top = xp.exp(xp.where(far, 0.0, mx))  # the largest e_k of each row
         xp.exp(g, out=g)
         s = g.sum(1)
-        idx = xp.flatnonzero(g >= xp.minimum(top, threshold * s)[:, None])
+        idx = _few_nonzero(g >= xp.minimum(top, threshold * s)[:, None], xp)
         rows = idx // K
         e = g.reshape(-1)[idx].astype(xp.float64)
     else:  # only the entries within the window
-        idx = xp.flatnonzero(g >= (mx - window)[:, None])
+        idx = _few_nonzero(g >= (mx - window)[:, None], xp)
         rows = idx // K
         e = g.reshape(-1)[idx]
         e -= mx[rows]
@@ -124,15 +137,16 @@ def _stack_rows(parts, empty_shape, dt, xp):
 
 
 class _Factors:
-    """The left factors of one level's products, in buffers of ``step`` rows reused by every chunk.
+    """The left factors of one level's products, in buffers reused by every chunk.
 
-    ``fill(rows)`` writes ``Y - c`` (n, D) and ``Z = [y - c, (y - c)^2, 1]``
-    (:func:`bowlrp.encoders.fisher_math.augment`) in ``dt``, and ``Z`` in
-    float64 when ``exact`` (the moments).  ``projection`` is ``(mean,
-    components)`` of the PCA or None.
+    ``fill(rows, off)`` writes ``Y - c`` (m, D) and ``Z = [y - c, (y - c)^2,
+    1]`` (:func:`bowlrp.encoders.fisher_math.augment`) of ``m <= inner`` rows
+    in ``dt``, and ``Z`` in float64 when ``exact`` (the moments' factor, rows
+    ``off:off + m`` of a buffer of ``outer`` rows, for one sparse product per
+    block).  ``projection`` is ``(mean, components)`` of the PCA or None.
     """
 
-    def __init__(self, mixture, projection, d_in, step, dt, exact, xp):
+    def __init__(self, mixture, projection, d_in, inner, outer, dt, exact, xp):
         D = mixture.n_dims
         c = np.asarray(mixture.centre, dtype=np.float64)
         if projection is None:
@@ -142,18 +156,18 @@ class _Factors:
             self.W = asarray(comps.T, xp, dtype=dt)
             shift = mean + comps.T @ c
         self.shift = asarray(shift, xp, dtype=dt)
-        self.C = xp.empty((step, d_in), dtype=dt) if projection is not None else None
-        self.Y = xp.empty((step, D), dtype=dt)
-        self.Y2 = xp.empty((step, D), dtype=dt)
-        self.Z = xp.empty((step, 2 * D + 1), dtype=dt)
-        self.Z[:, 2 * D] = 1
-        self.Z64 = None
-        if exact and dt != xp.float64:
-            self.Z64 = xp.empty((step, 2 * D + 1), dtype=xp.float64)
-        self.D, self.xp = D, xp
+        self.C = xp.empty((inner, d_in), dtype=dt) if projection is not None else None
+        self.Y = xp.empty((inner, D), dtype=dt)
+        self.Y2 = xp.empty((inner, D), dtype=dt)
+        self.Z64 = xp.empty((outer, 2 * D + 1), dtype=xp.float64) if exact or dt == xp.float64 else None
+        self.Z = self.Z64 if dt == xp.float64 else xp.empty((inner, 2 * D + 1), dtype=dt)
+        for z in (self.Z, self.Z64):
+            if z is not None:
+                z[:, 2 * D] = 1
+        self.D, self.xp, self.outer = D, xp, dt == xp.float64
 
-    def fill(self, rows):
-        """The factors of ``rows`` (m, d_in), or of ``rows[0][rows[1]]`` for a pair ``(D, index)``."""
+    def fill(self, rows, off=0):
+        """The factors ``(Y - c, Z, Z64)`` of ``rows`` (m, d_in), or of ``D[index]`` for a pair ``(D, index)``."""
         xp = self.xp
         if isinstance(rows, tuple):  # gathered into the buffer when the dtypes agree, no temporary
             D, idx = rows
@@ -164,7 +178,8 @@ class _Factors:
             else:
                 rows = D[idx]
         m, D = rows.shape[0], self.D
-        Y, Z = self.Y[:m], self.Z[:m]
+        Y = self.Y[:m]
+        Z = self.Z[off : off + m] if self.outer else self.Z[:m]
         if self.W is None:
             xp.subtract(rows, self.shift, out=Y)
         else:
@@ -174,9 +189,9 @@ class _Factors:
         xp.multiply(Y, Y, out=self.Y2[:m])
         Z[:, :D] = Y  # whole-row copies: elementwise passes over a strided (m, D) block are many times slower
         Z[:, D : 2 * D] = self.Y2[:m]
-        if self.Z64 is None:
+        if self.Z64 is None or self.Z64 is self.Z:
             return Y, Z, Z
-        Z64 = self.Z64[:m]
+        Z64 = self.Z64[off : off + m]
         Z64[...] = Z
         return Y, Z, Z64
 
@@ -225,9 +240,10 @@ def level_moments(D, sel, atom, n_atoms, to_gmm, mixture, threshold, keep, xp, d
     contiguous = n > 0 and int(rows_np[-1]) - first == n - 1 and bool((np.diff(rows_np) == 1).all())
     rows_all = None if contiguous else xp.asarray(rows_np)
     step = min(_CHUNK_ROWS.get(np.dtype(dt).itemsize, 256), max(n, 1))
+    outer = min(_BLOCK_ROWS, max(n, 1))
     if projection is None and to_gmm is not None:
         width_in = Dp  # the buffers hold what to_gmm returns; centring comes after it
-    fac = _Factors(mixture, projection, width_in, step, dt, threshold > 0, xp)
+    fac = _Factors(mixture, projection, width_in, step, outer, dt, threshold > 0, xp)
     P = asarray(mixture.posterior_matrix, xp, dtype=dt)
     window = posterior_window(threshold, K, dt)
     g_buf = xp.empty((step, K), dtype=dt)
@@ -235,38 +251,44 @@ def level_moments(D, sel, atom, n_atoms, to_gmm, mixture, threshold, keep, xp, d
     G_parts = []
     S = xp.zeros((n_atoms, K, 2 * Dp + 1), dtype=xp.float64)
     c = asarray(mixture.centre, xp, dtype=dt)
-    for a, lo, hi in _chunks(bounds, step):
-        m = hi - lo
-        if contiguous:
-            rows = D[first + lo : first + hi]
-        else:
-            rows = (D, rows_all[lo:hi]) if projection is not None and xp is np else D[rows_all[lo:hi]]
-        Yc, Z, Z64 = fac.fill(rows if projection is not None else to_gmm(rows))
-        g = xp.matmul(Z, P, out=g_buf[:m])
-        if Y_all is not None:
-            xp.add(Yc, c, out=Y_all[lo:hi])
-        if threshold == 0:
-            G = fisher_math.normalised_posteriors(g, threshold, xp)
-            S[a] += moments(G, Z)
-            if keep:
-                G_parts.append(G.copy())
-            continue
-        r, comp, e = _kept(g, threshold, window, xp)
-        if xp is not np:  # dense on the device: the same posteriors, a dense product
-            G = xp.zeros((m, K), dtype=xp.float64)
-            G[r, comp] = e
-            S[a] += moments(G, Z64)
-            if keep:
-                G_parts.append(G.astype(dt))
+    for a, blo, bhi in _chunks(bounds, outer):  # a block: one sparse product
+        pairs = []
+        for _, lo, hi in _chunks(np.array([blo, bhi]), step):  # a chunk: the products in cache
+            m, off = hi - lo, lo - blo
+            if contiguous:
+                rows = D[first + lo : first + hi]
+            else:
+                rows = (D, rows_all[lo:hi]) if projection is not None and xp is np else D[rows_all[lo:hi]]
+            Yc, Z, Z64 = fac.fill(rows if projection is not None else to_gmm(rows), off)
+            g = xp.matmul(Z, P, out=g_buf[:m])
+            if Y_all is not None:
+                xp.add(Yc, c, out=Y_all[lo:hi])
+            if threshold == 0:
+                G = fisher_math.normalised_posteriors(g, threshold, xp)
+                S[a] += moments(G, Z)
+                if keep:
+                    G_parts.append(G.copy())
+                continue
+            r, comp, e = _kept(g, threshold, window, xp)
+            if xp is not np:  # dense on the device: the same posteriors, a dense product
+                G = xp.zeros((m, K), dtype=xp.float64)
+                G[r, comp] = e
+                S[a] += moments(G, Z64)
+                if keep:
+                    G_parts.append(G.astype(dt))
+                continue
+            pairs.append((r + off, comp, e))
+        if not pairs:
             continue
         from scipy.sparse import csc_matrix, csr_matrix  # noqa: PLC0415
 
-        comp = comp.astype(np.int32)
-        indptr = np.zeros(m + 1, np.int32)
-        np.cumsum(np.bincount(r, minlength=m), out=indptr[1:])
-        S[a] += csc_matrix((e, comp, indptr), shape=(K, m)) @ Z64  # gamma^T Z, float64
+        r, comp, e = (np.concatenate(p) for p in zip(*pairs))
+        comp, M = comp.astype(np.int32), bhi - blo
+        indptr = np.zeros(M + 1, np.int32)
+        np.cumsum(np.bincount(r, minlength=M), out=indptr[1:])
+        S[a] += csc_matrix((e, comp, indptr), shape=(K, M)) @ fac.Z64[:M]  # gamma^T Z, float64
         if keep:
-            G = csr_matrix((e.astype(dt), comp, indptr), shape=(m, K))
-            G_parts.append(G if len(e) <= _MAX_DENSITY * m * K else G.toarray())
+            G = csr_matrix((e.astype(dt), comp, indptr), shape=(M, K))
+            G_parts.append(G if len(e) <= _MAX_DENSITY * M * K else G.toarray())
     G_all = _stack_rows(G_parts, (0, K), dt, xp) if keep else None
     return S, order, bounds, Y_all, G_all
