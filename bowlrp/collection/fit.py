@@ -46,7 +46,15 @@ __all__ = ["DescriptorSample", "PipelineLayout", "describe_sample", "fit_collect
 
 @dataclasses.dataclass
 class PipelineLayout:
-    """Positions in ``pipeline.steps``: the first step, the descriptor stages up to the encoder, the rest."""
+    """Positions in ``pipeline.steps``: the first step, the descriptor stages up to the encoder, the rest.
+
+    Examples
+    --------
+    >>> from bowlrp.apps.demo import toy_pipeline  # DenseSIFT, BagOfWords, KernelSVC
+    >>> layout = pipeline_layout(toy_pipeline())
+    >>> layout, layout.encoder
+    (PipelineLayout(first=0, encoder=1, final=2), 1)
+    """
 
     first: int
     encoder: int
@@ -61,6 +69,15 @@ def pipeline_layout(pipeline):
     (:class:`bowlrp.DescriptorPCA`, ...) end with the encoder
     (:class:`bowlrp.BagOfWords`, :class:`bowlrp.FisherVectorEncoder`);
     everything after the encoder takes feature vectors.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from bowlrp import BagOfWords, KernelSVC
+    >>> pipeline_layout(make_pipeline(BagOfWords(), KernelSVC()))
+    Traceback (most recent call last):
+    ...
+    ValueError: the first step 'bagofwords' must take images (input_kind 'images', e.g. DenseSIFT) to be fitted on image files; it takes 'descriptors'
     """
     steps = getattr(pipeline, "steps", None)
     if steps is None:
@@ -99,6 +116,17 @@ class DescriptorSample:
     whole : list of bool
         Whether each set holds every descriptor of its image (no level had
         more than ``n_per_image``).
+
+    Examples
+    --------
+    :func:`describe_sample` returns one; made by hand for two images, the
+    second unreadable:
+
+    >>> import numpy as np
+    >>> sample = DescriptorSample(sets=[np.zeros((3, 128)), None], shapes=[(40, 40), None],
+    ...                           errors=[(1, "b.png", "the file is empty")], n_per_image=5, whole=[True, False])
+    >>> [None if s is None else s.shape for s in sample.whole_sets()]
+    [(3, 128), None]
     """
 
     sets: list
@@ -188,6 +216,22 @@ def describe_sample(pipeline, paths, *, n_per_image=None, n_images=None, max_sid
     Returns
     -------
     DescriptorSample
+
+    Examples
+    --------
+    Six 40 x 40 images with 9 descriptors at sigma 2 and one at sigma 3;
+    at most 5 per image and level are kept:
+
+    >>> import os, tempfile, cv2, numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> paths = [os.path.join(folder.name, f"{i}.png") for i in range(6)]
+    >>> _ = [cv2.imwrite(p, im) for p, im in zip(paths, images)]
+    >>> sample = describe_sample(toy_pipeline(n_words=4), paths, n_per_image=5, verbose=False)
+    >>> sample.shapes[0], np.bincount(sample.sets[0].levels), sample.whole[0], sample.errors
+    ((40, 40), array([5, 1]), False, [])
+    >>> folder.cleanup()
     """
     layout = pipeline_layout(pipeline)
     paths = [os.fspath(p) for p in paths]
@@ -213,7 +257,22 @@ def describe_sample(pipeline, paths, *, n_per_image=None, n_images=None, max_sid
 
 
 def fit_descriptor_stages(pipeline, sets):
-    """Fit the steps after the first one up to the encoder on sampled descriptor sets, in order."""
+    """Fit the steps after the first one up to the encoder on sampled descriptor sets, in order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> pipe = toy_pipeline(n_words=4)
+    >>> sets = pipe[0].transform(images)  # DenseSIFT learns nothing
+    >>> fit_descriptor_stages(pipe, sets)[:2].transform(images).shape  # 4 words at each of the 2 scales
+    (6, 8)
+    >>> fit_descriptor_stages(pipe, sets[:5] + [None])
+    Traceback (most recent call last):
+    ...
+    ValueError: some descriptor sets are missing (images that failed); leave them out first
+    """
     layout = pipeline_layout(pipeline)
     if any(s is None for s in sets):
         raise ValueError("some descriptor sets are missing (images that failed); leave them out first")
@@ -259,6 +318,20 @@ def image_features(pipeline, paths, *, descriptors=None, max_side=None, gray=Tru
         Rows of failed images are NaN.
     errors : list of (int, str, str)
         ``(index, path, reason)``.
+
+    Examples
+    --------
+    >>> import os, tempfile, cv2, numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> paths = [os.path.join(folder.name, f"{i}.png") for i in range(6)]
+    >>> _ = [cv2.imwrite(p, im) for p, im in zip(paths, images)]
+    >>> pipe = fit_descriptor_stages(toy_pipeline(n_words=4), toy_pipeline()[0].transform(images))
+    >>> F, errors = image_features(pipe, paths + [os.path.join(folder.name, "gone.png")], verbose=False)
+    >>> F.shape, bool(np.isnan(F[6]).all()), errors[0][0], np.allclose(F[:6], pipe[:2].transform(images))
+    ((7, 8), True, 6, True)
+    >>> folder.cleanup()
     """
     layout = pipeline_layout(pipeline)
     prefix = pipeline[:layout.encoder + 1]
@@ -297,7 +370,17 @@ def image_features(pipeline, paths, *, descriptors=None, max_side=None, gray=Tru
 
 
 def fit_on_features(pipeline, F, y):
-    """Fit the steps after the encoder (feature stages, then the final estimator) on ``F``."""
+    """Fit the steps after the encoder (feature stages, then the final estimator) on ``F``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> pipe = fit_descriptor_stages(toy_pipeline(n_words=4), toy_pipeline()[0].transform(images))
+    >>> fit_on_features(pipe, pipe[:2].transform(images), [0, 1] * 3).predict(images).shape
+    (6,)
+    """
     layout = pipeline_layout(pipeline)
     for _, stage in pipeline.steps[layout.encoder + 1:layout.final]:
         F = stage.fit_transform(F, y)
@@ -336,6 +419,27 @@ def fit_collection(pipeline, paths, y, *, max_side=None, gray=True, random_state
     ------
     ValueError
         When an image cannot be read or described (all are needed).
+
+    Examples
+    --------
+    Six small images hold fewer descriptors than the sample takes, so the
+    model is the one ``pipeline.fit`` gives on the images in memory:
+
+    >>> import os, tempfile, cv2, numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> paths = [os.path.join(folder.name, f"{i}.png") for i in range(6)]
+    >>> _ = [cv2.imwrite(p, im) for p, im in zip(paths, images)]
+    >>> pipe = fit_collection(toy_pipeline(n_words=4), paths, [0, 1] * 3, verbose=False)
+    >>> same = toy_pipeline(n_words=4).fit(images, [0, 1] * 3)
+    >>> bool(np.allclose(pipe.decision_function(images), same.decision_function(images)))
+    True
+    >>> fit_collection(toy_pipeline(), paths, [0, 1])
+    Traceback (most recent call last):
+    ...
+    ValueError: y must have one label per path: 6 paths, y of shape (2,)
+    >>> folder.cleanup()
     """
     paths = [os.fspath(p) for p in paths]
     y = np.asarray(y)
