@@ -56,6 +56,22 @@ class ExplainedCollection:
     files : dict
         ``summary.csv``, and with the gallery ``index.html`` and
         ``pixel_maps.npz``: paths of the files written at the end.
+
+    Examples
+    --------
+    >>> import os, tempfile, cv2, numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> pipe = toy_pipeline(n_words=4).fit(images, [0, 1] * 3)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> paths = [os.path.join(folder.name, f"{i}.png") for i in range(3)]
+    >>> _ = [cv2.imwrite(p, im) for p, im in zip(paths, images)]
+    >>> done = explain_collection(pipe, paths, os.path.join(folder.name, "out"), gallery=False, verbose=False)
+    >>> done.ids, done.n_explained, done.pixel_map(0).shape, done.pixel_map("0002_2").shape
+    (['0000_0', '0001_1', '0002_2'], 3, (40, 40), (40, 40))
+    >>> [row["predicted"] for row in done.rows()] == list(pipe.predict(images[:3]))  # summary.csv's rows
+    True
+    >>> folder.cleanup()
     """
 
     out: str
@@ -173,6 +189,32 @@ def explain_collection(model, paths, out, *, rule="z", target=None, rule_params=
     Returns
     -------
     ExplainedCollection
+
+    Examples
+    --------
+    Three images and an empty file, then a rerun that finds the three done:
+
+    >>> import os, tempfile, cv2, numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> pipe = toy_pipeline(n_words=4).fit(images, [0, 1] * 3)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> paths = [os.path.join(folder.name, f"{i}.png") for i in range(3)]
+    >>> _ = [cv2.imwrite(p, im) for p, im in zip(paths, images)]
+    >>> _ = open(os.path.join(folder.name, "bad.png"), "w").close()
+    >>> out = os.path.join(folder.name, "out")
+    >>> run = explain_collection(pipe, paths + [os.path.join(folder.name, "bad.png")], out, gallery=False,
+    ...                          verbose=False)
+    >>> run.n_explained, run.n_failed, run.errors[0][1].endswith("the file is empty"), sorted(os.listdir(out))
+    (3, 1, True, ['maps', 'rows', 'run.json', 'summary.csv'])
+    >>> again = explain_collection(pipe, paths, out, gallery=False, verbose=False)
+    >>> again.n_resumed, again.n_explained
+    (3, 3)
+    >>> explain_collection(pipe, paths, out, target="cat")
+    Traceback (most recent call last):
+    ...
+    ValueError: target 'cat' is not a class of the model; its classes are [0, 1]
+    >>> folder.cleanup()
     """
     t0 = time.perf_counter()
     out = check_output_folder(out)
