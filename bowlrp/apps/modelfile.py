@@ -32,11 +32,49 @@ FORMAT_VERSION = 1
 
 
 class ModelFileError(ValueError):
-    """A file that is not a bowlrp model, or one this version cannot use."""
+    """A file that is not a bowlrp model, or one this version cannot use.
+
+    A ``ValueError``, raised by :func:`read_metadata` and :func:`load_model`.
+
+    Examples
+    --------
+    >>> import os, tempfile, joblib
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = joblib.dump({"weights": [1, 2]}, os.path.join(folder, "other.joblib"))[0]
+    ...     try:
+    ...         load_model(path)
+    ...     except ModelFileError as err:
+    ...         print(str(err).replace(repr(path), "<path>").replace("; ", ";\n"))
+    <path> is not a bowlrp model file (it is a joblib file holding a dict with keys ['weights']);
+    write model files with 'bowlrp train' or bowlrp.apps.modelfile.save_model
+    """
 
 
 class ModelVersionWarning(UserWarning):
-    """A model file written by another (compatible) version of bowlrp or scikit-learn."""
+    """A model file written by another (compatible) version of bowlrp or scikit-learn.
+
+    Examples
+    --------
+    A model file marked as written by a development release of this
+    version loads, with a warning:
+
+    >>> import warnings, joblib
+    >>> import os, tempfile, numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> pipe = toy_pipeline(n_words=4).fit(images, [0, 1] * 3)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = save_model(os.path.join(folder.name, "toy.joblib"), pipe, model="toy")
+    >>> content = joblib.load(path)
+    >>> content["bowlrp_version"] = BOWLRP_VERSION + ".dev0"
+    >>> _ = joblib.dump(content, path)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     loaded, meta = load_model(path)
+    >>> caught[0].category.__name__, str(caught[0].message).endswith("Retrain it (bowlrp train) to be sure")
+    ('ModelVersionWarning', True)
+    >>> folder.cleanup()
+    """
 
 
 def _major_minor(version):
@@ -53,6 +91,16 @@ def min_image_side(pipeline):
     Found with :func:`bowlrp.features.sift.grid_centers` (a level needs at
     least one descriptor whose square fits inside the image).  ``None`` when
     the pipeline does not start with a :class:`bowlrp.DenseSIFT`.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from bowlrp import BagOfWords, KernelSVC
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> min_image_side(toy_pipeline())  # its sigma=3 descriptors need 36 x 36 pixels
+    36
+    >>> print(min_image_side(make_pipeline(BagOfWords(), KernelSVC())))
+    None
     """
     from ..features import DenseSIFT  # noqa: PLC0415
     from ..features.sift import grid_centers  # noqa: PLC0415
@@ -96,6 +144,19 @@ def save_model(path, pipeline, *, model, params=None, class_names=None, max_side
     Returns
     -------
     str : the path written.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> pipe = toy_pipeline(n_words=4).fit(images, [0, 1] * 3)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = save_model(os.path.join(folder.name, "models", "toy.joblib"), pipe, model="toy",
+    ...                   class_names=["cat", "dog"], max_side=40)
+    >>> os.path.relpath(path, folder.name), read_metadata(path)["class_names"]
+    ('models/toy.joblib', ['cat', 'dog'])
+    >>> folder.cleanup()
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -156,7 +217,22 @@ def _check_versions(meta, path):
 
 
 def read_metadata(path):
-    """The metadata dict of a model file, without unpickling its pipeline."""
+    """The metadata dict of a model file, without unpickling its pipeline.
+
+    The dict still holds the pickled pipeline's bytes under ``pipeline_pickle``.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> pipe = toy_pipeline(n_words=4).fit(images, [0, 1] * 3)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> meta = read_metadata(save_model(os.path.join(folder.name, "toy.joblib"), pipe, model="toy", max_side=40))
+    >>> meta["format"], meta["model"], meta["classes"], meta["max_side"], meta["min_image_side"]
+    ('bowlrp-model', 'toy', [0, 1], 40, 36)
+    >>> folder.cleanup()
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
@@ -195,6 +271,22 @@ def load_model(path):
     ModelVersionWarning
         When another minor or patch version of bowlrp, or another
         scikit-learn version, wrote it.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> pipe = toy_pipeline(n_words=4).fit(images, [0, 1] * 3)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> loaded, meta = load_model(save_model(os.path.join(folder.name, "toy.joblib"), pipe, model="toy"))
+    >>> bool((loaded.predict(images) == pipe.predict(images)).all()), meta["model"], "pipeline_pickle" in meta
+    (True, 'toy', False)
+    >>> load_model(os.path.join(folder.name, "missing.joblib"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: model file '.../missing.joblib' does not exist
+    >>> folder.cleanup()
     """
     path = os.fspath(path)
     obj = read_metadata(path)
