@@ -103,6 +103,18 @@ def _add_boxes(diff, boxes, values, stride, xp):
     diff[base : base + span] += xp.bincount(asarray(idx - base, xp), weights=wts, minlength=span)
 
 
+def _chunks(descriptor_set):
+    """``(lo, hi)`` of up to ``_CHUNK`` consecutive descriptors, never across two scale levels.
+
+    Inside a level descriptors are row-major, so a chunk's boxes cover a
+    band of rows; a chunk across a level boundary would span the image.
+    """
+    n = len(descriptor_set)
+    for sl in getattr(descriptor_set, "level_slices", (slice(0, n),)):
+        for lo in range(sl.start, sl.stop, _CHUNK):
+            yield lo, min(sl.stop, lo + _CHUNK)
+
+
 def _bin_map(descriptor_set, per_bin, xp):
     """Pixel map of per-bin relevance, chunk by chunk over descriptors (eq. 2.84, 2.85 per bin).
 
@@ -123,8 +135,7 @@ def _bin_map(descriptor_set, per_bin, xp):
         raise ValueError("every box must hold at least one pixel for the flat rule to conserve relevance")
     stride = W + 1
     diff = xp.zeros((H + 1) * stride, dtype=xp.float64)
-    for lo in range(0, n, _CHUNK):
-        hi = min(n, lo + _CHUNK)
+    for lo, hi in _chunks(descriptor_set):
         boxes = bin_boxes(_Part(descriptor_set, lo, hi))  # host geometry
         bin_areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
         bins, flat = per_bin(lo, hi)
