@@ -44,8 +44,8 @@ class ModelFileError(ValueError):
     ...     try:
     ...         load_model(path)
     ...     except ModelFileError as err:
-    ...         print(str(err).replace(repr(path), "<path>").replace("; ", ";\n"))
-    <path> is not a bowlrp model file (it is a joblib file holding a dict with keys ['weights']);
+    ...         print(*str(err).replace(repr(path), "<path>").split("; "), sep="\\n")
+    <path> is not a bowlrp model file (it is a joblib file holding a dict with keys ['weights'])
     write model files with 'bowlrp train' or bowlrp.apps.modelfile.save_model
     """
 
