@@ -35,7 +35,18 @@ _FV = dict(n_components=32, pca=32, pyramid=((1, 1),))
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A ready-made model: what it is, and its three stages' parameters."""
+    """A ready-made model: what it is, and its three stages' parameters.
+
+    Examples
+    --------
+    >>> spec = MODELS["fv-linear"]
+    >>> spec.encoder, spec.exact, spec.max_side, [name for name, _ in spec.build().steps]
+    ('fv', True, 640, ['sift', 'fv', 'svm'])
+    >>> ModelSpec("tiny", dict(scales=2.0, steps=6), "bow", dict(n_words=4), dict(kernel="hik")).build(random_state=1)
+    ExplainablePipeline(steps=[('sift', DenseSIFT(scales=2.0, steps=6)),
+                               ('bow', BagOfWords(n_words=4, random_state=1)),
+                               ('svm', KernelSVC(random_state=1))])
+    """
 
     description: str
     sift: dict
@@ -78,7 +89,13 @@ MODELS = {
 
 
 def model_names():
-    """The names :func:`make_model` knows."""
+    """The names :func:`make_model` knows.
+
+    Examples
+    --------
+    >>> model_names()
+    ['bow-hik', 'bow-chi2', 'bow-additive-chi2', 'fv-linear']
+    """
     return list(MODELS)
 
 
@@ -89,7 +106,18 @@ def _spec(name):
 
 
 def valid_params(name):
-    """The parameters of model ``name`` a user may override, as ``step__parameter`` names."""
+    """The parameters of model ``name`` a user may override, as ``step__parameter`` names.
+
+    Examples
+    --------
+    >>> names = valid_params("bow-hik")
+    >>> names[:3], "bow__n_words" in names, "svm__C" in names
+    (['bow__mapping', 'bow__max_descriptors', 'bow__max_iter'], True, True)
+    >>> valid_params("bow")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown model 'bow'; valid models are ['bow-hik', 'bow-chi2', 'bow-additive-chi2', 'fv-linear']
+    """
     pipe = _spec(name).build()
     return sorted(k for k in pipe.get_params(deep=True) if "__" in k)
 
