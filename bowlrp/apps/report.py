@@ -43,7 +43,13 @@ PANEL_SIDE = 420
 
 
 def file_id(index, path):
-    """A file-system and URL safe name for image ``index``: ``0007_brick_000_064``."""
+    """A file-system and URL safe name for image ``index``: ``0007_brick_000_064``.
+
+    Examples
+    --------
+    >>> file_id(7, "photos/brick 000 064.png"), file_id(12, "photos/.png")
+    ('0007_brick_000_064', '0012_png')
+    """
     stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._")[:60] or "image"
     return f"{index:04d}_{stem}"
@@ -65,7 +71,19 @@ def _scale(R):
 
 
 def overlay_rgb(image, R, scale=None):
-    """The heatmap over the grayscale image, opaque where ``|R|`` is near ``S`` (eq. 2.62)."""
+    """The heatmap over the grayscale image, opaque where ``|R|`` is near ``S`` (eq. 2.62).
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> image, R = np.full((40, 60), 128, np.uint8), np.zeros((40, 60))
+    >>> R[:20, :30], R[20:, 30:] = 1.0, -0.5  # for the class top left, against it bottom right
+    >>> rgb = overlay_rgb(image, R)
+    >>> rgb.shape, rgb.dtype
+    ((40, 60, 3), dtype('uint8'))
+    >>> rgb[39, 0].tolist(), rgb[0, 0].tolist(), rgb[39, 59].tolist()  # grey where R = 0, red for, blue against
+    ([128, 128, 128], [128, 19, 19], [51, 51, 204])
+    """
     S = _scale(R) if scale is None else scale
     base = gray_rgb(image).astype(np.float32)
     if base.ndim == 3:
@@ -82,7 +100,21 @@ def _colormap():
 
 
 def colour_scale(fig, mappable, cax, S, label):
-    """A colour bar from ``-S`` to ``S`` with five labelled ticks (no offset text)."""
+    """A colour bar from ``-S`` to ``S`` with five labelled ticks (no offset text).
+
+    A scale outside ``1e-2 .. 1e2`` puts its power of ten into the label.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matplotlib.figure import Figure
+    >>> fig = Figure()
+    >>> ax, cax = fig.add_subplot(121), fig.add_subplot(122)
+    >>> shown = ax.imshow(np.array([[-0.004, 0.004]]), vmin=-0.004, vmax=0.004)
+    >>> bar = colour_scale(fig, shown, cax, 0.004, "pixel relevance\\nred: for")
+    >>> [t.get_text() for t in bar.ax.get_yticklabels()], bar.ax.get_ylabel()
+    (['-4', '-2', '0', '2', '4'], 'pixel relevance (x 1e-3)\\nred: for')
+    """
     ticks = [-S, -S / 2, 0.0, S / 2, S]
     cb = fig.colorbar(mappable, cax=cax, ticks=ticks)
     e = int(np.floor(np.log10(S))) if S > 0 else 0
@@ -116,6 +148,17 @@ def render_panel(path, image, R, *, title, target_name, rule, panel_side=PANEL_S
         Longer side of each panel in pixels; larger images are shown
         averaged over blocks (the colour scale says so), smaller ones are
         enlarged to at least 200 pixels without smoothing.
+
+    Examples
+    --------
+    >>> import cv2
+    >>> import os, tempfile, numpy as np
+    >>> image, R = np.full((40, 60), 128, np.uint8), np.zeros((40, 60))
+    >>> R[:20, :30], R[20:, 30:] = 1.0, -0.5  # for the class top left, against it bottom right
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     png = render_panel(os.path.join(out, "panel.png"), image, R, title="cat.png", target_name="cat", rule="z")
+    ...     cv2.imread(png).shape  # three panels enlarged to 200 px wide, title and colour scale
+    (203, 738, 3)
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
     from matplotlib.figure import Figure  # noqa: PLC0415
@@ -164,6 +207,16 @@ def write_image_files(out, fid, image, R, *, title, target_name, rule):
     and ``thumbs/<id>_heatmap.png`` (longer side 160 px) and
     ``maps/<id>.npy`` (the pixel relevance, float64), which
     :func:`write_pixel_maps` gathers into one archive.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> image, R = np.full((40, 60), 128, np.uint8), np.zeros((40, 60))
+    >>> R[:20, :30], R[20:, 30:] = 1.0, -0.5  # for the class top left, against it bottom right
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     files = write_image_files(out, "0000_cat", image, R, title="cat.png", target_name="cat", rule="z")
+    ...     print(files["panel"], files["map"], all(os.path.exists(os.path.join(out, f)) for f in files.values()))
+    panels/0000_cat.png maps/0000_cat.npy True
     """
     rel = {
         "panel": f"panels/{fid}.png",
@@ -184,7 +237,19 @@ def write_image_files(out, fid, image, R, *, title, target_name, rule):
 
 
 def write_summary_csv(path, rows):
-    """``summary.csv``: one row per input (:data:`CSV_FIELDS`), failures with their ``error``."""
+    """``summary.csv``: one row per input (:data:`CSV_FIELDS`), failures with their ``error``.
+
+    Examples
+    --------
+    >>> import csv, os, tempfile
+    >>> row = dict(index=0, path="cat.png", id="0000_cat", predicted="cat", score=1.5, target="cat",
+    ...            explained_score=1.5, residual=1e-9, relative_residual=7e-10, npz_key="0000_cat")
+    >>> failed = dict(index=1, path="empty.png", id="0001_empty", error="the file is empty")
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     with open(write_summary_csv(os.path.join(out, "summary.csv"), [row, failed])) as fh:
+    ...         [(r["id"], r["predicted"], r["error"]) for r in csv.DictReader(fh)]
+    [('0000_cat', 'cat', ''), ('0001_empty', '', 'the file is empty')]
+    """
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
@@ -199,6 +264,19 @@ def write_pixel_maps(path, out, rows, remove=True):
     The archive holds one array per explained image, under the key in the
     ``npz_key`` column of ``summary.csv``; ``np.load(path)[key]`` reads it.
     With ``remove``, the ``.npy`` files are deleted once archived.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> row = dict(index=0, path="cat.png", id="0000_cat", predicted="cat", score=1.5, target="cat",
+    ...            explained_score=1.5, residual=1e-9, relative_residual=7e-10, npz_key="0000_cat")
+    >>> failed = dict(index=1, path="empty.png", id="0001_empty", error="the file is empty")
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     os.makedirs(os.path.join(out, "maps"))
+    ...     np.save(os.path.join(out, "maps", "0000_cat.npy"), np.ones((40, 60)))
+    ...     with np.load(write_pixel_maps(os.path.join(out, "pixel_maps.npz"), out, [row, failed])) as maps:
+    ...         print(list(maps), maps["0000_cat"].shape, os.path.exists(os.path.join(out, "maps")))
+    ['0000_cat'] (40, 60) False
     """
     tmp = path + ".part"
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
@@ -281,6 +359,23 @@ def write_index_html(path, rows, *, title, meta):
     title : str
     meta : dict
         Shown above the gallery (model, rule, counts, ...), ``{label: text}``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> row = dict(index=0, path="cat.png", id="0000_cat", predicted="cat", score=1.5, target="cat",
+    ...            explained_score=1.5, residual=1e-9, relative_residual=7e-10, npz_key="0000_cat")
+    >>> failed = dict(index=1, path="empty.png", id="0001_empty", error="the file is empty")
+    >>> row.update(panel="panels/0000_cat.png", heatmap="heatmaps/0000_cat.png",
+    ...            thumb_image="thumbs/0000_cat_image.png", thumb_heatmap="thumbs/0000_cat_heatmap.png")
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     with open(write_index_html(os.path.join(out, "index.html"), [row, failed], title="my photos",
+    ...                                meta={"model": "bow-hik"})) as fh:
+    ...         page = fh.read()
+    >>> page.count('<div class="card'), '<h2 id="class-0">predicted: cat</h2>' in page
+    (1, True)
+    >>> "<li>empty.png: the file is empty</li>" in page  # listed under "not explained"
+    True
     """
     e = html.escape
     ok = [r for r in rows if not r.get("error")]
