@@ -220,6 +220,7 @@ class ResultStore:
     def write_map(self, fid, R):
         """Write one pixel map as ``maps/<id>.npy`` (float64), atomically; return its path relative to out."""
         R = np.asarray(R, dtype=np.float64)
+        os.makedirs(os.path.join(self.out, MAPS), exist_ok=True)  # explain_one(gallery=False) runs without open_run
         write_atomic(self.map_path(fid), lambda fh: np.save(fh, R))
         return f"{MAPS}/{fid}.npy"
 
