@@ -32,7 +32,21 @@ __all__ = ["explain_one", "explain_paths", "check_output_folder"]
 
 
 def check_output_folder(out, what="--out"):
-    """Create the output folder ``out``; an existing file there is an error."""
+    """Create the output folder ``out``; an existing file there is an error.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     out = check_output_folder(os.path.join(folder, "heatmaps"))
+    ...     print(os.path.isdir(out))
+    ...     try:
+    ...         check_output_folder(__file__)
+    ...     except FileExistsError as err:
+    ...         print(str(err).replace(repr(__file__), "<file>"))
+    True
+    --out <file> is an existing file; give a folder (it is created if missing)
+    """
     out = os.fspath(out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise FileExistsError(f"{what} {out!r} is an existing file; give a folder (it is created if missing)")
@@ -91,6 +105,24 @@ def explain_one(pipeline, path, out, *, index=0, rule="z", target=None, rule_par
         The row (:data:`bowlrp.apps.report.CSV_FIELDS`); an image that cannot
         be read or explained (too small for the model's descriptors) gives a
         row with ``error`` set and nothing written.
+
+    Examples
+    --------
+    >>> import os, tempfile, cv2, numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> pipe = toy_pipeline(n_words=4).fit(images, ["cat", "dog"] * 3)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> paths = [os.path.join(folder.name, f"{i}.png") for i in range(2)]
+    >>> _ = [cv2.imwrite(p, im) for p, im in zip(paths, images)]
+    >>> row = explain_one(pipe, paths[1], folder.name, index=1, gallery=False)
+    >>> row["id"], row["predicted"] == pipe.predict(images[1:2])[0], (row["height"], row["width"]), row["npz_key"]
+    ('0001_1', True, (40, 40), '0001_1')
+    >>> bool(abs(row["explained_score"] - row["relevance_sum"] - row["bias"] - row["residual"]) < 1e-9)
+    True
+    >>> explain_one(pipe, os.path.join(folder.name, "gone.png"), folder.name)["error"].split(":")[0]  # a row, not raised
+    '[Errno 2] No such file or directory'
+    >>> folder.cleanup()
     """
     t0 = time.perf_counter()
     path = os.fspath(path)
@@ -178,6 +210,21 @@ def explain_paths(pipeline, paths, out, *, rule="z", target=None, rule_params=No
     -------
     list of dict
         The rows of ``summary.csv``, in the order of ``paths``.
+
+    Examples
+    --------
+    >>> import os, tempfile, cv2, numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> pipe = toy_pipeline(n_words=4).fit(images, ["cat", "dog"] * 3)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> paths = [os.path.join(folder.name, f"{i}.png") for i in range(2)]
+    >>> _ = [cv2.imwrite(p, im) for p, im in zip(paths, images)]
+    >>> out = os.path.join(folder.name, "out")
+    >>> rows = explain_paths(pipe, paths, out, target="dog", gallery=False, verbose=False)
+    >>> [(r["id"], r["target"]) for r in rows], sorted(os.listdir(out))
+    ([('0000_0', 'dog'), ('0001_1', 'dog')], ['maps', 'rows', 'run.json', 'summary.csv'])
+    >>> folder.cleanup()
     """
     from ..collection import explain_collection  # noqa: PLC0415  (it builds on explain_one)
 
