@@ -35,6 +35,14 @@ def class_paths(paths, class_name):
     """The images of ``class_name``: those in a folder of that name, or all of ``paths`` when none is.
 
     Returns ``(selected paths, how)``, ``how`` saying which rule applied.
+
+    Examples
+    --------
+    >>> paths = ["photos/cat/1.png", "photos/cat/2.png", "photos/dog/3.png"]
+    >>> class_paths(paths, "cat")
+    (['photos/cat/1.png', 'photos/cat/2.png'], "the 2 images in folders named 'cat'")
+    >>> class_paths(paths, "horse")[1]
+    "all 3 images (none lies in a folder named 'horse')"
     """
     paths = [os.fspath(p) for p in paths]
     if class_name is None:
@@ -78,6 +86,19 @@ def spray_paths(pipeline, paths, out, *, target=None, n_clusters=None, spray_par
     -------
     dict
         The content of ``spray.json`` (also: ``labels``, ``paths``).
+
+    Examples
+    --------
+    A full run explains and draws every image (seconds even for small
+    ones); too few images are refused before anything is explained:
+
+    >>> import tempfile
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     spray_paths(toy_pipeline(), ["cat/1.png", "cat/2.png"], out)
+    Traceback (most recent call last):
+    ...
+    ValueError: SpRAy needs at least 3 images, got 2; give more images of the class
     """
     out = check_output_folder(out)
     paths = [os.fspath(p) for p in paths]
@@ -131,7 +152,31 @@ def _url(rel):
 
 
 def write_spray_html(path, spray, rows, summary, *, title, meta=None):
-    """``spray.html``: a static page with the spectrum, the embedding and every cluster's members."""
+    """``spray.html``: a static page with the spectrum, the embedding and every cluster's members.
+
+    ``rows`` are the explained images' rows (:func:`bowlrp.apps.explain.explain_one`),
+    in the order ``spray`` was fitted on; ``summary`` is what :func:`spray_paths`
+    writes to ``spray.json``.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> from bowlrp.evaluation import SpRAy
+    >>> maps = np.random.default_rng(0).random((6, 8, 8)) * 0.1
+    >>> maps[:3, :4, :4] += 1.0  # three maps look top-left, three bottom-right
+    >>> maps[3:, 4:, 4:] += 1.0
+    >>> spray = SpRAy(grid=(2, 2), n_neighbors=2, n_eigenvalues=4, embedding=None).fit(maps)
+    >>> rows = [{"path": f"cat/{i}.png", "id": f"000{i}_{i}", "explained_score": 1.0,
+    ...          "panel": f"panels/000{i}_{i}.png", "thumb_heatmap": f"thumbs/000{i}_{i}_heatmap.png"} for i in range(6)]
+    >>> summary = {"n_explained": 6, "eigenvalues": spray.eigenvalues_.tolist(), "eigengap": spray.eigengap_,
+    ...            "n_clusters_eigengap": spray.n_clusters_, "n_clusters": int(spray.labels_.max()) + 1,
+    ...            "cluster_sizes": np.bincount(spray.labels_).tolist()}
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     with open(write_spray_html(os.path.join(out, "spray.html"), spray, rows, summary, title="cats")) as fh:
+    ...         page = fh.read()
+    >>> page.count("<h2>cluster"), "<h2>cluster 1: 3 image(s)</h2>" in page, page.count('<img src="thumbs/')
+    (2, True, 6)
+    """
     e = html.escape
     ev = ", ".join(f"{v:.3f}" for v in summary["eigenvalues"])
     parts = [
