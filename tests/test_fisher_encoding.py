@@ -45,15 +45,6 @@ def test_window_leaves_out_only_what_rounding_hides():
     assert fe.posterior_window(0.0, K, np.float32) is None and fe.posterior_window(1e-6, K, np.float64) is None
 
 
-@pytest.mark.parametrize("n", [0, 7, 64, 1000, 4096 + 3])
-def test_few_nonzero_is_flatnonzero(n):
-    rng = np.random.default_rng(n)
-    mask = rng.random(n) < 0.02
-    np.testing.assert_array_equal(fe._few_nonzero(mask, np), np.flatnonzero(mask))
-    m2 = rng.random((n, 16)) < 0.05
-    np.testing.assert_array_equal(fe._few_nonzero(m2, np), np.flatnonzero(m2))
-
-
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("projection", [False, True])
 def test_level_moments_match_the_equations(dtype, projection, monkeypatch):

@@ -66,17 +66,6 @@ def posterior_window(threshold, n_components, dtype):
     return max(-math.log(threshold), math.log(2.0 * n_components / eps))
 
 
-def _few_nonzero(mask, xp):
-    """``flatnonzero`` of a mostly False boolean array: the non-zero 8-byte words first, then their bytes
-    (``flatnonzero`` reads every byte and is the largest pass of the posteriors otherwise)."""
-    flat = mask.reshape(-1)
-    if xp is not np or flat.size % 8 or not flat.flags.c_contiguous:
-        return xp.flatnonzero(flat)
-    words = np.flatnonzero(flat.view(np.uint64))
-    sub = np.flatnonzero(flat.reshape(-1, 8)[words])
-    return words[sub >> 3] * 8 + (sub & 7)
-
-
 def _kept(g, threshold, window, xp):
     """``(rows, cols, gamma)`` of the truncated posteriors (float64; ``gamma_k(l)`` of eq. 4.1-4.3) from the
     log densities ``g`` (m, K), in row-major order; ``g`` is overwritten.
@@ -97,11 +86,11 @@ def _kept(g, threshold, window, xp):
         top = xp.exp(xp.where(far, 0.0, mx))  # the largest e_k of each row
         xp.exp(g, out=g)
         s = g.sum(1)
-        idx = _few_nonzero(g >= xp.minimum(top, threshold * s)[:, None], xp)
+        idx = xp.flatnonzero(g >= xp.minimum(top, threshold * s)[:, None])
         rows = idx // K
         e = g.reshape(-1)[idx].astype(xp.float64)
     else:  # only the entries within the window
-        idx = _few_nonzero(g >= (mx - window)[:, None], xp)
+        idx = xp.flatnonzero(g >= (mx - window)[:, None])
         rows = idx // K
         e = g.reshape(-1)[idx]
         e -= mx[rows]
