@@ -24,7 +24,16 @@ __all__ = ["check_image_sizes", "format_confusion", "train_folder"]
 
 
 def format_confusion(cm, names):
-    """A confusion matrix as aligned text: rows are the true classes, columns the predictions."""
+    """A confusion matrix as aligned text: rows are the true classes, columns the predictions.
+
+    Examples
+    --------
+    >>> print(format_confusion([[3, 1], [0, 4]], ["cat", "dog"]))
+    true \\ predicted
+               cat    dog
+       cat       3      1
+       dog       0      4
+    """
     names = [str(n) for n in names]
     width = max(6, *(len(n) for n in names), len(str(int(np.max(cm)) if np.size(cm) else 0)))
     head = " " * (width + 2) + " ".join(f"{n:>{width}}" for n in names)
@@ -38,6 +47,14 @@ def check_image_sizes(pipeline, images, paths):
     """Raise a ``ValueError`` naming the images smaller than the model's descriptors need.
 
     ``images`` are arrays or their ``(H, W)`` shapes.
+
+    Examples
+    --------
+    >>> from bowlrp.apps.demo import toy_pipeline  # sigma 3 descriptors: 36 x 36 pixels
+    >>> check_image_sizes(toy_pipeline(), [(40, 40), (30, 50)], ["a.png", "b.png"])
+    Traceback (most recent call last):
+    ...
+    ValueError: 1 image(s) are too small for the model: its largest SIFT scale needs at least 36 x 36 pixels; b.png (30 x 50). Remove them, use larger images (or a larger max side), or choose smaller scales (--param sift__scales=...)
     """
     need = min_image_side(pipeline)
     if need is None:
@@ -90,6 +107,27 @@ def train_folder(folder, model="bow-hik", out=None, *, params=None, test_size=0.
     pipeline : fitted ExplainablePipeline
     summary : dict
         Sizes, held-out accuracy, confusion matrix, run times.
+
+    Examples
+    --------
+    Four noise images and four blurred ones per class folder, a vocabulary
+    of 4 words per scale; two images (one per class) are held out:
+
+    >>> import os, tempfile, cv2, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> root = tempfile.TemporaryDirectory()
+    >>> for c, name in enumerate(["noise", "blurred"]):
+    ...     os.makedirs(os.path.join(root.name, "photos", name))
+    ...     for i in range(4):
+    ...         im = (rng.random((40, 40)) * 255).astype(np.uint8)
+    ...         _ = cv2.imwrite(os.path.join(root.name, "photos", name, f"{i}.png"), cv2.blur(im, (5, 5)) if c else im)
+    >>> pipe, summary = train_folder(os.path.join(root.name, "photos"), params={"bow__n_words": 4},
+    ...                              out=os.path.join(root.name, "model.joblib"), log=lambda line: None, verbose=False)
+    >>> summary["class_names"], summary["n_train"], summary["n_test"], int(np.sum(summary["confusion_matrix"]))
+    (['blurred', 'noise'], 6, 2, 2)
+    >>> os.path.exists(os.path.join(root.name, "model.joblib")), pipe.named_steps["svm"].blocks
+    (True, (4, 4, 4))
+    >>> root.cleanup()
     """
     t0 = time.perf_counter()
     pipe = make_model(model, params, random_state=random_state)
