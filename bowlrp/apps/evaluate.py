@@ -125,6 +125,25 @@ def evaluate_folder(pipeline, meta, folder, out, *, n_sample=12, region_size=Non
     Returns
     -------
     dict : the figures written to ``evaluation.json``.
+
+    Examples
+    --------
+    A full run explains, perturbs and plots (a few seconds on small
+    images); before any image is read, the folder's classes are checked
+    against the model's:
+
+    >>> import os, tempfile, numpy as np
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> pipe = toy_pipeline(n_words=4).fit(images, ["cat", "dog"] * 3)
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     for name in ("cat", "horse"):
+    ...         os.makedirs(os.path.join(root, "photos", name))
+    ...         open(os.path.join(root, "photos", name, "1.png"), "w").close()
+    ...     evaluate_folder(pipe, {}, os.path.join(root, "photos"), os.path.join(root, "eval"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: class folder(s) ['horse'] of '...photos' are not classes of the model; its classes are ['cat', 'dog'] (evaluate needs images in folders named after the model's classes)
     """
     t0 = time.perf_counter()
     out = check_output_folder(out)
