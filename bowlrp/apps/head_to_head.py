@@ -48,6 +48,17 @@ def fisher_pipeline(n_components=32, pca=32, random_state=0, n_jobs=None):
     Sec. 2.4.3), PCA to ``pca`` dimensions and a diagonal GMM of
     ``n_components`` per scale, improved Fisher vectors over the whole tile
     (no pyramid), a linear SVM.
+
+    Examples
+    --------
+    Two components on 4 PCA dimensions give ``K (1 + 2 D) = 18`` Fisher
+    vector entries per scale:
+
+    >>> import numpy as np
+    >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
+    >>> pipe = fisher_pipeline(n_components=2, pca=4).fit(images, [0, 1] * 3)
+    >>> [name for name, _ in pipe.steps], pipe[:2].transform(images).shape
+    (['sift', 'fv', 'svm'], (6, 36))
     """
     return ExplainablePipeline([
         ("sift", DenseSIFT(scales=(2.0, 3.0), steps=(6, 9), rotate=True, n_jobs=n_jobs)),
@@ -109,7 +120,17 @@ def _figure(images, columns, factor=2, gap=6):
 
 
 def format_table(summary):
-    """The summary as a Markdown table (one row per model and explanation method)."""
+    """The summary as a Markdown table (one row per model and explanation method).
+
+    Examples
+    --------
+    >>> mu = {"median": 0.5, "mean": 0.6, "per_class": {"1": {"median": 0.4}, "-1": {"median": 0.7}}}
+    >>> lrp = {"mu": mu, "aopc": 0.3, "aopc_minus_random": 0.2, "aopc_minus_random_se": 0.01,
+    ...        "aopc_minus_random_relative": 0.1}
+    >>> table = format_table({"models": {"fv": {"test_accuracy": 0.9, "aopc_random": 0.1, "methods": {"lrp": lrp}}}})
+    >>> print(table.splitlines()[-1])
+    | fv | lrp | 0.900 | 0.50 (0.40 / 0.70) | 0.60 | 0.300 | 0.100 | 0.200 ± 0.010 | 0.100 |
+    """
     lines = [
         "| model | method | tile acc. | mu median (+1 / -1) | mu mean | AOPC | random | AOPC - random (± s.e.) | "
         "(AOPC - random) / mean abs f(x) |",
@@ -192,6 +213,18 @@ def run_head_to_head(
     relevance speaks for that class.  The gradient map is ranked and measured
     by its magnitude ``|df/dx|`` (sensitivity analysis, paper 003); LRP and
     Guided Backprop by their signed values.
+
+    Examples
+    --------
+    A run trains both models (minutes at the defaults); the data settings
+    are checked first:
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     run_head_to_head(out, context=1.5, log=lambda line: None)
+    Traceback (most recent call last):
+    ...
+    ValueError: context must be a number in [0, 1] (0: off), got 1.5.
     """
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
