@@ -226,7 +226,24 @@ def _run_group(keys, sizes, seed, n_jobs, verbose, log):
 
 
 def format_markdown(findings, meta):
-    """The reproduction page: the summary table, then the details of each group of findings."""
+    """The reproduction page: the summary table, then the details of each group of findings.
+
+    ``findings`` are the ``Finding`` objects :func:`run_reproduce` measures
+    (each with its table rows); ``meta`` says how the page was made.
+
+    Examples
+    --------
+    >>> from bowlrp.apps._repro_common import Finding, Row
+    >>> row = Row("thesis Sec. 2.4.3", "a claim", "what bowlrp measured", "how", "partly", "why only in part")
+    >>> meta = dict(command="bowlrp reproduce", setting="full", date="2026-01-01", version="0.1.0", python="3.11",
+    ...             processes=1, n_jobs=2, cpus=2, seconds=60.0, cpu_seconds=90.0, seed=0)
+    >>> page = format_markdown([Finding("toy", "Toy polygons", [row], "the details", 12.0)], meta).splitlines()
+    >>> for line in (page[0], page[4], page[-5]):
+    ...     print(line)
+    # Reproduction of the papers' findings
+    1 findings: 0 reproduce, 1 in part, 0 do not.
+    | 1 | thesis Sec. 2.4.3 | a claim | what bowlrp measured | how | **partly**: why only in part |
+    """
     rows = [r for f in findings for r in f.rows]
     counts = {v: sum(r.verdict == v for r in rows) for v in ("yes", "partly", "no", "not measured")}
     lines = [
@@ -280,6 +297,18 @@ def run_reproduce(out=os.path.join("docs", "reproduction.md"), fast=False, only=
         Progress messages (``print`` in the worker processes).
     command : str
         How the page says it was generated.
+
+    Examples
+    --------
+    Even the fast setting takes about a minute; the findings asked for are
+    checked first:
+
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     run_reproduce(os.path.join(folder, "reproduction.md"), fast=True, only="toys,cnn")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown finding(s) ['toys'] (only= or --only); valid: toy, fisher, cnn, context, properties, zennit
     """
     keys = _check_only(only)
     setting = "fast" if fast else "full"
