@@ -33,11 +33,12 @@ from .fisher_math import is_sparse, moments
 
 __all__ = []  # the encoder's own; the equations are in fisher_math
 
-#: Rows per chunk by item size: the (rows x 256) log densities stay in a core's 1 MiB L2 cache and the
-#: products run at 95-100% of OpenBLAS' large-GEMM rate (measured with K=256, D=80 on AMD EPYC, one thread).
-_CHUNK_ROWS = {4: 512, 8: 256}
-#: Rows per sparse product of the moments (its overhead is paid once per block).
-_BLOCK_ROWS = 4096
+#: Rows per chunk by item size: a chunk's log densities and left factors (about 1 MiB) stay in a core's
+#: L2 cache between the passes, and the products run at 90-95% of OpenBLAS' large-GEMM rate (measured
+#: with K=256, D=80 on AMD EPYC, one thread; 512 float32 rows were 15% slower in all).
+_CHUNK_ROWS = {4: 256, 8: 256}
+#: Rows per sparse product of the moments (SciPy's overhead, tens of microseconds, is paid once per block).
+_BLOCK_ROWS = 2048
 #: exp(g) of a log density ``g`` above this (in magnitude) would leave float64's normal range.
 _EXP_RANGE = 600.0
 #: Posteriors of the trace are stored sparse below this share of the entries (else dense).
