@@ -39,7 +39,18 @@ MOSAIC = ((0, 1, 2), (2, 0, 1))
 
 
 def stack_panels(paths, out):
-    """Stack PNG panels vertically (white background, left aligned) into one PNG."""
+    """Stack PNG panels vertically (white background, left aligned) into one PNG.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     a, b = os.path.join(folder, "a.png"), os.path.join(folder, "b.png")
+    ...     _ = cv2.imwrite(a, np.zeros((10, 30, 3), np.uint8)), cv2.imwrite(b, np.zeros((20, 50, 3), np.uint8))
+    ...     stacked = cv2.imread(stack_panels([a, b], os.path.join(folder, "both.png")))
+    >>> stacked.shape, stacked[5, 40].tolist(), stacked[15, 40].tolist()  # a is padded with white
+    ((30, 50, 3), [255, 255, 255], [0, 0, 0])
+    """
     imgs = [cv2.imread(p, cv2.IMREAD_COLOR) for p in paths]
     width = max(im.shape[1] for im in imgs)
     rows = [np.pad(im, ((0, 0), (0, width - im.shape[1]), (0, 0)), constant_values=255) for im in imgs]
@@ -57,6 +68,26 @@ def mosaic_figure(pipeline, paths, folder_classes, class_names, path, layout=MOS
     relevance that falls on the tiles of class ``c`` is measured: the
     heatmap localises the class when that share is well above the tiles'
     share of the area.
+
+    Examples
+    --------
+    Four noise and four blurred-noise tiles, a 2 x 2 mosaic of both:
+
+    >>> import os, tempfile
+    >>> from bowlrp.apps.demo import toy_pipeline
+    >>> rng = np.random.default_rng(0)
+    >>> images = (rng.random((8, 40, 40)) * 255).astype(np.uint8)
+    >>> images[4:] = [cv2.blur(im, (5, 5)) for im in images[4:]]
+    >>> names = ["noise"] * 4 + ["blurred"] * 4
+    >>> pipe = toy_pipeline(n_words=4).fit(images, names)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     paths = [os.path.join(folder, f"{i}.png") for i in range(8)]
+    ...     _ = [cv2.imwrite(p, im) for p, im in zip(paths, images)]
+    ...     found = mosaic_figure(pipe, paths, names, ["noise", "blurred"], os.path.join(folder, "mosaic.png"),
+    ...                           layout=((0, 1), (1, 0)))
+    ...     figure_shape = cv2.imread(os.path.join(folder, "mosaic.png")).shape
+    >>> found["noise"]["area_of_own_tiles"], found["blurred"]["relative_residual"] < 1e-9, figure_shape
+    (0.5, True, (392, 1096, 3))
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
     from matplotlib.figure import Figure  # noqa: PLC0415
@@ -116,7 +147,20 @@ def mosaic_figure(pipeline, paths, folder_classes, class_names, path, layout=MOS
 
 def run_textures_demo(out="bowlrp-textures", tile_size=64, model="bow-hik", params=None, evaluate=True,
                       n_jobs=None, random_state=0, log=print):
-    """Run the demo into ``out``; returns the summary dict (also ``summary.json``)."""
+    """Run the demo into ``out``; returns the summary dict (also ``summary.json``).
+
+    Examples
+    --------
+    The demo trains and evaluates for a minute or more; a bad tile size is
+    refused before any work:
+
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     run_textures_demo(os.path.join(folder, "demo"), tile_size=4, log=lambda line: None)
+    Traceback (most recent call last):
+    ...
+    ValueError: tile_size must be an integer >= 8 (pixels), got 4
+    """
     t0 = time.perf_counter()
     os.makedirs(out, exist_ok=True)
     photos = os.path.join(out, "photos")
