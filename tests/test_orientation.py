@@ -36,33 +36,76 @@ def test_smoothing_is_the_circular_binomial_filter():
     assert ori._smooth(np.zeros((0, ori.ORI_BINS))).shape == (0, ori.ORI_BINS)
 
 
-def test_blas_limit_is_restored_when_threads_leave_in_any_order():
-    """Two threads in the one-thread BLAS context: the last to leave restores the thread count."""
-    before = _blas_threads()
-    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
-    seen = {}
+def _run_in_threads(steps):
+    """Run ``steps``, a list of ``(thread name, action)``, one after the other, each in its own live thread.
 
-    def a():
-        with ori._one_blas_thread():
-            a_in.set()
-            b_in.wait(5)
-        a_out.set()
+    Actions: ``"enter"`` and ``"exit"`` of ``_one_blas_thread`` (nested
+    entries of one thread allowed), ``"check"`` records the BLAS thread
+    counts.  All threads stay alive until the end, so that threadpoolctl's
+    rule (only the thread that set OpenBLAS's limit may change it while it
+    lives) applies.
+    """
+    names = sorted({name for name, _ in steps})
+    todo = {n: [] for n in names}
+    seen = []
+    go = {n: threading.Event() for n in names}
+    done = threading.Event()
+    stop = threading.Event()
 
-    def b():
-        a_in.wait(5)
-        with ori._one_blas_thread():
-            b_in.set()
-            a_out.wait(5)
-            seen["after a left"] = _blas_threads()
+    def worker(name):
+        stack = []
+        while not stop.is_set():
+            if not go[name].wait(0.01):
+                continue
+            go[name].clear()
+            action = todo[name].pop(0)
+            if action == "enter":
+                ctx = ori._one_blas_thread()
+                ctx.__enter__()
+                stack.append(ctx)
+            elif action == "exit":
+                stack.pop().__exit__(None, None, None)
+            else:
+                seen.append(_blas_threads())
+            done.set()
 
-    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    threads = [threading.Thread(target=worker, args=(n,)) for n in names]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(10)
-    assert seen["after a left"] == [1] * len(before)  # still limited while b works
+    try:
+        for name, action in steps:
+            todo[name].append(action)
+            done.clear()
+            go[name].set()
+            assert done.wait(10), f"thread {name} did not {action}"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        # the holder leaves first: the other thread ends unlimited, and nobody leaves BLAS limited
+        [("a", "enter"), ("b", "enter"), ("a", "check"), ("a", "exit"), ("b", "exit")],
+        [("a", "enter"), ("b", "enter"), ("b", "exit"), ("a", "check"), ("a", "exit")],
+        # nested contexts of one thread: the inner exit keeps the limit
+        [("a", "enter"), ("a", "enter"), ("a", "exit"), ("a", "check"), ("a", "exit")],
+        # a thread entering after the holder left takes the limit over
+        [("a", "enter"), ("a", "exit"), ("b", "enter"), ("b", "check"), ("b", "exit"), ("a", "enter"),
+         ("a", "exit")],
+    ],
+    ids=["holder-leaves-first", "holder-leaves-last", "nested", "handed-over"],
+)
+def test_blas_limit_is_restored_whatever_the_order(steps):
+    """BLAS runs on one thread while the holder of the limit is inside, and as before once all have left."""
+    before = _blas_threads()
+    seen = _run_in_threads(steps)
+    assert all(counts == [1] * len(before) for counts in seen)
     assert _blas_threads() == before
-    assert ori._BLAS["users"] == 0
+    assert ori._BLAS["owner"] is None
 
 
 def test_level_orientations_do_not_depend_on_threads():
@@ -109,7 +152,7 @@ def test_an_interrupted_image_leaves_the_channel_buffer_clean(monkeypatch):
         m.setattr(ori, "_apply", fail)  # after the channel images are written
         with pytest.raises(KeyboardInterrupt):
             orientation_histograms(img, centers, 2.0)
-    assert not np.any(ori._BUFFERS.chans)
+    assert ori._BUFFERS["free"] and not any(np.any(b) for b in ori._BUFFERS["free"])
     np.testing.assert_array_equal(orientation_histograms(img, centers, 2.0), expected)
 
 
@@ -122,3 +165,19 @@ def test_layout_is_shared_and_read_only():
     G = a[1][0][4]
     with pytest.raises(ValueError, match="read-only"):
         G[0, 0] = 1.0
+
+
+def test_dense_sift_threads_leave_blas_as_it_was():
+    """Joblib threads and the threads of the levels leave NumPy's BLAS with its thread count."""
+    before = _blas_threads()
+    imgs = [_textured((70, 80), seed=s) for s in range(5)]
+    n = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        a = DenseSIFT(rotate=True, n_jobs=2).transform(imgs)
+        b = DenseSIFT(rotate=True).transform(imgs)
+    finally:
+        cv2.setNumThreads(n)
+    assert _blas_threads() == before
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.angles, y.angles)

@@ -40,35 +40,49 @@ _CHANNELS = ORI_BINS + 1
 _COLUMN_SPAN = 128
 
 
-_BLAS = {"lock": threading.Lock(), "users": 0, "limiter": None, "controller": None}
+_BLAS = {"lock": threading.Lock(), "owner": None, "controller": None}
+_BLAS_DEPTH = threading.local()
 
 
 @contextlib.contextmanager
 def _one_blas_thread():
     """Context that runs NumPy's BLAS on one thread (the products here are small and many).
 
-    Thread-safe: the first thread to enter sets the limit and the last one to
-    leave restores the original thread count, so that orientation steps
-    running side by side (the levels of :func:`bowlrp.features.sift.DenseSIFT`,
-    its joblib threads) never leave BLAS on one thread nor lift the limit
-    under one another.
+    OpenBLAS's thread count is one setting for the whole process, and
+    threadpoolctl lets only the thread that changed it change it back.  So
+    the first thread to enter while no thread holds the limit sets it and
+    restores it when it leaves its outermost context (with the original
+    count it read); a thread entering while another holds it changes
+    nothing, and its products run on one thread until the holder leaves.
+    Nested contexts of one thread and threads in any order thus never leave
+    BLAS on one thread: the levels of :class:`~bowlrp.features.sift.DenseSIFT`
+    on its worker threads run inside the limit of the thread that started
+    them.
     """
-    with _BLAS["lock"]:
-        if _BLAS["users"] == 0:
+    depth = getattr(_BLAS_DEPTH, "n", 0)
+    owner = False
+    if depth == 0:
+        with _BLAS["lock"]:
+            if _BLAS["owner"] is None:
+                _BLAS["owner"] = threading.current_thread()
+                owner = True
+    _BLAS_DEPTH.n = depth + 1
+    try:
+        if not owner:
+            yield
+            return
+        try:
             if _BLAS["controller"] is None:
                 from threadpoolctl import ThreadpoolController  # noqa: PLC0415  (scikit-learn's dependency)
 
                 _BLAS["controller"] = ThreadpoolController()
-            _BLAS["limiter"] = _BLAS["controller"].limit(limits=1, user_api="blas")
-        _BLAS["users"] += 1
-    try:
-        yield
+            with _BLAS["controller"].limit(limits=1, user_api="blas"):
+                yield
+        finally:
+            with _BLAS["lock"]:
+                _BLAS["owner"] = None
     finally:
-        with _BLAS["lock"]:
-            _BLAS["users"] -= 1
-            if _BLAS["users"] == 0:
-                _BLAS["limiter"].restore_original_limits()
-                _BLAS["limiter"] = None
+        _BLAS_DEPTH.n = depth
 
 
 #: The circular smoothing kernel of the orientation histogram (OpenCV).
@@ -165,17 +179,38 @@ def _layout(H, W, rows, cols, sigma, channel_bytes, column_span):
     return tuple(bands), col_plan, max(hi - lo for _, _, lo, hi, _ in bands)
 
 
-_BUFFERS = threading.local()
+#: Zeroed channel buffers not in use, shared by all threads (a thread's first call would otherwise
+#: allocate, and fault in, a fresh one), and the pixel offsets ``37 p`` into them.
+_BUFFERS = {"lock": threading.Lock(), "free": [], "base": np.zeros(0, np.intp)}
+#: Buffers kept for reuse (those of very wide images, over ``4 * _CHANNEL_BYTES``, are not).
+_KEPT_BUFFERS = 4
 
 
+@contextlib.contextmanager
 def _zeroed_buffer(size):
-    """A float32 buffer of ``size`` zeros, kept per thread; the caller leaves it zeroed again."""
-    buf = getattr(_BUFFERS, "chans", None)
+    """A zeroed float32 buffer of at least ``size`` values and the offsets of its pixels, ``(buffer, base)``.
+
+    The caller leaves the buffer zeroed again; it goes back to the pool
+    (zeroed first if the caller was interrupted).
+    """
+    with _BUFFERS["lock"]:
+        buf = _BUFFERS["free"].pop() if _BUFFERS["free"] else None
+        base = _BUFFERS["base"]
+        if base.size < size // _CHANNELS:
+            base = np.arange(size // _CHANNELS, dtype=np.intp) * _CHANNELS
+            base.flags.writeable = False
+            _BUFFERS["base"] = base
     if buf is None or buf.size < size:
         buf = np.zeros(size, np.float32)
-        _BUFFERS.chans = buf
-        _BUFFERS.base = np.arange(size // _CHANNELS, dtype=np.intp) * _CHANNELS
-    return buf, _BUFFERS.base
+    try:
+        yield buf, base
+    except BaseException:
+        buf[:] = 0.0  # an interrupted image leaves the buffer dirty
+        raise
+    finally:
+        with _BUFFERS["lock"]:
+            if len(_BUFFERS["free"]) < _KEPT_BUFFERS and buf.nbytes <= 4 * _CHANNEL_BYTES:
+                _BUFFERS["free"].append(buf)
 
 
 def _bin_split(blurred):
@@ -223,9 +258,8 @@ def _histograms(images, rows, cols, sigma):
     bands, col_plan, h_max = _layout(
         H, W, tuple(rows.tolist()), tuple(cols.tolist()), float(sigma), _CHANNEL_BYTES, _COLUMN_SPAN
     )
-    chans, base = _zeroed_buffer(h_max * W * C)
     out = np.empty((len(images), len(rows), len(cols), ORI_BINS), np.float32)
-    try:
+    with _zeroed_buffer(h_max * W * C) as (chans, base):
         for a in range(0, len(images), _BATCH):
             b0s, v0s, v1s = _bin_split(_blurred_stack(images[a:a + _BATCH], sigma))
             for n in range(len(b0s)):
@@ -248,9 +282,6 @@ def _histograms(images, rows, cols, sigma):
                         hist[:, i0:i1] = np.matmul(G, tmp[:, lo_c:hi_c])
                     hist[..., 0] += hist[..., ORI_BINS]
                     out[a + n, m0:m1] = hist[..., :ORI_BINS]
-    except BaseException:
-        chans[:] = 0.0  # an interrupted image leaves the buffer dirty
-        raise
     return out
 
 

@@ -35,7 +35,7 @@ from .descriptors import DescriptorSet, make_keypoints
 from .geometry import _boxes  # noqa: F401  (former private name, imported by callers)
 from .geometry import BIN_WIDTH_SIGMAS, SPATIAL_BINS, bin_boxes, box_side, descriptor_boxes, grid_centers
 from .orientation import ORI_BINS, ORI_RADIUS_STDS, ORI_WINDOW_SIGMAS, dominant_orientations, orientation_histograms
-from .orientation import _level_orientations
+from .orientation import _level_orientations, _one_blas_thread
 from .pixel_rules import (
     AUTO_RULES,
     PIXEL_RULES,
@@ -340,11 +340,12 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
             return _describe_images(images, scales, steps, rotate, 0, n_threads=max(1, cv2.getNumThreads()))
         n_chunks = min(len(images), 4 * n_jobs)
         bounds = np.linspace(0, len(images), n_chunks + 1).astype(int)
-        results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-            delayed(_describe_images)(images[a:b], scales, steps, rotate, a)
-            for a, b in zip(bounds[:-1], bounds[1:])
-            if b > a
-        )
+        with _one_blas_thread():  # held by this thread for all workers' orientation steps
+            results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+                delayed(_describe_images)(images[a:b], scales, steps, rotate, a)
+                for a, b in zip(bounds[:-1], bounds[1:])
+                if b > a
+            )
         return [ds for chunk in results for ds in chunk]
 
     def forward(self, X):
