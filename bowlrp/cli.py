@@ -389,7 +389,14 @@ COMMANDS = [add_demo, add_head_to_head, add_train, add_explain, add_evaluate, ad
 
 
 def build_parser():
-    """The ``bowlrp`` argument parser with every sub-command of :data:`COMMANDS`."""
+    """The ``bowlrp`` argument parser with every sub-command of :data:`COMMANDS`.
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["explain", "model.joblib", "photos/", "--out", "report", "--rule", "epsilon"])
+    >>> args.command, args.model, args.inputs, args.out, args.rule, args.n_jobs, args.no_gallery
+    ('explain', 'model.joblib', ['photos/'], 'report', 'epsilon', None, False)
+    """
     parser = _Parser(prog="bowlrp", description="Explain Bag-of-Words and Fisher-vector kernel-SVM image "
                      "classifiers with Layer-wise Relevance Propagation.")
     parser.add_argument("--traceback", action="store_true", help="show Python tracebacks of errors (for bug reports)")
@@ -404,7 +411,26 @@ def _one_line(exc):
 
 
 def main(argv=None):
-    """Run ``bowlrp`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    """Run ``bowlrp`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    Examples
+    --------
+    A bad value is one line on standard error and exit status 2; a usage
+    error exits through argparse with status 2:
+
+    >>> import contextlib, io
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     status = main(["reproduce", "--only", "toys"])
+    >>> status, err.getvalue()
+    (2, "bowlrp reproduce: error: unknown finding(s) ['toys'] (only= or --only); valid: toy, fisher, cnn, context, properties, zennit\\n")
+    >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+    ...     try:
+    ...         main(["train"])
+    ...     except SystemExit as exit:
+    ...         print(exit.code, err.getvalue().strip())
+    2 bowlrp train: error: the following arguments are required: folder, --out (see 'bowlrp train --help')
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = f"bowlrp {args.command}"
