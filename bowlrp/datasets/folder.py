@@ -162,9 +162,10 @@ def read_image(path, max_side=None, gray=False):
     Examples
     --------
     >>> import os, tempfile, cv2, numpy as np
-    >>> path = os.path.join(tempfile.mkdtemp(), "wide.png")
-    >>> _ = cv2.imwrite(path, np.zeros((300, 1200, 3), np.uint8))
-    >>> read_image(path).shape, read_image(path, max_side=400, gray=True).shape
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "wide.png")
+    ...     _ = cv2.imwrite(path, np.zeros((300, 1200, 3), np.uint8))
+    ...     read_image(path).shape, read_image(path, max_side=400, gray=True).shape
     ((300, 1200, 3), (100, 400))
     """
     max_side = _check_max_side(max_side)
@@ -205,7 +206,7 @@ def read_image(path, max_side=None, gray=False):
 
 
 class SkippedFilesWarning(UserWarning):
-    """Some files of an image folder could not be read; their paths are in ``.skipped``.
+    """Some files of an image folder were skipped; the reader's result lists them in ``skipped``.
 
     Examples
     --------
@@ -470,11 +471,10 @@ def load_image_folder(folder, max_side=None, gray=False, n_jobs=None, verbose=Fa
     Examples
     --------
     >>> import os, tempfile, cv2, numpy as np
-    >>> root = tempfile.mkdtemp()
-    >>> for name in ("cat", "dog"):
-    ...     os.makedirs(os.path.join(root, name))
-    ...     _ = cv2.imwrite(os.path.join(root, name, "a.png"), np.zeros((40, 60), np.uint8))
-    >>> data = load_image_folder(root)
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     _ = [os.makedirs(os.path.join(root, name)) for name in ("cat", "dog")]
+    ...     _ = [cv2.imwrite(os.path.join(root, n, "a.png"), np.zeros((40, 60), np.uint8)) for n in ("cat", "dog")]
+    ...     data = load_image_folder(root)
     >>> data.target_names, data.target.tolist(), data.images[0].shape, data.skipped
     (['cat', 'dog'], [0, 1], (40, 60), [])
     """
