@@ -31,6 +31,7 @@ def toy_pipeline(n_words=128, kernel="hik", C=1.0, random_state=0, verbose=False
     Fitted on six small noise images; the histogram-intersection model is
     explained exactly, so pixels and bias add up to the score:
 
+    >>> import numpy as np
     >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
     >>> pipe = toy_pipeline(n_words=4).fit(images, [-1, 1] * 3)
     >>> pipe.named_steps["svm"].blocks, pipe.named_steps["bow"].mapping
@@ -54,6 +55,7 @@ def region_means(pixel_maps, polygon_masks, round_masks):
 
     Examples
     --------
+    >>> import numpy as np
     >>> R = np.zeros((1, 4, 4))
     >>> R[0, :2, :2], R[0, 3, 3] = 1.0, -2.0
     >>> polygons, round_shapes = R > 0, R < 0
@@ -99,7 +101,7 @@ def run_demo(out="bowlrp-demo", n_train=2000, n_test_images=4, n_words=128, rand
     The demo trains on 2000 tiles (minutes); the data settings are checked
     before any work:
 
-    >>> import tempfile
+    >>> import os, tempfile
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     run_demo(os.path.join(folder, "demo"), n_train=0, log=lambda line: None)
     Traceback (most recent call last):

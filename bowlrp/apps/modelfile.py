@@ -58,7 +58,7 @@ class ModelVersionWarning(UserWarning):
     A model file marked as written by a development release of this
     version loads, with a warning:
 
-    >>> import warnings, joblib
+    >>> import warnings, joblib, bowlrp
     >>> import os, tempfile, numpy as np
     >>> from bowlrp.apps.demo import toy_pipeline
     >>> images = (np.random.default_rng(0).random((6, 40, 40)) * 255).astype(np.uint8)
@@ -66,7 +66,7 @@ class ModelVersionWarning(UserWarning):
     >>> folder = tempfile.TemporaryDirectory()
     >>> path = save_model(os.path.join(folder.name, "toy.joblib"), pipe, model="toy")
     >>> content = joblib.load(path)
-    >>> content["bowlrp_version"] = BOWLRP_VERSION + ".dev0"
+    >>> content["bowlrp_version"] = bowlrp.__version__ + ".dev0"
     >>> _ = joblib.dump(content, path)
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")

@@ -43,7 +43,7 @@ def stack_panels(paths, out):
 
     Examples
     --------
-    >>> import os, tempfile
+    >>> import os, tempfile, cv2, numpy as np
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     a, b = os.path.join(folder, "a.png"), os.path.join(folder, "b.png")
     ...     _ = cv2.imwrite(a, np.zeros((10, 30, 3), np.uint8)), cv2.imwrite(b, np.zeros((20, 50, 3), np.uint8))
@@ -73,7 +73,7 @@ def mosaic_figure(pipeline, paths, folder_classes, class_names, path, layout=MOS
     --------
     Four noise and four blurred-noise tiles, a 2 x 2 mosaic of both:
 
-    >>> import os, tempfile
+    >>> import os, tempfile, cv2, numpy as np
     >>> from bowlrp.apps.demo import toy_pipeline
     >>> rng = np.random.default_rng(0)
     >>> images = (rng.random((8, 40, 40)) * 255).astype(np.uint8)
