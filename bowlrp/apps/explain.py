@@ -40,12 +40,14 @@ def check_output_folder(out, what="--out"):
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     out = check_output_folder(os.path.join(folder, "heatmaps"))
     ...     print(os.path.isdir(out))
+    ...     notes = os.path.join(folder, "notes.txt")
+    ...     _ = open(notes, "w").close()
     ...     try:
-    ...         check_output_folder(__file__)
+    ...         check_output_folder(notes)
     ...     except FileExistsError as err:
-    ...         print(str(err).replace(repr(__file__), "<file>"))
+    ...         print(str(err).replace(repr(notes), "<notes.txt>"))
     True
-    --out <file> is an existing file; give a folder (it is created if missing)
+    --out <notes.txt> is an existing file; give a folder (it is created if missing)
     """
     out = os.fspath(out)
     if os.path.exists(out) and not os.path.isdir(out):
