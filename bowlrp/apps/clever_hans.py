@@ -79,6 +79,12 @@ def photo_tiles(names=("gravel", "gravel"), tile_size=64, stride=32):
     classes, its tiles are dealt out alternately, so the classes look alike.
 
     Returns ``(X_train, y_train, X_test, y_test)`` (uint8 tiles, int labels).
+
+    Examples
+    --------
+    >>> Xtr, ytr, Xte, yte = photo_tiles(("gravel", "gravel"), stride=64)
+    >>> Xtr.shape, np.bincount(ytr).tolist(), Xte.shape, Xtr.dtype.name
+    ((32, 64, 64), [16, 16], (32, 64, 64), 'uint8')
     """
     names = list(names)
     unique = list(dict.fromkeys(names))
@@ -99,14 +105,38 @@ def photo_tiles(names=("gravel", "gravel"), tile_size=64, stride=32):
 
 
 def relevance_share(maps, mask):
-    """The share of each map's positive relevance that falls on ``mask``: ``sum_mask R+ / sum R+``."""
+    """The share of each map's positive relevance that falls on ``mask``: ``sum_mask R+ / sum R+``.
+
+    Examples
+    --------
+    >>> mask = np.zeros((2, 2), bool)
+    >>> mask[1, 0] = True
+    >>> relevance_share([[[1.0, 1.0], [2.0, 0.0]], [[1.0, 0.0], [-3.0, 1.0]]], mask).tolist()
+    [0.5, 0.0]
+    """
     P = np.clip(np.asarray(maps, dtype=np.float64), 0.0, None)
     total = P.sum(axis=(1, 2))
     return P[:, mask].sum(axis=1) / np.where(total > 0, total, 1.0)
 
 
 def cheating_clusters(spray, maps, mask, factor=CHEAT_FACTOR):
-    """Clusters whose mean map puts more than ``factor`` x the mask's area of its positive relevance on the mask."""
+    """Clusters whose mean map puts more than ``factor`` x the mask's area of its positive relevance on the mask.
+
+    Returns the cluster numbers and every cluster's share.
+
+    Examples
+    --------
+    >>> from bowlrp.evaluation import SpRAy
+    >>> rng = np.random.default_rng(0)
+    >>> maps = rng.uniform(0.0, 0.1, size=(20, 16, 16))
+    >>> maps[:10, 12:, :4] += 1.0                       # ten maps look at the corner
+    >>> mask = np.zeros((16, 16), bool)
+    >>> mask[12:, :4] = True
+    >>> sp = SpRAy(n_clusters=2, embedding=None, random_state=0).fit(maps)
+    >>> on_mark, share = cheating_clusters(sp, maps, mask)
+    >>> len(on_mark), round(max(share), 2), round(min(share), 2), float(mask.mean())
+    (1, 0.59, 0.09, 0.0625)
+    """
     means = spray.cluster_means(maps)
     share = relevance_share(means, mask)
     return [int(c) for c in np.flatnonzero(share > factor * mask.mean())], share.tolist()
@@ -153,6 +183,20 @@ def run_study(X_train, y_train, X_test, y_test, marked_class, train_marked, test
 
     Returns a dict of the figures (JSON-ready) and, under ``"_arrays"``, the
     pipeline, the SpRAy, the explained images, their maps and truth.
+
+    Examples
+    --------
+    A Fisher-vector model on two classes of look-alike gravel tiles, the mark
+    on every training tile of class 0 and on a quarter of its test tiles:
+
+    >>> from bowlrp.apps.models import make_model
+    >>> Xtr, ytr, Xte, yte = photo_tiles(stride=64)
+    >>> r = run_study(Xtr, ytr, Xte, yte, 0, ytr == 0, (yte == 0) & (np.arange(32) % 4 == 0),
+    ...               lambda: make_model("fv-linear", {"fv__n_components": 2, "fv__pca": 8}))
+    >>> r["other_class_called_marked_class"]           # the mark flips the other class
+    {'clean': 0.0, 'with_mark': 1.0}
+    >>> r["spray"]["n_maps"], r["positive_relevance_on_mark"]["marked"] > 3 * r["mark_area"]
+    (16, True)
     """
     Xtr = stamp_watermark(X_train, train_marked, pattern=pattern) if np.any(train_marked) else X_train
     t = time.perf_counter()
@@ -207,6 +251,17 @@ def spray_choices(maps, truth, choices=None, random_state=0):
     One factor at a time around the defaults would miss interactions; the
     grid is small (maps are pooled once per grid and part).  Returns a list
     of dicts ``grid, n_neighbors, normalize, part, n_clusters, eigengap, ari``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> maps = rng.uniform(0.0, 0.1, size=(30, 16, 16))
+    >>> maps[::2, 12:, :4] += 1.0
+    >>> truth = np.arange(30) % 2 == 0
+    >>> rows = spray_choices(maps, truth, {"grid": ((4, 4),), "n_neighbors": (None, 3), "normalize": ("none",),
+    ...                                    "part": ("signed",)})
+    >>> [(r["n_neighbors"], r["n_clusters"], r["ari"]) for r in rows]
+    [('default', 2, 1.0), (3, 2, 1.0)]
     """
     choices = {**CHOICES, **(choices or {})}
     rows = []
@@ -249,7 +304,22 @@ def _heat(fig, ax, R, title, label):
 
 
 def plot_overview(results, path, titles=None):
-    """One row per study: a marked test image, its heatmap, each SpRAy cluster's mean heatmap, the spectrum."""
+    """One row per study: a marked test image, its heatmap, each SpRAy cluster's mean heatmap, the spectrum.
+
+    ``results`` maps a row title to a :func:`run_study` result; returns ``path``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from bowlrp.apps.models import make_model
+    >>> Xtr, ytr, Xte, yte = photo_tiles(stride=64)
+    >>> r = run_study(Xtr, ytr, Xte, yte, 0, ytr == 0, (yte == 0) & (np.arange(32) % 2 == 0),
+    ...               lambda: make_model("fv-linear", {"fv__n_components": 2, "fv__pca": 8}))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = plot_overview({"photos": r}, os.path.join(folder, "overview.png"))
+    ...     os.path.getsize(path) > 10_000
+    True
+    """
     from ..evaluation.plots import _pyplot, _save, plot_spectrum  # noqa: PLC0415
 
     plt = _pyplot()
@@ -336,6 +406,16 @@ def run_clever_hans_demo(out="clever-hans", studies=STUDIES, n_train=600, measur
     ``spray_choices_<s>.csv`` (SpRAy's ARI for each choice of grid,
     neighbours, normalisation and part, cheating models), ``summary.json``,
     ``index.html``.
+
+    Examples
+    --------
+    ``bowlrp demo clever-hans --out clever-hans/`` runs it (3 minutes on 2
+    cores); a study it does not know is an error before any work:
+
+    >>> run_clever_hans_demo("clever-hans", studies=("horses",))
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown studies ['horses']; valid studies are ['toy', 'photos', 'photos-distinct']
     """
     import csv  # noqa: PLC0415
 
