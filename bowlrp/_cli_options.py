@@ -5,7 +5,18 @@ import os
 
 
 class CommandError(Exception):
-    """A user error the command reports in one line (exit status 2)."""
+    """A user error the command reports in one line (exit status 2).
+
+    Examples
+    --------
+    >>> import contextlib, io, tempfile
+    >>> from bowlrp.cli import main
+    >>> with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stderr(io.StringIO()) as err:
+    ...     status = main(["reproduce", "--out", folder])
+    ...     message = err.getvalue().replace(repr(folder), "<folder>")
+    >>> status, message.split(";")[0]
+    (2, 'bowlrp reproduce: error: --out <folder> is a folder')
+    """
 
 
 
