@@ -132,9 +132,13 @@ def _grid_geometry(shape, scales, steps, index):
     return centers, sigmas, levels, boxes, zeros, make_keypoints(centers, sigmas, zeros)
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=8)
 def _grid_arrays(shape, scales, steps):
-    """The (read-only, cached) arrays of :func:`_grid_geometry`: images of one shape share them."""
+    """The (read-only, cached) arrays of :func:`_grid_geometry`: images of one shape share them.
+
+    A few shapes are kept (the DescriptorSets of those images hold the same
+    arrays); descriptors, 128 floats each, take far more memory than these.
+    """
     centers, sigmas, levels = [], [], []
     for level, (sigma, step) in enumerate(zip(scales, steps)):
         c = grid_centers(shape, sigma, step)
@@ -184,7 +188,7 @@ def _describe_images(images, scales, steps, rotate, offset, n_threads=1):
                 angles[i] = row
             rotated_kps[shape] = make_keypoints(centers, sigmas, zeros)
     descs = []
-    for gray, ang in zip(grays, angles):  # OpenCV only: Python's own work between calls runs on cold caches
+    for gray, ang in zip(grays, angles):  # OpenCV only: Python work between its calls ran slower (cold caches)
         kps = _set_angles(rotated_kps[gray.shape], ang) if rotate else grids[gray.shape][5]
         kps_out, desc = sift.compute(gray, kps)
         if desc is None or len(kps_out) != len(kps):  # pragma: no cover - OpenCV keeps provided keypoints
