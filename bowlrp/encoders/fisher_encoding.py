@@ -157,17 +157,8 @@ class _Factors:
         self.D, self.xp, self.outer = D, xp, dt == xp.float64
 
     def fill(self, rows, off=0):
-        """The factors ``(Y - c, Z, Z64)`` of ``rows`` (m, d_in), or of ``D[index]`` for a pair ``(D, index)``."""
-        xp = self.xp
-        if isinstance(rows, tuple):  # gathered into the buffer when the dtypes agree, no temporary
-            D, idx = rows
-            m = len(idx)
-            if self.C is not None and D.dtype == self.C.dtype:
-                xp.take(D, idx, axis=0, out=self.C[:m])
-                rows = self.C[:m]
-            else:
-                rows = D[idx]
-        m, D = rows.shape[0], self.D
+        """The factors ``(Y - c, Z, Z64)`` of ``rows`` (m, d_in)."""
+        xp, m, D = self.xp, rows.shape[0], self.D
         Y = self.Y[:m]
         Z = self.Z[off : off + m] if self.outer else self.Z[:m]
         if self.W is None:
@@ -245,10 +236,7 @@ def level_moments(D, sel, atom, n_atoms, to_gmm, mixture, threshold, keep, xp, d
         pairs = []
         for _, lo, hi in _chunks(np.array([blo, bhi]), step):  # a chunk: the products in cache
             m, off = hi - lo, lo - blo
-            if contiguous:
-                rows = D[first + lo : first + hi]
-            else:
-                rows = (D, rows_all[lo:hi]) if projection is not None and xp is np else D[rows_all[lo:hi]]
+            rows = D[first + lo : first + hi] if contiguous else D[rows_all[lo:hi]]
             Yc, Z, Z64 = fac.fill(rows if projection is not None else to_gmm(rows), off)
             g = xp.matmul(Z, P, out=g_buf[:m])
             if Y_all is not None:
