@@ -196,6 +196,33 @@ def _row_sum(X, indptr, rows, xp):
     return _segment_sum(X, rows, n, xp)
 
 
+class _Scratch:
+    """Reused buffers, one per name, grown as needed: a chunk's temporaries touch no fresh pages.
+
+    ``take(table, idx, name)`` gathers rows into such a buffer (NumPy's
+    ``take`` writes into ``out`` without a buffer of its own only in a mode
+    other than ``"raise"``; the indices are valid either way).
+    """
+
+    def __init__(self, xp):
+        self.xp, self.bufs = xp, {}
+
+    def __call__(self, name, shape, dtype=None):
+        xp = self.xp
+        dtype = xp.float64 if dtype is None else dtype
+        size = int(np.prod(shape))
+        b = self.bufs.get(name)
+        if b is None or b.size < size or b.dtype != dtype:
+            b = self.bufs[name] = xp.empty(max(size, 1), dtype=dtype)
+        return b[:size].reshape(shape)
+
+    def take(self, table, idx, name):
+        out = self(name, (len(idx),) + tuple(table.shape[1:]), table.dtype)
+        if self.xp is np:
+            return np.take(table, idx, axis=0, out=out, mode="clip")
+        return self.xp.take(table, idx, axis=0, out=out)
+
+
 class _Pairs:
     """The (descriptor, component) pairs of one level with ``gamma_k(l) > 0``, chunk by chunk.
 
@@ -216,6 +243,7 @@ class _Pairs:
         per_row = max(1.0, nnz / max(n, 1))
         self.chunks = list(row_chunks(bounds, int(per_row * 2 * D * 3) + 1, budget=_PAIR_BYTES))
         self.kept, self.room = {}, _CACHE_BYTES
+        self.scratch = _Scratch(xp)
 
     def __iter__(self):
         for i, (a, lo, hi) in enumerate(self.chunks):
@@ -244,10 +272,10 @@ class _Pairs:
         sq = asarray(mix.sqrt_weights, xp)[comps]
         gp = g / sq
         # U = (y - mu_k) / sigma_k, then M = [gp U | gp (U^2 - 1) / sqrt 2]: gathers into one reused buffer
-        U = xp.take(asarray(self.Y[lo:hi], xp, dtype=xp.float64), rows, axis=0)
-        tmp = xp.take(asarray(mix.means, xp), comps, axis=0)
-        U -= tmp
-        xp.take(1.0 / asarray(mix.sigmas, xp), comps, axis=0, out=tmp)
+        buf = self.scratch
+        U = buf.take(asarray(self.Y[lo:hi], xp, dtype=xp.float64), rows, "U")
+        U -= buf.take(asarray(mix.means, xp), comps, "tmp")
+        tmp = buf.take(1.0 / asarray(mix.sigmas, xp), comps, "tmp")
         U *= tmp
         M = xp.empty((len(rows), 2 * D), dtype=xp.float64)
         xp.multiply(U, gp[:, None], out=M[:, :D])
@@ -299,7 +327,7 @@ def abs_messages(pairs, T, Y, include_weights, xp):
     sq = asarray(mix.sqrt_weights, xp)
     out = xp.empty(Y.shape, dtype=xp.float64)
     for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        P = xp.take(Tms[a], comps, axis=0)
+        P = pairs.scratch.take(Tms[a], comps, "P")
         P *= M
         r = _row_sum(P, indptr, rows, xp)
         r = r[:, :D] + r[:, D:]
@@ -324,7 +352,7 @@ def sign_sums(pairs, n_atoms, include_weights, xp):
     sq = asarray(mix.sqrt_weights, xp)
     for a, lo, hi, rows, indptr, comps, M, e in pairs:
         total = _segments(comps, K, xp)
-        buf = xp.maximum(M, 0.0)
+        buf = xp.maximum(M, 0.0, out=pairs.scratch("parts", M.shape))
         acc_p[a] += total(buf)
         xp.minimum(M, 0.0, out=buf)
         acc_n[a] += total(buf)
@@ -352,8 +380,10 @@ def sign_messages(pairs, Tp, Tn, Y, include_weights, xp):
     sq = asarray(mix.sqrt_weights, xp)
     out = xp.empty(Y.shape, dtype=xp.float64)
     for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        P = xp.take(C[a], comps, axis=0)
-        P *= (M > 0) == xp.take(positive[a], comps, axis=0)
+        P = pairs.scratch.take(C[a], comps, "P")
+        mask = xp.greater(M, 0.0, out=pairs.scratch("mask", M.shape, xp.bool_))
+        xp.equal(mask, pairs.scratch.take(positive[a], comps, "side"), out=mask)
+        P *= mask
         P *= M
         r = _row_sum(P, indptr, rows, xp)
         r = r[:, :D] + r[:, D:]
