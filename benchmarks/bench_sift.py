@@ -13,7 +13,9 @@ DescriptorSets.
 
 Each round runs every method once on the same batch, in turn, and the
 fastest round of each is kept, so that the ratios come from one run and a
-busy machine disturbs them least.  Two clocks: wall time with OpenCV's
+busy machine disturbs them least; the "median" columns are the median over
+rounds of each round's time over that round's OpenCV rotated time (the two
+run back to back, so load that comes and goes cancels).  Two clocks: wall time with OpenCV's
 threads (``--threads``, default OpenCV's own setting; DenseSIFT's
 orientation step uses as many), what a user waits; and the CPU time of the
 whole process (every thread) with OpenCV on one thread, the work done,
@@ -36,15 +38,20 @@ from bowlrp._validation import images_to_uint8_gray
 from bowlrp.features.sift import grid_centers
 
 
-def interleaved_best(methods, rounds, clock):
-    """The fastest of ``rounds`` runs of every ``methods[name]()``, the methods run in turn each round."""
-    best = dict.fromkeys(methods, np.inf)
+def interleaved_times(methods, rounds, clock):
+    """Times of ``rounds`` runs of every ``methods[name]()``, the methods run in turn each round."""
+    times = {name: [] for name in methods}
     for _ in range(rounds):
         for name, f in methods.items():
             t = clock()
             f()
-            best[name] = min(best[name], clock() - t)
-    return best
+            times[name].append(clock() - t)
+    return {name: np.array(t) for name, t in times.items()}
+
+
+def interleaved_best(methods, rounds, clock):
+    """The fastest of ``rounds`` runs of every ``methods[name]()``, the methods run in turn each round."""
+    return {name: float(t.min()) for name, t in interleaved_times(methods, rounds, clock).items()}
 
 
 def compare(images, scales, steps, rounds, label):
@@ -63,21 +70,26 @@ def compare(images, scales, steps, rounds, label):
         "DenseSIFT rotated": lambda: rotated.transform(images),
     }
     n_threads = cv2.getNumThreads()
-    wall = interleaved_best(methods, rounds, time.perf_counter)
+    wall = interleaved_times(methods, rounds, time.perf_counter)
     cv2.setNumThreads(1)
     try:
-        cpu = interleaved_best(methods, rounds, time.process_time)
+        cpu = interleaved_times(methods, rounds, time.process_time)
     finally:
         cv2.setNumThreads(n_threads)
     H, W = grays[0].shape
     print(f"{label}: {len(images)} images of {H}x{W} px, {len(upright_kps)} keypoints each "
-          f"(scales {scales}, steps {steps})")
-    print(f"  {'':20s} {'wall ms/img':>12s} {'/ OpenCV up':>12s} {'/ OpenCV rot':>13s}   "
-          f"{'CPU ms/img':>11s} {'/ OpenCV up':>12s} {'/ OpenCV rot':>13s}")
+          f"(scales {scales}, steps {steps}); fastest of {rounds} rounds, and the median of the "
+          "rounds' own ratios to OpenCV rotated")
+    print(f"  {'':18s} {'wall ms/img':>11s} {'/ OpenCV up':>11s} {'/ OpenCV rot':>12s} {'median':>7s}  "
+          f"{'CPU ms/img':>10s} {'/ OpenCV up':>11s} {'/ OpenCV rot':>12s} {'median':>7s}")
     for name in methods:
-        print(f"  {name:20s} {1e3 * wall[name] / len(images):12.2f} {wall[name] / wall['opencv upright']:11.2f}x "
-              f"{wall[name] / wall['opencv rotated']:12.2f}x   {1e3 * cpu[name] / len(images):11.2f} "
-              f"{cpu[name] / cpu['opencv upright']:11.2f}x {cpu[name] / cpu['opencv rotated']:12.2f}x")
+        cells = []
+        for t in (wall, cpu):
+            best = {k: v.min() for k, v in t.items()}
+            paired = np.median(t[name] / t["opencv rotated"])
+            cells.append(f"{1e3 * best[name] / len(images):11.2f} {best[name] / best['opencv upright']:10.2f}x "
+                         f"{best[name] / best['opencv rotated']:11.2f}x {paired:6.2f}x")
+        print(f"  {name:18s} {cells[0]}  {cells[1][1:]}")
 
 
 def main():
