@@ -408,7 +408,7 @@ def test_sparse_posteriors_match_reference(rule, monkeypatch):
     """K=12 on clustered data: the posteriors are stored sparse; small chunks exercise the chunk loop
     and the pairs formed again after the cache is full."""
     from bowlrp.encoders import fisher_math as fm
-    from bowlrp.encoders import fisher_relevance as frl
+    from bowlrp.encoders import fisher_pairs as frl
 
     rule = get_rule(rule) if isinstance(rule, str) else get_rule(rule[0], **rule[1])
     sets = clustered_sets()

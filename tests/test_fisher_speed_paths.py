@@ -14,9 +14,9 @@ import pytest
 from scipy.sparse import csr_matrix
 
 from bowlrp.encoders import fisher_math as fm
-from bowlrp.encoders import fisher_relevance as frl
+from bowlrp.encoders import fisher_pairs as fp
 from bowlrp.features import DenseSIFT, pixel_relevance
-from bowlrp.features import pixel_rules
+from bowlrp.features import pixel_maps
 from bowlrp.features.pixel_rules import bin_parts
 
 from test_pixels import _clipped_set, _reference, _textured
@@ -38,7 +38,7 @@ def test_chunked_pixel_rules_match_reference(two_level_set, rule, chunk, monkeyp
     R = rng.standard_normal((len(ds), 128)) * rng.exponential(size=(len(ds), 1))
     R[3] = 0.0
     want = _reference(ds, R, rule)
-    monkeypatch.setattr(pixel_rules, "_CHUNK", chunk)
+    monkeypatch.setattr(pixel_maps, "_CHUNK", chunk)
     got = pixel_relevance(ds, R, rule)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
     np.testing.assert_allclose(got.sum(), R.sum(), rtol=1e-12)
@@ -74,12 +74,12 @@ def test_sign_messages_are_the_positive_and_negative_parts(include_weights):
     G[G < 0.05] = 0.0
     G = csr_matrix(G)
     bounds = np.array([0, 17, n])
-    pairs = frl._Pairs(Y, G, bounds, mix, np)
+    pairs = fp.Pairs(Y, G, bounds, mix, np)
     B = fm.block_size(K, D, include_weights)
     Tp, Tn = rng.standard_normal((n_atoms, B)), rng.standard_normal((n_atoms, B))
     base = np.where(np.abs(Tp) <= np.abs(Tn), Tp, Tn)
     Cp, Cn = Tp - base, Tn - base
-    got = frl.sign_messages(pairs, Cp, Cn, Y, include_weights, np)
+    got = fp.sign_messages(pairs, Cp, Cn, Y, include_weights, np)
     # slow: every (descriptor, component) message, its positive and negative part scaled
     emb = fm.embed(Y, G.toarray(), mix, include_weights, np)  # (n, B), Psi(l) of eq. 4.1-4.3
     want = np.zeros((n, D))

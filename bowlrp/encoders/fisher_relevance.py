@@ -38,16 +38,16 @@ import warnings
 import numpy as np
 
 from .._backend import asarray
-from ..rules import RTOL, phi
-from .fisher_math import SQRT2, augment, fisher_vectors, is_sparse, magnitude_bound, moments, rounding_bound, row_chunks
+from ..rules import RTOL
+from .fisher_math import SQRT2, augment, fisher_vectors, magnitude_bound, moments, rounding_bound, row_chunks
+from .fisher_pairs import (Pairs, abs_messages, abs_sums, pair_messages, pair_sums, sign_messages, sign_sums,
+                           split_block)
 
 # the message and sum functions are the encoder's relevance step (FisherVectorEncoder.relevance
 # calls them); what a user meets is the warning
 __all__ = ["ConservationWarning"]
 
 _CHUNK_BYTES = 16 << 20  # bound of the temporaries of one chunk of descriptors
-_PAIR_BYTES = 8 << 20  # ... of one chunk of (descriptor, component) pairs
-_CACHE_BYTES = 128 << 20  # pairs kept between the two passes of a non-linear rule
 #: A column sum ``x_d`` is a denominator only where it is known to this relative accuracy
 #: (:func:`bowlrp.encoders.fisher_math.rounding_bound`); below, the column is not reached.
 ACCURACY = 1e-8
@@ -114,15 +114,6 @@ def cell_statistics(S_atoms, membership, atom_sizes, mixture, include_weights, x
     return x, S, counts
 
 
-def _split_block(T, K, D, include_weights, xp):
-    """``(T_w (..., K) or None, T_ms (..., K, 2D))`` of block-layout arrays ``T`` (..., B)."""
-    off = K if include_weights else 0
-    lead = T.shape[:-1]
-    Tm = T[..., off : off + K * D].reshape(lead + (K, D))
-    Ts = T[..., off + K * D :].reshape(lead + (K, D))
-    return (T[..., :K] if include_weights else None), xp.concatenate([Tm, Ts], axis=-1)
-
-
 def linear_messages(Y, G, T, mixture, include_weights, xp, lo=0, hi=None, out=None):
     """``sum_d z_ld T_d`` per descriptor dimension of rows ``lo:hi`` (n, D), matrix products only (eq. D.3).
 
@@ -140,7 +131,7 @@ def linear_messages(Y, G, T, mixture, include_weights, xp, lo=0, hi=None, out=No
     mu, sig, var = (asarray(a, xp) for a in (mixture.centred_means, mixture.sigmas, mixture.variances))
     sq = asarray(mixture.sqrt_weights, xp)
     c = asarray(mixture.centre, xp)
-    Tw, Tms = _split_block(T, K, D, include_weights, xp)
+    Tw, Tms = split_block(T, K, D, include_weights, xp)
     Tm, Ts = Tms[:, :D], Tms[:, D:] / SQRT2
     B = xp.concatenate([Tm / sig - 2 * Ts * mu / var, Ts / var, Ts * (mu * mu / var - 1.0) - Tm * mu / sig], axis=1)
     B = B / sq[:, None]
@@ -157,284 +148,6 @@ def linear_messages(Y, G, T, mixture, include_weights, xp, lo=0, hi=None, out=No
         if include_weights:
             r += ((P[:, 3 * D] - (sq * Tw).sum()) / D)[:, None]
         out[a - lo : b - lo] = r
-    return out
-
-
-def _segments(seg, n_seg, xp):
-    """``X -> out`` with ``out[s] = sum of the rows X[i] with seg[i] == s`` (n_seg, X.shape[1]).
-
-    Built once per chunk and applied to several arrays: on NumPy a sparse
-    (n_seg, len(seg)) indicator matrix, elsewhere a ``bincount`` per call.
-    """
-    if xp is np:
-        from scipy.sparse import csc_matrix  # noqa: PLC0415
-
-        m = len(seg)  # column i holds its one entry in row seg[i]: built without sorting
-        S = csc_matrix((np.ones(m), np.asarray(seg, dtype=np.int64), np.arange(m + 1)), shape=(n_seg, m))
-        return lambda X: np.asarray(S @ X)
-
-    def total(X):
-        w = X.shape[1]
-        flat = (seg[:, None] * w + xp.arange(w)[None, :]).ravel()
-        return xp.bincount(flat, weights=X.ravel(), minlength=n_seg * w).reshape(n_seg, w)
-    return total
-
-
-def _segment_sum(X, seg, n_seg, xp):
-    """``out[s] = sum of the rows X[i] with seg[i] == s`` (n_seg, X.shape[1])."""
-    return _segments(seg, n_seg, xp)(X)
-
-
-def _row_sum(X, indptr, rows, xp):
-    """Sums of consecutive row segments of ``X`` (segment ``i`` is ``indptr[i]:indptr[i+1]``)."""
-    n = len(indptr) - 1
-    if xp is np:
-        from scipy.sparse import csr_matrix  # noqa: PLC0415
-
-        S = csr_matrix((np.ones(X.shape[0]), np.arange(X.shape[0]), indptr), shape=(n, X.shape[0]))
-        return np.asarray(S @ X)
-    return _segment_sum(X, rows, n, xp)
-
-
-class _Scratch:
-    """Reused buffers, one per name, grown as needed: a chunk's temporaries touch no fresh pages.
-
-    ``take(table, idx, name)`` gathers rows into such a buffer (NumPy's
-    ``take`` writes into ``out`` without a buffer of its own only in a mode
-    other than ``"raise"``; the indices are valid either way).
-    """
-
-    def __init__(self, xp):
-        self.xp, self.bufs = xp, {}
-
-    def __call__(self, name, shape, dtype=None):
-        xp = self.xp
-        dtype = xp.float64 if dtype is None else dtype
-        size = int(np.prod(shape))
-        b = self.bufs.get(name)
-        if b is None or b.size < size or b.dtype != dtype:
-            b = self.bufs[name] = xp.empty(max(size, 1), dtype=dtype)
-        return b[:size].reshape(shape)
-
-    def take(self, table, idx, name):
-        out = self(name, (len(idx),) + tuple(table.shape[1:]), table.dtype)
-        if self.xp is np:
-            return np.take(table, idx, axis=0, out=out, mode="clip")
-        return self.xp.take(table, idx, axis=0, out=out)
-
-
-class _Pairs:
-    """The (descriptor, component) pairs of one level with ``gamma_k(l) > 0``, chunk by chunk.
-
-    Iterating yields ``(atom, lo, hi, rows, indptr, comps, M, e)`` per row
-    chunk ``lo:hi``: each pair's row (relative to ``lo``; ``indptr`` delimits
-    the rows), component, ``M = [Psi_mu_k(l) | Psi_sigma_k(l)]`` (n_pairs, 2D;
-    eq. 4.2, 4.3) and the weight message ``e = Psi_pi_k(l)`` (eq. 4.1), all
-    float64.  Chunks are kept for a second pass while they fit in
-    ``_CACHE_BYTES``; the others are formed again.  With ``magnitude`` the
-    messages are replaced by their absolute values ``|M|, |e|`` (all that
-    the magnitude rule reads).
-    """
-
-    def __init__(self, Y, G, bounds, mixture, xp, magnitude=False):
-        self.Y, self.G, self.mixture, self.xp, self.magnitude = Y, G, mixture, xp, magnitude
-        D, n = mixture.n_dims, G.shape[0]
-        nnz = G.nnz if is_sparse(G) else int((G != 0).sum())
-        per_row = max(1.0, nnz / max(n, 1))
-        self.chunks = list(row_chunks(bounds, int(per_row * 2 * D * 3) + 1, budget=_PAIR_BYTES))
-        self.kept, self.room = {}, _CACHE_BYTES
-        self.scratch = _Scratch(xp)
-
-    def __iter__(self):
-        for i, (a, lo, hi) in enumerate(self.chunks):
-            if i in self.kept:
-                yield (a, lo, hi) + self.kept[i]
-                continue
-            item = self._form(lo, hi)
-            size = item[3].nbytes
-            if size <= self.room:
-                self.kept[i] = item
-                self.room -= size
-            yield (a, lo, hi) + item
-
-    def _form(self, lo, hi):
-        xp, mix, G, D = self.xp, self.mixture, self.G, self.mixture.n_dims
-        if is_sparse(G):
-            indptr = G.indptr[lo : hi + 1] - G.indptr[lo]
-            rows = np.repeat(np.arange(hi - lo), np.diff(indptr))
-            comps = G.indices[G.indptr[lo] : G.indptr[hi]]
-            g = G.data[G.indptr[lo] : G.indptr[hi]].astype(np.float64)
-        else:
-            sub = G[lo:hi]
-            rows, comps = xp.nonzero(sub)
-            g = sub[rows, comps].astype(xp.float64)
-            indptr = xp.searchsorted(rows, xp.arange(hi - lo + 1))
-        sq = asarray(mix.sqrt_weights, xp)[comps]
-        gp = g / sq
-        # U = (y - mu_k) / sigma_k, then M = [gp U | gp (U^2 - 1) / sqrt 2]: gathers into one reused buffer
-        buf = self.scratch
-        U = buf.take(asarray(self.Y[lo:hi], xp, dtype=xp.float64), rows, "U")
-        U -= buf.take(asarray(mix.means, xp), comps, "tmp")
-        tmp = buf.take(1.0 / asarray(mix.sigmas, xp), comps, "tmp")
-        U *= tmp
-        M = xp.empty((len(rows), 2 * D), dtype=xp.float64)
-        xp.multiply(U, gp[:, None], out=M[:, :D])
-        xp.multiply(U, U, out=tmp)
-        tmp -= 1.0
-        xp.multiply(tmp, (gp / SQRT2)[:, None], out=M[:, D:])
-        e = (g - sq * sq) / sq
-        if self.magnitude:
-            xp.abs(M, out=M)
-            e = xp.abs(e)
-        return rows, indptr, comps, M, e
-
-
-def abs_sums(pairs, n_atoms, include_weights, xp):
-    """``sum_l |Psi(l)_d|`` per atom (n_atoms, B), from the pairs with a non-zero posterior.
-
-    A truncated posterior's weight message is ``-sqrt(pi_k)``: each row adds
-    ``sqrt(pi_k)`` and each pair the difference to its own ``|e|``.  Reads
-    the magnitudes of ``pairs`` formed with ``magnitude=True``.
-    """
-    mix = pairs.mixture
-    K, D = mix.n_components, mix.n_dims
-    acc = xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64)
-    acc_w = xp.zeros((n_atoms, K), dtype=xp.float64)
-    sq = asarray(mix.sqrt_weights, xp)
-    for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        acc[a] += _segment_sum(M, comps, K, xp)
-        if include_weights:
-            acc_w[a] += xp.bincount(comps, weights=e - sq[comps], minlength=K) + (hi - lo) * sq
-    return _blocks(acc_w, acc, include_weights, xp)
-
-
-def _blocks(w, ms, include_weights, xp):
-    """Block layout (n_atoms, B) from weight (n_atoms, K) and mean|variance (n_atoms, K, 2D) parts."""
-    n_atoms, K, D2 = ms.shape
-    D = D2 // 2
-    parts = [w] if include_weights else []
-    return xp.concatenate(parts + [ms[..., :D].reshape(n_atoms, K * D), ms[..., D:].reshape(n_atoms, K * D)], axis=1)
-
-
-def abs_messages(pairs, T, Y, include_weights, xp):
-    """``sum_d |Psi(l)_d| T[atom(l), d]`` per descriptor dimension (n, D), float64; ``T`` (n_atoms, B).
-
-    ``pairs`` formed with ``magnitude=True`` (messages as magnitudes).
-    """
-    mix = pairs.mixture
-    K, D = mix.n_components, mix.n_dims
-    Tw, Tms = _split_block(T, K, D, include_weights, xp)
-    sq = asarray(mix.sqrt_weights, xp)
-    out = xp.empty(Y.shape, dtype=xp.float64)
-    for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        P = pairs.scratch.take(Tms[a], comps, "P")
-        P *= M
-        r = _row_sum(P, indptr, rows, xp)
-        r = r[:, :D] + r[:, D:]
-        if include_weights:
-            rw = xp.bincount(rows, weights=(e - sq[comps]) * Tw[a][comps], minlength=hi - lo)
-            r += ((rw + (sq * Tw[a]).sum()) / D)[:, None]
-        out[lo:hi] = r
-    return out
-
-
-def sign_sums(pairs, n_atoms, include_weights, xp):
-    """``(sum_l Psi(l)_d^+, sum_l Psi(l)_d^-)`` per atom, two (n_atoms, B) arrays, each summed directly.
-
-    One buffer per chunk holds the positive, then the negative parts; the
-    segment sums of both use one indicator of the pairs' components.
-    """
-    mix = pairs.mixture
-    K, D = mix.n_components, mix.n_dims
-    acc_p = xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64)
-    acc_n = xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64)
-    acc_w = xp.zeros((n_atoms, 2, K), dtype=xp.float64)
-    sq = asarray(mix.sqrt_weights, xp)
-    for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        total = _segments(comps, K, xp)
-        buf = xp.maximum(M, 0.0, out=pairs.scratch("parts", M.shape))
-        acc_p[a] += total(buf)
-        xp.minimum(M, 0.0, out=buf)
-        acc_n[a] += total(buf)
-        if include_weights:  # a truncated posterior's weight message is -sqrt(pi_k) < 0
-            acc_w[a, 0] += xp.bincount(comps, weights=xp.maximum(e, 0.0), minlength=K)
-            acc_w[a, 1] += xp.bincount(comps, weights=xp.minimum(e, 0.0) + sq[comps], minlength=K) - (hi - lo) * sq
-    return (_blocks(acc_w[:, 0], acc_p, include_weights, xp),
-            _blocks(acc_w[:, 1], acc_n, include_weights, xp))
-
-
-def sign_messages(pairs, Tp, Tn, Y, include_weights, xp):
-    """``sum_d (Psi(l)_d^+ Tp[atom(l), d] + Psi(l)_d^- Tn[atom(l), d])`` per descriptor dimension (n, D).
-
-    ``Tp`` and ``Tn`` are the corrections of :func:`level_relevance`: in every
-    entry one of them is zero.  So a mean or variance message needs one
-    gathered scale, ``C = Tp + Tn``, and a mask: ``z C`` where the sign of
-    ``z`` is the side of the non-zero scale, else 0 -- the products of
-    ``z+ Tp + z- Tn``, without a second gather or a ``where``.
-    """
-    mix = pairs.mixture
-    K, D = mix.n_components, mix.n_dims
-    Tpw, Tpms = _split_block(Tp, K, D, include_weights, xp)
-    Tnw, Tnms = _split_block(Tn, K, D, include_weights, xp)
-    C, positive = Tpms + Tnms, Tpms != 0
-    sq = asarray(mix.sqrt_weights, xp)
-    out = xp.empty(Y.shape, dtype=xp.float64)
-    for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        P = pairs.scratch.take(C[a], comps, "P")
-        mask = xp.greater(M, 0.0, out=pairs.scratch("mask", M.shape, xp.bool_))
-        xp.equal(mask, pairs.scratch.take(positive[a], comps, "side"), out=mask)
-        P *= mask
-        P *= M
-        r = _row_sum(P, indptr, rows, xp)
-        r = r[:, :D] + r[:, D:]
-        if include_weights:
-            v = xp.maximum(e, 0.0) * Tpw[a][comps] + (xp.minimum(e, 0.0) + sq[comps]) * Tnw[a][comps]
-            rw = xp.bincount(rows, weights=v, minlength=hi - lo) - (sq * Tnw[a]).sum()
-            r += (rw / D)[:, None]
-        out[lo:hi] = r
-    return out
-
-
-def _weight_messages(G, lo, hi, mixture, xp):
-    """``Psi_pi(l)`` (eq. 4.1) of rows ``lo:hi``: (n, K) float64, dense."""
-    w, sq = asarray(mixture.weights, xp), asarray(mixture.sqrt_weights, xp)
-    g = G[lo:hi]
-    g = g.toarray() if is_sparse(g) else g.astype(xp.float64)
-    return (g - w) / sq
-
-
-def pair_sums(pairs, n_atoms, phis, include_weights, xp):
-    """``sum_l phi(Psi(l)_d)`` per atom for each transform in ``phis``: dict of (n_atoms, B) arrays."""
-    mix = pairs.mixture
-    K, D = mix.n_components, mix.n_dims
-    acc_ms = {p: xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64) for p in phis}
-    acc_w = {p: xp.zeros((n_atoms, K), dtype=xp.float64) for p in phis}
-    for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        for p in phis:
-            acc_ms[p][a] += _segment_sum(phi(p, M, xp), comps, K, xp)
-        if include_weights:
-            Wm = _weight_messages(pairs.G, lo, hi, mix, xp)
-            for p in phis:
-                acc_w[p][a] += phi(p, Wm, xp).sum(0)
-    return {p: _blocks(acc_w[p], acc_ms[p], include_weights, xp) for p in phis}
-
-
-def pair_messages(pairs, T, Y, include_weights, xp):
-    """``sum_phi sum_d phi(Psi(l)_d) T_phi[atom(l), d]`` per descriptor dimension (n, D), float64.
-
-    ``T`` maps each transform to its per-atom scales (n_atoms, B).
-    """
-    mix = pairs.mixture
-    K, D = mix.n_components, mix.n_dims
-    split = {p: _split_block(t, K, D, include_weights, xp) for p, t in T.items()}
-    out = xp.zeros(Y.shape, dtype=xp.float64)
-    for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        P = sum(phi(p, M, xp) * Tms[a][comps] for p, (_, Tms) in split.items())
-        r = _row_sum(P[:, :D] + P[:, D:], indptr, rows, xp)
-        if include_weights:
-            Wm = _weight_messages(pairs.G, lo, hi, mix, xp)
-            r += (sum(phi(p, Wm, xp) @ tw[a] for p, (tw, _) in split.items()) / D)[:, None]
-        out[lo:hi] = r
     return out
 
 
@@ -478,7 +191,7 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
     phis = tuple(rule.phis)
     Rdim = xp.zeros(Y.shape, dtype=xp.float64)
     n_atoms = len(bounds) - 1
-    pairs = None if phis == ("z",) else _Pairs(Y, G, bounds, mixture, xp, magnitude=phis == ("abs",))
+    pairs = None if phis == ("z",) else Pairs(Y, G, bounds, mixture, xp, magnitude=phis == ("abs",))
     if phis == ("z",) or phis == ("abs",):
         if phis == ("z",):
             sums = (x,)
@@ -517,7 +230,7 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
         Rdim += pair_messages(pairs, T, Y, include_weights, xp)
     # zero-mapping case (eq. 2.79): what no usable message carries goes evenly over the cell
     U = xp.where(reached, 0.0, R)
-    Uw, Ums = _split_block(U, K, D, include_weights, xp)
+    Uw, Ums = split_block(U, K, D, include_weights, xp)
     per_dim = Ums[..., :D].sum(1) + Ums[..., D:].sum(1)  # (n_cells, D)
     if include_weights:
         per_dim = per_dim + Uw.sum(1)[:, None] / D

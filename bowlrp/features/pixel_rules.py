@@ -22,14 +22,18 @@ relevance per descriptor and ``"magnitude"`` per descriptor dimension
 "energy" is best under blur and weaker under uniform noise, "bins" is far
 below both on Fisher vectors.  :class:`bowlrp.features.sift.DenseSIFT` chooses a rule
 by name (``PIXEL_RULES``); all run on the array module of the relevance
-(NumPy or CuPy) and conserve it: ``sum_p R_p = sum_l R_l``.
+(NumPy or CuPy) and conserve it: ``sum_p R_p = sum_l R_l``.  The per-bin
+rules run over chunks of descriptors of one level into one difference
+array; none reads more of per-dimension relevance than :func:`bin_parts`
+keeps (per bin, the sums of its positive and of its negative parts).
 """
 
 import numpy as np
 
 from .._backend import asarray, get_namespace
 from ..rules import Flat, Rule
-from .geometry import SPATIAL_BINS, bin_boxes
+from .geometry import SPATIAL_BINS
+from .pixel_maps import bin_map, spread_over_boxes
 
 __all__ = [
     "AUTO_RULES",
@@ -50,108 +54,6 @@ PIXEL_RULES = ("auto", "flat", "bins", "energy", "magnitude")
 _PER_DIMENSION = ("bins", "magnitude")
 #: Spatial bins of a descriptor.
 _NB = SPATIAL_BINS * SPATIAL_BINS
-
-
-def _spread_over_boxes(boxes, values, image_shape, xp):
-    """``out[p] = sum_{k : p in boxes[k]} values[k]``: every box's value added to each of its pixels.
-
-    A 2-D difference array (four signed corners per box, scattered with
-    ``bincount``) and two cumulative sums: ``O(n + H W)``.
-    """
-    H, W = image_shape
-    b = asarray(np.asarray(boxes).reshape(-1, 4), xp, dtype=xp.int64)
-    v = values.reshape(-1)
-    r0, c0, r1, c1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    stride = W + 1
-    idx = xp.concatenate([r0 * stride + c0, r0 * stride + c1, r1 * stride + c0, r1 * stride + c1])
-    wts = xp.concatenate([v, -v, -v, v])
-    diff = xp.bincount(idx, weights=wts, minlength=(H + 1) * stride).reshape(H + 1, stride)
-    return xp.cumsum(xp.cumsum(diff, axis=0), axis=1)[:H, :W]
-
-
-#: Descriptors per chunk of the per-bin rules: about 4 kB of temporaries each (boxes, corners, weights).
-_CHUNK = 8192
-
-
-class _Part:
-    """Descriptors ``lo:hi`` of a set, with the geometry :func:`bin_boxes` reads."""
-
-    def __init__(self, ds, lo, hi):
-        self.image_shape = ds.image_shape
-        self.centers, self.sigmas, self.angles = ds.centers[lo:hi], ds.sigmas[lo:hi], ds.angles[lo:hi]
-        self.boxes = ds.boxes[lo:hi]
-
-    def __len__(self):
-        return len(self.sigmas)
-
-
-def _add_boxes(diff, boxes, values, stride, xp):
-    """Add the four signed corners of every box (host ``(m, 4)``) with its value to the flat ``diff``.
-
-    The corners of a chunk of consecutive descriptors lie in a band of rows
-    (descriptors are ordered by level, then row-major), so the ``bincount``
-    covers only that band of the difference array.
-    """
-    r0, c0, r1, c1 = (boxes[:, j].astype(np.int64) for j in range(4))
-    idx = np.concatenate([r0 * stride + c0, r0 * stride + c1, r1 * stride + c0, r1 * stride + c1])
-    if not idx.size:
-        return
-    base = int(idx.min())
-    span = int(idx.max()) - base + 1
-    v = values.reshape(-1)
-    wts = xp.concatenate([v, -v, -v, v])
-    diff[base : base + span] += xp.bincount(asarray(idx - base, xp), weights=wts, minlength=span)
-
-
-def _chunks(descriptor_set):
-    """``(lo, hi)`` of up to ``_CHUNK`` consecutive descriptors, never across two scale levels.
-
-    Inside a level descriptors are row-major, so a chunk's boxes cover a
-    band of rows; a chunk across a level boundary would span the image.
-    """
-    n = len(descriptor_set)
-    for sl in getattr(descriptor_set, "level_slices", (slice(0, n),)):
-        for lo in range(sl.start, sl.stop, _CHUNK):
-            yield lo, min(sl.stop, lo + _CHUNK)
-
-
-def _bin_map(descriptor_set, per_bin, xp):
-    """Pixel map of per-bin relevance, chunk by chunk over descriptors (eq. 2.84, 2.85 per bin).
-
-    ``per_bin(lo, hi)`` gives ``(bins (m, 16), flat (m,))``: relevance of
-    every spatial bin, spread evenly over the bin's box
-    (:func:`bin_boxes`), and relevance spread evenly over the descriptor's
-    whole box (the flat rule).  A bin whose box is empty after clipping
-    (only for hand-made sets whose squares leave the image) gives its
-    relevance to the descriptor's whole box, so the map conserves
-    relevance.  All boxes go into one difference array, integrated once by
-    two cumulative sums: temporaries of one chunk of descriptors and one
-    ``(H + 1) x (W + 1)`` array, and nothing read back from the device.
-    """
-    H, W = descriptor_set.image_shape
-    n = len(descriptor_set)
-    areas = descriptor_set.areas
-    if n and areas.min() <= 0:
-        raise ValueError("every box must hold at least one pixel for the flat rule to conserve relevance")
-    stride = W + 1
-    diff = xp.zeros((H + 1) * stride, dtype=xp.float64)
-    for lo, hi in _chunks(descriptor_set):
-        boxes = bin_boxes(_Part(descriptor_set, lo, hi))  # host geometry
-        bin_areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-        bins, flat = per_bin(lo, hi)
-        if (bin_areas > 0).all():
-            v = bins / asarray(bin_areas, xp, dtype=xp.float64)
-        else:
-            ok = asarray(bin_areas > 0, xp)
-            v = xp.where(ok, bins / asarray(np.maximum(bin_areas, 1), xp, dtype=xp.float64), 0.0)
-            flat = flat + xp.where(ok, 0.0, bins).sum(1)
-        _add_boxes(diff, boxes.reshape(-1, 4), v, stride, xp)
-        _add_boxes(diff, descriptor_set.boxes[lo:hi], flat / asarray(areas[lo:hi], xp, dtype=xp.float64),
-                   stride, xp)
-    diff = diff.reshape(H + 1, stride)
-    xp.cumsum(diff, axis=0, out=diff)
-    xp.cumsum(diff, axis=1, out=diff)
-    return diff[:H, :W]
 
 
 def _bin_sums(relevance, lo, hi, xp, magnitude=False):
@@ -227,7 +129,7 @@ def flat_pixel_relevance(descriptor_set, relevance):
     areas = descriptor_set.areas
     if n and areas.min() <= 0:
         raise ValueError("every box must hold at least one pixel for the flat rule to conserve relevance")
-    return _spread_over_boxes(descriptor_set.boxes, relevance / asarray(areas, xp, dtype=xp.float64),
+    return spread_over_boxes(descriptor_set.boxes, relevance / asarray(areas, xp, dtype=xp.float64),
                               descriptor_set.image_shape, xp)
 
 
@@ -255,7 +157,7 @@ def bin_pixel_relevance(descriptor_set, relevance):
     """
     xp = get_namespace(relevance)
     relevance = _per_descriptor(descriptor_set, relevance, xp, True, "bins")
-    return _bin_map(descriptor_set, lambda lo, hi: (_bin_sums(relevance, lo, hi, xp),
+    return bin_map(descriptor_set, lambda lo, hi: (_bin_sums(relevance, lo, hi, xp),
                                                     xp.zeros(hi - lo, dtype=xp.float64)), xp)
 
 
@@ -318,7 +220,7 @@ def _share_bins(descriptor_set, relevance, weights, xp):
         norm = w.sum(1)
         ok = norm > 0
         return w * (total / xp.where(ok, norm, 1.0))[:, None], xp.where(ok, 0.0, total)
-    return _bin_map(descriptor_set, per_bin, xp)
+    return bin_map(descriptor_set, per_bin, xp)
 
 
 def energy_pixel_relevance(descriptor_set, relevance):

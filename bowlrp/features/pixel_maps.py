@@ -1,0 +1,117 @@
+"""Pixel maps of boxes of descriptor relevance: one difference array, filled chunk by chunk (eq. 2.84, 2.85).
+
+Every pixel rule of :mod:`bowlrp.features.pixel_rules` spreads values
+evenly over boxes (a descriptor's square, or its 4 x 4 spatial bins).  A
+2-D difference array (four signed corners per box, scattered with
+``bincount``) integrated by two cumulative sums does it in ``O(n + H W)``.
+"""
+
+import numpy as np
+
+from .._backend import asarray
+from .geometry import bin_boxes
+
+# the machinery of the pixel rules (bowlrp.features.pixel_rules); nothing here is for users
+__all__ = []
+
+
+def spread_over_boxes(boxes, values, image_shape, xp):
+    """``out[p] = sum_{k : p in boxes[k]} values[k]``: every box's value added to each of its pixels.
+
+    A 2-D difference array (four signed corners per box, scattered with
+    ``bincount``) and two cumulative sums: ``O(n + H W)``.
+    """
+    H, W = image_shape
+    b = asarray(np.asarray(boxes).reshape(-1, 4), xp, dtype=xp.int64)
+    v = values.reshape(-1)
+    r0, c0, r1, c1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    stride = W + 1
+    idx = xp.concatenate([r0 * stride + c0, r0 * stride + c1, r1 * stride + c0, r1 * stride + c1])
+    wts = xp.concatenate([v, -v, -v, v])
+    diff = xp.bincount(idx, weights=wts, minlength=(H + 1) * stride).reshape(H + 1, stride)
+    return xp.cumsum(xp.cumsum(diff, axis=0), axis=1)[:H, :W]
+
+
+#: Descriptors per chunk of the per-bin rules: about 4 kB of temporaries each (boxes, corners, weights).
+_CHUNK = 8192
+
+
+class _Part:
+    """Descriptors ``lo:hi`` of a set, with the geometry :func:`bin_boxes` reads."""
+
+    def __init__(self, ds, lo, hi):
+        self.image_shape = ds.image_shape
+        self.centers, self.sigmas, self.angles = ds.centers[lo:hi], ds.sigmas[lo:hi], ds.angles[lo:hi]
+        self.boxes = ds.boxes[lo:hi]
+
+    def __len__(self):
+        return len(self.sigmas)
+
+
+def _add_boxes(diff, boxes, values, stride, xp):
+    """Add the four signed corners of every box (host ``(m, 4)``) with its value to the flat ``diff``.
+
+    The corners of a chunk of consecutive descriptors lie in a band of rows
+    (descriptors are ordered by level, then row-major), so the ``bincount``
+    covers only that band of the difference array.
+    """
+    r0, c0, r1, c1 = (boxes[:, j].astype(np.int64) for j in range(4))
+    idx = np.concatenate([r0 * stride + c0, r0 * stride + c1, r1 * stride + c0, r1 * stride + c1])
+    if not idx.size:
+        return
+    base = int(idx.min())
+    span = int(idx.max()) - base + 1
+    v = values.reshape(-1)
+    wts = xp.concatenate([v, -v, -v, v])
+    diff[base : base + span] += xp.bincount(asarray(idx - base, xp), weights=wts, minlength=span)
+
+
+def _chunks(descriptor_set):
+    """``(lo, hi)`` of up to ``_CHUNK`` consecutive descriptors, never across two scale levels.
+
+    Inside a level descriptors are row-major, so a chunk's boxes cover a
+    band of rows; a chunk across a level boundary would span the image.
+    """
+    n = len(descriptor_set)
+    for sl in getattr(descriptor_set, "level_slices", (slice(0, n),)):
+        for lo in range(sl.start, sl.stop, _CHUNK):
+            yield lo, min(sl.stop, lo + _CHUNK)
+
+
+def bin_map(descriptor_set, per_bin, xp):
+    """Pixel map of per-bin relevance, chunk by chunk over descriptors (eq. 2.84, 2.85 per bin).
+
+    ``per_bin(lo, hi)`` gives ``(bins (m, 16), flat (m,))``: relevance of
+    every spatial bin, spread evenly over the bin's box
+    (:func:`bin_boxes`), and relevance spread evenly over the descriptor's
+    whole box (the flat rule).  A bin whose box is empty after clipping
+    (only for hand-made sets whose squares leave the image) gives its
+    relevance to the descriptor's whole box, so the map conserves
+    relevance.  All boxes go into one difference array, integrated once by
+    two cumulative sums: temporaries of one chunk of descriptors and one
+    ``(H + 1) x (W + 1)`` array, and nothing read back from the device.
+    """
+    H, W = descriptor_set.image_shape
+    n = len(descriptor_set)
+    areas = descriptor_set.areas
+    if n and areas.min() <= 0:
+        raise ValueError("every box must hold at least one pixel for the flat rule to conserve relevance")
+    stride = W + 1
+    diff = xp.zeros((H + 1) * stride, dtype=xp.float64)
+    for lo, hi in _chunks(descriptor_set):
+        boxes = bin_boxes(_Part(descriptor_set, lo, hi))  # host geometry
+        bin_areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+        bins, flat = per_bin(lo, hi)
+        if (bin_areas > 0).all():
+            v = bins / asarray(bin_areas, xp, dtype=xp.float64)
+        else:
+            ok = asarray(bin_areas > 0, xp)
+            v = xp.where(ok, bins / asarray(np.maximum(bin_areas, 1), xp, dtype=xp.float64), 0.0)
+            flat = flat + xp.where(ok, 0.0, bins).sum(1)
+        _add_boxes(diff, boxes.reshape(-1, 4), v, stride, xp)
+        _add_boxes(diff, descriptor_set.boxes[lo:hi], flat / asarray(areas[lo:hi], xp, dtype=xp.float64),
+                   stride, xp)
+    diff = diff.reshape(H + 1, stride)
+    xp.cumsum(diff, axis=0, out=diff)
+    xp.cumsum(diff, axis=1, out=diff)
+    return diff[:H, :W]
