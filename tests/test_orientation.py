@@ -125,7 +125,13 @@ def test_level_orientations_do_not_depend_on_threads():
     np.testing.assert_array_equal(serial, ref)
 
 
-def test_dense_sift_does_not_depend_on_opencv_threads():
+@pytest.mark.parametrize("level_threads_from", [0, None])
+def test_dense_sift_does_not_depend_on_opencv_threads(level_threads_from, monkeypatch):
+    """With OpenCV on two threads the levels run side by side (for large images, or all with 0): same result."""
+    import bowlrp.features.sift as sift  # noqa: PLC0415
+
+    if level_threads_from is not None:
+        monkeypatch.setattr(sift, "_LEVEL_THREADS_MIN_PIXELS", level_threads_from)
     imgs = [_textured((80, 100), seed=s) for s in range(3)]
     n = cv2.getNumThreads()
     try:

@@ -10,7 +10,11 @@ over: ``area(l)`` of eq. 2.84 for a descriptor, one box per spatial bin for
 the per-bin rules (App. D.1.2).
 """
 
+import functools
+
 import numpy as np
+
+from .descriptors import make_keypoints
 
 __all__ = ["BIN_WIDTH_SIGMAS", "SPATIAL_BINS", "bin_boxes", "box_side", "descriptor_boxes", "grid_centers"]
 
@@ -182,3 +186,40 @@ def bin_boxes(descriptor_set):
             [r0, c0, np.minimum(r0 + bw, H), np.minimum(c0 + bw, W)], axis=2
         )
     return boxes.reshape(n, SPATIAL_BINS * SPATIAL_BINS, 4).astype(np.intp, copy=False)
+
+
+def _grid_geometry(shape, scales, steps, index):
+    """Centres, scales, levels, boxes and upright keypoints of the grid of an image shape."""
+    for sigma in scales:
+        if min(shape) < box_side(sigma):
+            sizes = ", ".join(f"sigma={s:g}: {box_side(s)}x{box_side(s)}" for s in scales)
+            raise ValueError(
+                f"image {index} of shape {shape} is too small for a descriptor of scale "
+                f"sigma={sigma:g}, whose square needs {box_side(sigma)}x{box_side(sigma)} pixels; "
+                f"minimum image size per level: {sizes}. Use larger images or smaller scales."
+            )
+    centers, sigmas, levels, boxes, zeros = _grid_arrays(tuple(shape), scales, steps)
+    return centers, sigmas, levels, boxes, zeros, make_keypoints(centers, sigmas, zeros)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid_arrays(shape, scales, steps):
+    """The (read-only, cached) arrays of :func:`_grid_geometry`: images of one shape share them.
+
+    A few shapes are kept (the DescriptorSets of those images hold the same
+    arrays); descriptors, 128 floats each, take far more memory than these.
+    """
+    centers, sigmas, levels = [], [], []
+    for level, (sigma, step) in enumerate(zip(scales, steps)):
+        c = grid_centers(shape, sigma, step)
+        centers.append(c)
+        sigmas.append(np.full(len(c), sigma))
+        levels.append(np.full(len(c), level, dtype=np.intp))
+    centers = np.concatenate(centers).astype(np.float64)
+    sigmas = np.concatenate(sigmas)
+    levels = np.concatenate(levels)
+    boxes = np.concatenate([descriptor_boxes(centers[levels == k], s, shape) for k, s in enumerate(scales)], axis=0)
+    zeros = np.zeros(len(centers))
+    for a in (centers, sigmas, levels, boxes, zeros):
+        a.flags.writeable = False  # shared by every image of this shape
+    return centers, sigmas, levels, boxes, zeros
