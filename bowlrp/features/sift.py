@@ -226,8 +226,9 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         magnitude-weighted histogram with parabolic peak interpolation, as in
         Lowe's SIFT); otherwise all descriptors are upright (angle 0).
         The orientations of a batch are computed for the whole grid at once
-        (:func:`orientation_histograms`), its scale levels side by side on
-        OpenCV's threads (``cv2.setNumThreads``) when ``n_jobs`` is 1.
+        (:func:`orientation_histograms`); for images of 256 x 256 pixels or
+        more, its scale levels side by side on OpenCV's threads
+        (``cv2.setNumThreads``) when ``n_jobs`` is 1.
     pixel_rule : {"auto", "flat", "bins", "energy", "magnitude"}, default="auto"
         How :meth:`relevance` maps descriptor relevance to pixels (see
         :mod:`bowlrp.features.pixel_rules` and ``docs/pixel_rules.md``): the
