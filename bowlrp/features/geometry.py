@@ -155,7 +155,9 @@ def bin_boxes(descriptor_set):
     H, W = descriptor_set.image_shape
     n = len(descriptor_set)
     centers = np.asarray(descriptor_set.centers, dtype=np.float64).reshape(-1, 2)
-    sides = np.array([box_side(s) for s in descriptor_set.sigmas], dtype=np.intp)
+    # box_side for every descriptor at once: np.rint rounds halves to even, as round() does
+    sigmas = np.asarray(descriptor_set.sigmas, dtype=np.float64).reshape(-1)
+    sides = np.maximum(1, np.rint(SPATIAL_BINS * BIN_WIDTH_SIGMAS * sigmas)).astype(np.intp)
     x = np.rint(centers[:, 0]).astype(np.intp)
     y = np.rint(centers[:, 1]).astype(np.intp)
     k = np.arange(SPATIAL_BINS + 1)
