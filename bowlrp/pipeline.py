@@ -144,7 +144,10 @@ def explain(pipeline, X, target=None, rule=None, keep_dimensions=False, **option
         arrays from Fisher-vector encoders) in ``descriptors`` and
         ``stages``.  By default each descriptor's dimensions are summed as
         soon as the next stage has used them (one 4000x3000 photograph has
-        about 486 MB of per-dimension relevance); the pixel maps are the same.
+        about 486 MB of per-dimension relevance), and an encoder that can
+        hands the pixel rules only what they read (per spatial bin, the sums
+        of the positive and negative parts); the pixel maps are the same to
+        rounding.
     **options
         Parameters of the rule (``epsilon=1.0``, ``alpha=2, beta=-1``), and
         the options of the final estimator's ``explain``: for kernel models
@@ -206,8 +209,9 @@ def explain(pipeline, X, target=None, rule=None, keep_dimensions=False, **option
     fields = {"pixels": exp.pixels, "descriptors": exp.descriptors, "features": exp.features}
     R = fields[INPUT_KINDS[tail.input_kind]]
     by_step = {}
-    for (name, step), tr, r in zip(reversed(stages), reversed(traces), reversed(rules)):
-        R = step.relevance(R, tr, r)
+    for j, (name, step), tr, r in zip(range(len(stages) - 1, -1, -1), reversed(stages), reversed(traces),
+                                      reversed(rules)):
+        R = step.relevance(R, tr, r, **({} if keep_dimensions or j == 0 else _reducer(step, stages[j - 1][1])))
         kept = R if keep_dimensions or step.input_kind != "descriptors" else _per_descriptor(R)
         fields[INPUT_KINDS[step.input_kind]] = kept
         by_step[name] = kept
@@ -232,6 +236,14 @@ def explain(pipeline, X, target=None, rule=None, keep_dimensions=False, **option
         root_found=None if exp.root_found is None else to_numpy(exp.root_found),
         stages=by_step,
     )
+
+
+def _reducer(step, below):
+    """``{"reduce": f}`` when the stage ``below`` needs only ``f(R)`` of the per-dimension relevance ``R`` that
+    ``step`` returns and ``step`` can form it chunk by chunk (the pixel rules read per-bin parts); else ``{}``."""
+    if not hasattr(below, "relevance_reducer") or "reduce" not in inspect.signature(step.relevance).parameters:
+        return {}
+    return {"reduce": below.relevance_reducer()}
 
 
 def _per_descriptor(R):

@@ -99,7 +99,9 @@ def test_pipeline_conserves_to_pixels():
     for i in range(len(X)):
         assert lean.descriptors[i].ndim == 1
         np.testing.assert_allclose(lean.descriptors[i], exp.descriptors[i].sum(1), rtol=1e-12)
-        np.testing.assert_array_equal(lean.pixels[i], exp.pixels[i])
+        # the pixel rule reads per-bin parts formed chunk by chunk in the encoder: the same map to rounding
+        np.testing.assert_allclose(lean.pixels[i], exp.pixels[i], rtol=1e-12,
+                                   atol=1e-12 * np.abs(exp.pixels[i]).max())
         assert all(r.ndim == 1 for r in lean.stages["fv"])
 
 

@@ -91,3 +91,46 @@ def test_sign_messages_are_the_positive_and_negative_parts(include_weights):
             ms = msg[off:].reshape(2, K, D).sum((0, 1))
             want[l] = ms + (msg[:off].sum() / D if include_weights else 0.0)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13 * np.abs(want).max())
+
+
+@pytest.fixture(scope="module")
+def fv_pipeline():
+    from bowlrp.datasets import make_polygons
+    from pipelines.fisher_vector import make_pipeline
+
+    data = make_polygons(n_train=30, n_test_images=1, random_state=2)
+    pipe = make_pipeline(scales=(2.0, 3.0), steps=(6, 9), rotate=True, n_components=4, pca=12,
+                         pyramid=((1, 1), (2, 2)), max_iter=20).fit(data.images, data.labels)
+    return pipe, data.test_images[:2]
+
+
+@pytest.mark.parametrize("rule", ["z", "alphabeta", "abs"])
+def test_encoder_reduce_forms_bin_parts_chunk_by_chunk(fv_pipeline, rule):
+    """``FisherVectorEncoder.relevance(reduce=bin_parts)`` gives the per-bin parts of the full per-dimension
+    relevance, with the same totals per descriptor, and the pipeline's pixel maps from it are the full ones."""
+    pipe, X = fv_pipeline
+    sift, fv = pipe.named_steps["sift"], pipe.named_steps["fv"]
+    sets = sift.transform(X)
+    F, trace = fv.forward(sets)
+    R = np.random.default_rng(3).standard_normal(F.shape) * 1e-3
+    full = fv.relevance(R, trace, rule)
+    small = fv.relevance(R, trace, rule, reduce=sift.relevance_reducer())
+    for f, s in zip(full, small):
+        assert f.shape[1] == 128 and s.shape == (len(f), 32)
+        np.testing.assert_allclose(s, bin_parts(f), rtol=1e-10, atol=1e-12 * np.abs(f).max())
+        np.testing.assert_allclose(s.sum(1), f.sum(1), rtol=1e-10, atol=1e-12 * np.abs(f).max())
+    lean = pipe.explain(X, rule=rule)  # the pipeline hands the encoder DenseSIFT's reducer
+    wide = pipe.explain(X, rule=rule, keep_dimensions=True)
+    for a, b in zip(lean.pixels, wide.pixels):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 * np.abs(b).max())
+    np.testing.assert_allclose(lean.residual, wide.residual, atol=1e-12)
+
+
+def test_encoder_reduce_errors(fv_pipeline):
+    pipe, X = fv_pipeline
+    fv = pipe.named_steps["fv"]
+    F, trace = fv.forward(pipe.named_steps["sift"].transform(X))
+    with pytest.raises(TypeError, match="reduce must be a callable"):
+        fv.relevance(np.ones_like(F), trace, reduce="bin_parts")
+    with pytest.raises(ValueError, match=r"reduce must map \(m, 128\) rows to \(m, w\) rows"):
+        fv.relevance(np.ones_like(F), trace, reduce=lambda r: r.sum(1))

@@ -40,7 +40,8 @@ from ._threads import blas_threads, map_tasks, task_threads
 from .descriptor_sets import check_descriptor_sets
 from .fisher_encoding import level_moments
 from .fisher_math import row_chunks
-from .fisher_relevance import ConservationWarning, atom_moments, cell_statistics, check_conservation, level_relevance
+from .fisher_relevance import (ConservationWarning, ProjectedRows, atom_moments, cell_statistics, check_conservation,
+                               level_relevance, reduced_width)
 from .pca import level_sample, linear_map_relevance, project
 from .pyramid import block_layout, check_pyramid, descriptor_cells, grid_cells, n_cells, pyramid_atoms
 
@@ -49,19 +50,6 @@ __all__ = ["FisherVectorEncoder", "ConservationWarning", "grid_cells"]
 _L2 = ("global", "block", None)
 _TRACE_BYTES = 64 << 20  # projected descriptors of a level kept in the trace up to this size
 
-
-class _Rows:
-    """The projected descriptors of one level, formed on demand from the descriptors (``rows[lo:hi]``)."""
-
-    def __init__(self, d, rows, pca, xp):
-        self.d, self.rows, self.pca, self.xp = d, rows, pca, xp
-        self.shape = (len(rows), pca.n_components_ if pca is not None else d.shape[1])
-
-    def __getitem__(self, sl):
-        rows = self.d[self.rows[sl]]
-        if self.pca is None:
-            return asarray(rows, self.xp, dtype=self.xp.float64)
-        return project(rows, self.pca.mean_, self.pca.components_, self.xp, self.xp.float64)[0]
 
 _DTYPES = ("float64", "float32")
 class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
@@ -389,7 +377,7 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         return self._encode(X, keep=False)[0]
 
     # ---------------------------------------------------------------- backward
-    def relevance(self, relevance, trace, rule=None):
+    def relevance(self, relevance, trace, rule=None, reduce=None):
         """Redistribute Fisher-vector relevance to descriptors (eq. 4.8-4.10, D.3, 2.31).
 
         Parameters
@@ -406,12 +394,20 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             the PCA step.  Proportional and epsilon are matrix products; the
             others form the messages of the (descriptor, component) pairs
             with a non-zero posterior.
+        reduce : callable or None
+            With ``dimension_relevance``, a map ``(m, n_dims_in_) -> (m, w)``
+            that keeps row sums (such as
+            :func:`bowlrp.features.pixel_rules.bin_parts`), applied to each
+            chunk of descriptor rows as it is formed, so that the ``(n,
+            n_dims_in_)`` float64 result is never held.
 
         Returns
         -------
         list of arrays
             ``(n_i, n_dims_in_)`` relevance per descriptor dimension when
-            ``dimension_relevance``, else ``(n_i,)`` per descriptor.  A Fisher
+            ``dimension_relevance`` (``(n_i, w)`` with ``reduce``; what is lost
+            to unusable messages is then spread evenly over the ``w``
+            columns), else ``(n_i,)`` per descriptor.  A Fisher
             dimension without a usable message (posteriors all truncated, or
             messages that cancel) spreads its relevance evenly over the
             descriptors of its cell (mean and variance dimensions over
@@ -436,9 +432,11 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             for s, lt in enumerate(tr["levels"]):
                 tasks.append((s, tr, lt, R[i, s * nc * B : (s + 1) * nc * B].reshape(nc, B), rule, xp))
                 owners.append(i)
-        width = self.n_dims_in_ if self.dimension_relevance else 1
+        reduce = reduce if self.dimension_relevance else None
+        width = (1 if not self.dimension_relevance else self.n_dims_in_ if reduce is None
+                 else reduced_width(reduce, self.n_dims_in_, xp))
         out = [xp.zeros((tr["n"], width), dtype=xp.float64) for tr in trace["images"]]
-        tasks = [t + (out[i],) for t, i in zip(tasks, owners)]
+        tasks = [t + (out[i], reduce) for t, i in zip(tasks, owners)]
         n_threads, blas = self._threads(xp, xp.float64)
         with blas:
             lost = map_tasks(self._level_relevance, tasks, n_threads)  # each writes its rows of out[i]
@@ -449,7 +447,7 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             result.append(Rd if self.dimension_relevance else Rd[:, 0])
         return result
 
-    def _level_relevance(self, s, tr, lt, Rl, rule, xp, Rd):
+    def _level_relevance(self, s, tr, lt, Rl, rule, xp, Rd, reduce=None):
         """Write the relevance of level ``s`` of one image into its rows of ``Rd``; return what is lost
         (eq. 4.9-4.10, D.3, 2.31)."""
         if len(lt["sel"]) == 0:
@@ -457,20 +455,24 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         mix, p = self.mixtures_[s], self.pcas_[s]
         rows = xp.asarray(lt["sel"][lt["order"]])
         G, bounds = lt["G"], lt["bounds"]
-        Y = lt["Y"] if lt["Y"] is not None else _Rows(tr["descriptors"], rows, p, xp)
+        Y = lt["Y"] if lt["Y"] is not None else ProjectedRows(tr["descriptors"], rows, p, xp)
         S = lt["S"] if lt["S"] is not None else atom_moments(Y, G, bounds, mix, xp)
         x, Sc, counts = cell_statistics(S, tr["membership"], np.diff(bounds), mix, self.include_weights, xp)
         Rdim, lost = level_relevance(Y, G, bounds, tr["membership"], counts, x, Sc, Rl, rule, mix,
                                      self.include_weights, xp)
         if p is None:
-            Rd[rows] = Rdim if self.dimension_relevance else Rdim.sum(1, keepdims=True)
+            Rd[rows] = self._kept(Rdim, reduce)
             return lost
         d = tr["descriptors"]
         for _, lo, hi in row_chunks(np.array([0, len(rows)]), 8 * self.n_dims_in_):
             Yc, C = project(d[rows[lo:hi]], p.mean_, p.components_, xp, xp.float64)
             r = linear_map_relevance(C, p.components_, Rdim[lo:hi], rule, xp, Y=Yc)
-            Rd[rows[lo:hi]] = r if self.dimension_relevance else r.sum(1, keepdims=True)
+            Rd[rows[lo:hi]] = self._kept(r, reduce)
         return lost
+
+    def _kept(self, r, reduce):
+        """What the result keeps of the rows ``r`` of per-dimension relevance."""
+        return r.sum(1, keepdims=True) if not self.dimension_relevance else r if reduce is None else reduce(r)
 
     def get_feature_names_out(self, input_features=None):
         """Names ``level{s}_grid{r}x{c}_cell{j}_{w|mu|sigma}_k{k}[_d{r}]`` of the output features."""

@@ -38,6 +38,7 @@ import warnings
 import numpy as np
 
 from .._backend import asarray
+from .pca import project
 from ..rules import RTOL
 from .fisher_math import SQRT2, augment, fisher_vectors, magnitude_bound, moments, rounding_bound, row_chunks
 from .fisher_pairs import (Pairs, abs_messages, abs_sums, pair_messages, pair_sums, sign_messages, sign_sums,
@@ -240,3 +241,28 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
         Rdim[lo:hi] += per_atom[a]
     lost = float((per_dim.sum(1) * (N == 0)).sum())
     return Rdim, lost
+
+
+class ProjectedRows:
+    """The projected descriptors of one level, formed on demand from the descriptors (``rows[lo:hi]``)."""
+
+    def __init__(self, d, rows, pca, xp):
+        self.d, self.rows, self.pca, self.xp = d, rows, pca, xp
+        self.shape = (len(rows), pca.n_components_ if pca is not None else d.shape[1])
+
+    def __getitem__(self, sl):
+        rows = self.d[self.rows[sl]]
+        if self.pca is None:
+            return asarray(rows, self.xp, dtype=self.xp.float64)
+        return project(rows, self.pca.mean_, self.pca.components_, self.xp, self.xp.float64)[0]
+
+
+def reduced_width(reduce, n_dims, xp):
+    """The width ``w`` of the rows ``reduce`` makes of ``(m, n_dims)`` descriptor relevance, checked on one row."""
+    if not callable(reduce):
+        raise TypeError(f"reduce must be a callable (m, {n_dims}) -> (m, w) or None, got {reduce!r}")
+    probe = reduce(xp.zeros((1, n_dims), dtype=xp.float64))
+    if getattr(probe, "ndim", 0) != 2 or probe.shape[0] != 1:
+        raise ValueError(f"reduce must map (m, {n_dims}) rows to (m, w) rows; it gave {getattr(probe, 'shape', probe)} "
+                         "for one row")
+    return int(probe.shape[1])

@@ -39,6 +39,7 @@ from .orientation import _level_orientations, _one_blas_thread
 from .pixel_rules import (
     AUTO_RULES,
     PIXEL_RULES,
+    bin_parts,
     bin_pixel_relevance,
     energy_pixel_relevance,
     flat_pixel_relevance,
@@ -345,6 +346,23 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
         """Return ``(transform(X), trace)``; the trace is the descriptor sets' geometry."""
         sets = self.transform(X)
         return sets, sets
+
+    def relevance_reducer(self):
+        """What :meth:`relevance` needs of per-dimension descriptor relevance: :func:`bin_parts`.
+
+        ``(n, 128) -> (n, 32)``: per spatial bin the sums of the positive and
+        of the negative parts.  Every pixel rule gives the same map from it as
+        from the full relevance (to rounding), so a stage above may hand over
+        these rows instead (:class:`bowlrp.FisherVectorEncoder` ``reduce``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from bowlrp import DenseSIFT
+        >>> DenseSIFT().relevance_reducer()(np.ones((3, 128))).shape
+        (3, 32)
+        """
+        return bin_parts
 
     def relevance(self, relevance, trace, rule=None):
         """Map descriptor relevance to pixel relevance (eq. 2.84, 2.85; App. D.1.2).
