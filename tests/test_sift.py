@@ -170,6 +170,26 @@ def test_matches_opencv_compute_upright(shape):
     np.testing.assert_array_equal(ds.descriptors, ref)
 
 
+def test_shared_grid_keypoints_are_built_once_and_never_changed():
+    """Images of one shape share one cached tuple of upright keypoints; OpenCV's compute leaves it as it was,
+    also after a rotated transform of the same grid, and later images get the descriptors of fresh keypoints."""
+    from bowlrp.features.geometry import _grid_geometry
+
+    shape, scales, steps = (70, 90), (2.0, 3.0), (6, 9)
+    kps = _grid_geometry(shape, scales, steps, 0)[5]
+    assert isinstance(kps, tuple) and _grid_geometry(shape, scales, steps, 1)[5] is kps
+    state = [(k.pt, k.size, k.angle, k.octave, k.response, k.class_id) for k in kps]
+    imgs = [_textured(shape, seed=s) for s in (1, 2)]
+    DenseSIFT(scales=scales, steps=steps, rotate=True).transform(imgs)
+    first = DenseSIFT(scales=scales, steps=steps).transform(imgs)
+    again = DenseSIFT(scales=scales, steps=steps).transform(imgs[::-1])
+    assert [(k.pt, k.size, k.angle, k.octave, k.response, k.class_id) for k in kps] == state
+    fresh = _reference_keypoints(shape, scales, steps)
+    for img, ds, ds2 in zip(imgs, first, again[::-1]):
+        np.testing.assert_array_equal(ds.descriptors, cv2.SIFT_create().compute(img, fresh)[1])
+        np.testing.assert_array_equal(ds.descriptors, ds2.descriptors)
+
+
 def test_matches_opencv_compute_rotated():
     img = _textured((80, 90), seed=3)
     ds = DenseSIFT(rotate=True).transform([img])[0]
