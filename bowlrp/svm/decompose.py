@@ -346,7 +346,8 @@ def explain_expansion(expansion, X, rows, signs, labels, bias="keep", decomposit
     coef = coef_all[rows_x] * signs_x[:, None]
     F = expansion.outputs(X, xp) if outputs is None else asarray(outputs, xp, dtype=xp.float64)
     score = F[xp.arange(F.shape[0]), rows_x] * signs_x
-    w_rows = expansion.weight_vector(xp)[rows_x] * signs_x[:, None] if kern.name == "linear" else None
+    # w along which bias="weights" spreads (eq. 2.74): one more pass over the support vectors, so only then
+    w_rows = expansion.weight_vector(xp)[rows_x] * signs_x[:, None] if bias == "weights" else None
     root = found = None
     if not taylor:
         R = kern.dimension_terms(X, SV, coef, xp)
