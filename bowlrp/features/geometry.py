@@ -154,25 +154,14 @@ def bin_boxes(descriptor_set):
     """
     H, W = descriptor_set.image_shape
     n = len(descriptor_set)
-    centers = np.asarray(descriptor_set.centers, dtype=np.float64).reshape(-1, 2)
-    # box_side for every descriptor at once: np.rint rounds halves to even, as round() does
-    sigmas = np.asarray(descriptor_set.sigmas, dtype=np.float64).reshape(-1)
-    sides = np.maximum(1, np.rint(SPATIAL_BINS * BIN_WIDTH_SIGMAS * sigmas)).astype(np.intp)
-    x = np.rint(centers[:, 0]).astype(np.intp)
-    y = np.rint(centers[:, 1]).astype(np.intp)
-    k = np.arange(SPATIAL_BINS + 1)
-    edges = np.rint(sides[:, None] * k[None, :] / SPATIAL_BINS).astype(np.intp)  # (n, 5)
-    r_e = (y - sides // 2)[:, None] + edges
-    c_e = (x - sides // 2)[:, None] + edges
+    r_e, c_e, x, y, sides = _edges(descriptor_set)
     ri, ci = np.divmod(np.arange(SPATIAL_BINS * SPATIAL_BINS), SPATIAL_BINS)
     boxes = np.stack(
         [r_e[:, ri], c_e[:, ci], r_e[:, ri + 1], c_e[:, ci + 1]], axis=2
     )  # (n, 16, 4) unrotated
-    boxes[..., 0::2] = np.clip(boxes[..., 0::2], 0, H)
-    boxes[..., 1::2] = np.clip(boxes[..., 1::2], 0, W)
-    angles = np.asarray(descriptor_set.angles, dtype=np.float64).reshape(-1)
-    rot = np.flatnonzero(np.abs(((360.0 - angles) % 360.0)) > 1e-9)
+    rot = rotated(descriptor_set.angles)
     if rot.size:
+        angles = np.asarray(descriptor_set.angles, dtype=np.float64).reshape(-1)
         t = np.deg2rad(360.0 - angles[rot])[:, None]
         w = sides[rot, None] / SPATIAL_BINS
         r = (ri[None, :] - 1.5) * w
@@ -188,6 +177,33 @@ def bin_boxes(descriptor_set):
             [r0, c0, np.minimum(r0 + bw, H), np.minimum(c0 + bw, W)], axis=2
         )
     return boxes.reshape(n, SPATIAL_BINS * SPATIAL_BINS, 4).astype(np.intp, copy=False)
+
+
+def rotated(angles):
+    """Indices of the descriptors whose angle is not 0 (mod 360): the ones whose bins are not a split square."""
+    angles = np.asarray(angles, dtype=np.float64).reshape(-1)
+    return np.flatnonzero(np.abs(((360.0 - angles) % 360.0)) > 1e-9)
+
+
+def _edges(descriptor_set):
+    """``(rows, cols, x, y, sides)``: the 5 bin edges per axis of unrotated descriptors, clipped (n, 5).
+
+    Bin ``(i, j)`` of descriptor ``l`` is ``[rows[l, i], rows[l, i+1]) x
+    [cols[l, j], cols[l, j+1])`` (see :func:`bin_boxes`); ``x, y`` are the
+    rounded centres and ``sides`` the squares' sides.
+    """
+    H, W = descriptor_set.image_shape
+    centers = np.asarray(descriptor_set.centers, dtype=np.float64).reshape(-1, 2)
+    # box_side for every descriptor at once: np.rint rounds halves to even, as round() does
+    sigmas = np.asarray(descriptor_set.sigmas, dtype=np.float64).reshape(-1)
+    sides = np.maximum(1, np.rint(SPATIAL_BINS * BIN_WIDTH_SIGMAS * sigmas)).astype(np.intp)
+    x = np.rint(centers[:, 0]).astype(np.intp)
+    y = np.rint(centers[:, 1]).astype(np.intp)
+    k = np.arange(SPATIAL_BINS + 1)
+    edges = np.rint(sides[:, None] * k[None, :] / SPATIAL_BINS).astype(np.intp)  # (n, 5)
+    r_e = np.clip((y - sides // 2)[:, None] + edges, 0, H)
+    c_e = np.clip((x - sides // 2)[:, None] + edges, 0, W)
+    return r_e, c_e, x, y, sides
 
 
 def _grid_geometry(shape, scales, steps, index):
