@@ -212,6 +212,7 @@ def explain(pipeline, X, target=None, rule=None, keep_dimensions=False, **option
     for j, (name, step), tr, r in zip(range(len(stages) - 1, -1, -1), reversed(stages), reversed(traces),
                                       reversed(rules)):
         R = step.relevance(R, tr, r, **({} if keep_dimensions or j == 0 else _reducer(step, stages[j - 1][1])))
+        traces[j] = tr = None  # a stage's trace is freed once used: the stages below reuse its memory
         kept = R if keep_dimensions or step.input_kind != "descriptors" else _per_descriptor(R)
         fields[INPUT_KINDS[step.input_kind]] = kept
         by_step[name] = kept
