@@ -19,7 +19,9 @@ pyramid):
   ``fisher_vector``;
 * the encoder's relevance step for every mapping rule against the
   proportional rule;
-* explain() / predict() of the whole pipeline (SIFT included);
+* explain() / predict() of the whole pipeline (SIFT included), and the minor
+  page faults of one call of each (memory the allocator had given back to the
+  system and the call touched afresh);
 * peak memory (resident set, each in a fresh process) of predict and explain
   on one 4000x3000 photograph with K=16 (``--large-side`` to change).
 
@@ -157,13 +159,25 @@ def rules(fv, sets, svm, repeat):
           + ", ".join(f"{r} {t * 1e3:.0f} ms ({t / tz:.1f}x; CPU {c / cz:.1f}x)" for r, (t, c) in times.items()))
 
 
+def faults(f):
+    """Minor page faults of one call of ``f()`` (fresh pages the process touched: the allocator returned them)."""
+    import resource  # noqa: PLC0415
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    f()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
 def explain_ratio(pipe, x, repeat):
     pipe.predict(x)
     tp, cp = best(lambda: pipe.predict(x), repeat)
+    fp = faults(lambda: pipe.predict(x))
     for rule in ("z", "epsilon"):
         tx, cx = best(lambda: pipe.explain(x, rule=rule), repeat)
+        fx = faults(lambda: pipe.explain(x, rule=rule))
         print(f"pipeline (SIFT included), rule {rule}: predict {tp * 1e3:.0f} ms, explain {tx * 1e3:.0f} ms, "
-              f"ratio {tx / tp:.2f} (CPU {cp * 1e3:.0f} / {cx * 1e3:.0f} ms, {cx / cp:.2f})")
+              f"ratio {tx / tp:.2f} (CPU {cp * 1e3:.0f} / {cx * 1e3:.0f} ms, {cx / cp:.2f}); minor page faults "
+              f"per call {fp:,} / {fx:,}")
 
 
 _MEMORY_CHILD = r"""
