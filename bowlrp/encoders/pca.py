@@ -28,13 +28,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._backend import asarray, get_namespace, to_numpy
 from .._validation import check_int
+from ._buffers import Scratch, thread_scratch
 from ..base import ExplainableTransformerMixin
 from ..rules import mapping_rule, phi
 from .descriptor_sets import ProjectedDescriptorSet, check_descriptor_sets
 
 __all__ = ["DescriptorPCA", "project", "linear_map_relevance", "level_sample"]
 
-_CHUNK_BYTES = 32 << 20  # bound of the temporaries of one chunk of descriptors
+_CHUNK_BYTES = 4 << 20  # bound of the temporaries of one chunk of descriptors (a few hundred: they stay in cache)
 
 
 def level_sample(descs, levels, level, max_descriptors, rng):
@@ -116,33 +117,65 @@ def _generic(C, W, R, rule, xp, Y):
     return out, reached
 
 
-def _sign_rule(C, W, R, rule, xp, Y):
-    """Rules made of ``z``, ``z+``, ``z-``, ``|z|``: two or three matrix products per chunk.
+def _combined(coefs, arrays):
+    """``sum_i coefs[i] * arrays[i]``; the array itself where one coefficient is 1 and the others 0."""
+    picked = [x for c, x in zip(coefs, arrays) if c]
+    if len(picked) == 1 and [c for c in coefs if c] == [1.0]:
+        return picked[0]
+    return sum(c * x for c, x in zip(coefs, arrays))
+
+
+def _sign_rule(C, W, R, rule, xp, Y, out=None, aW=None, buf=None):
+    """Rules made of ``z``, ``z+``, ``z-``, ``|z|``: two or three matrix products per chunk (eq. 2.31).
 
     ``z+ = (z + |z|) / 2`` and ``z- = (z - |z|) / 2`` give the column sums from
     ``Y = C W^T`` and ``A = |C| |W|^T`` and the messages ``sum_phi phi(z) s_phi =
     z t + |z| a`` from ``C (t W)`` and ``|C| (a |W|)``.  Where a sign part is
     below ``_CONDITION`` of ``A`` that difference would lose digits, so those
-    descriptors go through the direct products of :func:`_generic`.
+    descriptors go through the direct products of :func:`_generic`.  The
+    elementwise steps write into the reused buffers ``buf``
+    (:class:`~bowlrp.encoders._buffers.Scratch`) and ``out`` (the result);
+    ``aW`` is ``|W|`` when the caller has it.
     """
     names = list(rule.phis)
     Y = C @ W.T if Y is None else Y
     if names == ["z"]:  # Cauchy-Schwarz: sum_i |c_i W_ji| <= ||c|| ||W_j||
         mag = xp.sqrt((C * C).sum(1))[:, None] * xp.sqrt((W * W).sum(1))[None, :]
         (sc,), reached = rule.scales((Y,), mag, R, xp)
-        return C * (sc @ W), reached
-    A = xp.abs(C) @ xp.abs(W).T
-    pos, neg = (Y + A) * 0.5, (Y - A) * 0.5
-    bad = ((xp.minimum(pos, -neg) < _CONDITION * A) & (A > 0)).any(1)
-    sums = tuple(_SIGNS[p][0] * pos + _SIGNS[p][1] * neg for p in names)
+        return xp.multiply(C, sc @ W, out=out), reached
+    buf = Scratch(xp) if buf is None else buf
+    aW = xp.abs(W) if aW is None else aW
+    n, d_in = C.shape
+    d_out = W.shape[0]
+    aC = xp.abs(C, out=buf("aC", (n, d_in)))
+    A = xp.matmul(aC, aW.T, out=buf("A", (n, d_out)))
+    pos = xp.add(Y, A, out=buf("pos", (n, d_out)))
+    pos *= 0.5
+    neg = xp.subtract(Y, A, out=buf("neg", (n, d_out)))
+    neg *= 0.5
+    # min(z+, -z-) < _CONDITION A; where A = 0 every message is 0 and so are both parts
+    low = xp.negative(neg, out=buf("low", (n, d_out)))
+    xp.minimum(pos, low, out=low)
+    cut = xp.multiply(A, _CONDITION, out=buf("cut", (n, d_out)))
+    bad = xp.less(low, cut, out=buf("bad", (n, d_out), xp.bool_)).any(1)
+    sums = tuple(_combined(_SIGNS[p], (pos, neg)) for p in names)
     scales, reached = rule.scales(sums, A, R, xp)
-    sp = sum(_SIGNS[p][0] * sc for p, sc in zip(names, scales))
-    sn = sum(_SIGNS[p][1] * sc for p, sc in zip(names, scales))
-    out = C * (((sp + sn) * 0.5) @ W) + xp.abs(C) * (((sp - sn) * 0.5) @ xp.abs(W))
+    sp = _combined([_SIGNS[p][0] for p in names], scales)
+    sn = _combined([_SIGNS[p][1] for p in names], scales)
+    t = xp.add(sp, sn, out=buf("t", (n, d_out)))
+    t *= 0.5
+    a = xp.subtract(sp, sn, out=buf("a", (n, d_out)))
+    a *= 0.5
+    del sp, sn, scales, sums
+    res = xp.matmul(t, W, out=buf("msg", (n, d_in)))
+    res = xp.multiply(C, res, out=out if out is not None else xp.empty((n, d_in), dtype=xp.float64))
+    part = xp.matmul(a, aW, out=buf("msg", (n, d_in)))
+    part *= aC
+    res += part
     if bool(bad.any()):
         idx = xp.nonzero(bad)[0]
-        out[idx], reached[idx] = _generic(C[idx], W, R[idx], rule, xp, Y[idx])
-    return out, reached
+        res[idx], reached[idx] = _generic(C[idx], W, R[idx], rule, xp, Y[idx])
+    return res, reached
 
 
 def linear_map_relevance(C, W, R, rule, xp, Y=None):
@@ -184,12 +217,17 @@ def linear_map_relevance(C, W, R, rule, xp, Y=None):
     W = asarray(W, xp, dtype=xp.float64)
     out = xp.empty((n, d_in), dtype=xp.float64)
     signed = set(rule.phis) <= set(_SIGNS)
+    aW = xp.abs(W) if signed else None
+    buf = thread_scratch(xp)
     for a, b in _chunk_rows(n, 6 * (d_in + W.shape[0])):
         Cc = C[a:b].astype(xp.float64)
         Yc = None if Y is None else Y[a:b].astype(xp.float64)
-        res, reached = (_sign_rule if signed else _generic)(Cc, W, R[a:b], rule, xp, Yc)
-        lost = xp.where(reached, 0.0, R[a:b]).sum(1)
-        out[a:b] = res + lost[:, None] / d_in
+        if signed:
+            _, reached = _sign_rule(Cc, W, R[a:b], rule, xp, Yc, out=out[a:b], aW=aW, buf=buf)
+        else:
+            out[a:b], reached = _generic(Cc, W, R[a:b], rule, xp, Yc)
+        if not bool(reached.all()):
+            out[a:b] += (xp.where(reached, 0.0, R[a:b]).sum(1) / d_in)[:, None]
     return out
 
 
