@@ -21,7 +21,8 @@ pyramid):
   proportional rule;
 * explain() / predict() of the whole pipeline (SIFT included), and the minor
   page faults of one call of each (memory the allocator had given back to the
-  system and the call touched afresh);
+  system and the call touched afresh); again in fresh processes, with glibc's
+  default allocator settings and with ``RETAINING_MALLOC``;
 * peak memory (resident set, each in a fresh process) of predict and explain
   on one 4000x3000 photograph with K=16 (``--large-side`` to change).
 
@@ -211,6 +212,39 @@ print(json.dumps({{"rss": peak[0] - base, "traced": traced, "s": t}}))
 """
 
 
+_RATIO_CHILD = r"""
+import sys
+sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
+import joblib, numpy as np
+from bench_fisher import explain_ratio
+explain_ratio(joblib.load({model!r}), [np.load({image!r})], {repeat!r})
+"""
+#: glibc's allocator keeps freed memory for reuse up to these sizes (mallopt(3)); its default gives the heap's
+#: top back to the system after each call, and the next call touches fresh pages.
+RETAINING_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+
+
+def explain_ratio_fresh(pipe, x, repeat, root, tmp="/tmp"):
+    """explain() / predict() in a fresh process, with glibc's default allocator settings and with
+    :data:`RETAINING_MALLOC`."""
+    import joblib
+
+    model, image = os.path.join(tmp, "bench_fisher_ratio.joblib"), os.path.join(tmp, "bench_fisher_ratio.npy")
+    joblib.dump(pipe, model)
+    np.save(image, x[0])
+    code = _RATIO_CHILD.format(root=root, bench=os.path.join(root, "benchmarks"), model=model, image=image,
+                               repeat=repeat)
+    for label, extra in (("fresh process, glibc defaults", {}),
+                         ("fresh process, " + " ".join(f"{k}={v}" for k, v in RETAINING_MALLOC.items()),
+                          RETAINING_MALLOC)):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, **extra})
+        for line in res.stdout.strip().splitlines():
+            print(f"{label}: {line}")
+    for f in (model, image):
+        os.remove(f)
+
+
 def memory(side, root, tmp="/tmp"):
     """Peak memory of predict and explain of one ``side x (3/4 side)`` photograph, each in a fresh process."""
     import joblib
@@ -270,6 +304,7 @@ def main():
     encoding(fv, sets, svm, args.repeat, rates)
     rules(fv, sets, svm, args.repeat)
     explain_ratio(pipe, x, args.repeat)
+    explain_ratio_fresh(pipe, x, args.repeat, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if args.large_side:
         memory(args.large_side, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
