@@ -235,6 +235,34 @@ def test_pixel_rules_on_device(device, sift_data):
             close(a, b, rtol=device.tol(1e-10))
 
 
+def test_bin_parts_and_reduced_encoder_relevance_on_device(device, sift_data):
+    from bowlrp.features.pixel_rules import bin_parts
+
+    R = np.random.default_rng(4).normal(size=(50, 128))
+    with device.no_host_transfers():
+        parts = bin_parts(device.to_device(R))
+    device.assert_on_device(parts)
+    close(parts, bin_parts(R), rtol=device.tol(1e-12))
+    images, _, sift, sets = sift_data
+    fv = FisherVectorEncoder(n_components=2, pca=4, dimension_relevance=True, random_state=0).fit(sets)
+    X, trace = fv.forward(sets[:2])
+    _, trace_g = fv.forward([DeviceSet.of(s, device.xp) for s in sets[:2]])
+    Rf = np.random.default_rng(5).normal(size=X.shape)
+    for name in ("z", "alphabeta"):
+        got = fv.relevance(device.to_device(Rf), trace_g, name, reduce=sift.relevance_reducer())
+        for a, b in zip(got, fv.relevance(Rf, trace, name, reduce=sift.relevance_reducer())):
+            device.assert_on_device(a)
+            assert a.shape[1] == 32
+            close(a, b, rtol=device.tol(1e-9), atol=device.tol(1e-9) * 1e-3 * np.abs(b).max())
+    upright = DenseSIFT(scales=(2.0, 3.0), steps=(8, 10)).transform(images[:2])  # bins as split squares
+    for ds in upright:
+        rd = np.random.default_rng(6).normal(size=(len(ds), 128))
+        with device.no_host_transfers():
+            bins = bin_pixel_relevance(ds, device.to_device(rd))
+        device.assert_on_device(bins)
+        close(bins, bin_pixel_relevance(ds, rd), rtol=device.tol(1e-10))
+
+
 # ------------------------------------------------------------------ kernel models: exact and Taylor
 def _svm_data(n=40, d=6, classes=2):
     rng = np.random.default_rng(2)
