@@ -4,9 +4,9 @@
   rows, chunks across scale levels) give the slow reference's map;
 * ``bin_parts`` keeps what every pixel rule reads: the maps from it are the
   maps from the full per-dimension relevance;
-* the alpha-beta messages of the (descriptor, component) pairs, formed with
-  one gathered scale and a sign mask, are ``z+ Tp + z- Tn`` written out pair
-  by pair.
+* the alpha-beta sums and messages of the (descriptor, component) pairs,
+  formed from the weighted scores, are the sums of ``z+, z-`` and ``z+ Tp +
+  z- Tn`` written out pair by pair.
 """
 
 import numpy as np
@@ -63,34 +63,55 @@ def test_bin_parts_errors():
         bin_parts(np.zeros((3, 20)))
 
 
-@pytest.mark.parametrize("include_weights", [True, False])
-def test_sign_messages_are_the_positive_and_negative_parts(include_weights):
-    rng = np.random.default_rng(7)
-    n, K, D, n_atoms = 40, 5, 3, 2
+def _sign_case(seed, dense=False):
+    rng = np.random.default_rng(seed)
+    n, K, D = 40, 5, 3
     mix = fm.Mixture(means=rng.standard_normal((K, D)), sigmas=rng.uniform(0.7, 1.4, (K, D)),
                      weights=rng.dirichlet(np.ones(K)))
     Y = rng.standard_normal((n, D)) * 1.5
     G = rng.dirichlet(np.ones(K) * 0.3, size=n)
     G[G < 0.05] = 0.0
-    G = csr_matrix(G)
-    bounds = np.array([0, 17, n])
-    pairs = fp.Pairs(Y, G, bounds, mix, np)
-    B = fm.block_size(K, D, include_weights)
-    Tp, Tn = rng.standard_normal((n_atoms, B)), rng.standard_normal((n_atoms, B))
-    base = np.where(np.abs(Tp) <= np.abs(Tn), Tp, Tn)
-    Cp, Cn = Tp - base, Tn - base
-    got = fp.sign_messages(pairs, Cp, Cn, Y, include_weights, np)
+    Y[5] = mix.means[int(np.argmax(G[5]))]  # a mean message exactly 0
+    return rng, mix, Y, (G if dense else csr_matrix(G)), G, np.array([0, 17, n])
+
+
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("include_weights", [True, False])
+def test_sign_messages_are_the_positive_and_negative_parts(include_weights, dense, monkeypatch):
+    """The per-pair scores with their weights give ``z+ Tp + z- Tn`` for any scales of both signs, also in
+    chunks of a few rows."""
+    rng, mix, Y, G, Gd, bounds = _sign_case(7, dense)
+    monkeypatch.setattr(fp, "_SCORE_BYTES", 2000)
+    pairs = fp.Pairs(Y, G, bounds, mix, np, scores=True)
+    assert len(pairs.chunks) > 4
+    B = fm.block_size(mix.n_components, mix.n_dims, include_weights)
+    Tp, Tn = rng.standard_normal((2, B)) * 10.0 ** rng.integers(-6, 6, (2, B)), rng.standard_normal((2, B))
+    got = fp.sign_messages(pairs, Tp, Tn, Y, include_weights, np)
     # slow: every (descriptor, component) message, its positive and negative part scaled
-    emb = fm.embed(Y, G.toarray(), mix, include_weights, np)  # (n, B), Psi(l) of eq. 4.1-4.3
-    want = np.zeros((n, D))
+    emb = fm.embed(Y, Gd, mix, include_weights, np)  # (n, B), Psi(l) of eq. 4.1-4.3
+    K, D = mix.n_components, mix.n_dims
+    want = np.zeros(Y.shape)
     off = K if include_weights else 0
-    for lo, hi, a in ((0, 17, 0), (17, n, 1)):
+    for lo, hi, a in ((0, 17, 0), (17, len(Y), 1)):
         for l in range(lo, hi):
             z = emb[l]
-            msg = np.maximum(z, 0) * Cp[a] + np.minimum(z, 0) * Cn[a]
+            msg = np.maximum(z, 0) * Tp[a] + np.minimum(z, 0) * Tn[a]
             ms = msg[off:].reshape(2, K, D).sum((0, 1))
             want[l] = ms + (msg[:off].sum() / D if include_weights else 0.0)
-    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13 * np.abs(want).max())
+    scale = (np.abs(emb) @ np.abs(np.concatenate([Tp, Tn])).T).max()
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14 * scale)
+
+
+@pytest.mark.parametrize("include_weights", [True, False])
+def test_sign_sums_are_the_sums_of_the_positive_and_negative_parts(include_weights):
+    _, mix, Y, G, Gd, bounds = _sign_case(8)
+    pairs = fp.Pairs(Y, G, bounds, mix, np, scores=True)
+    pos, neg = fp.sign_sums(pairs, 2, include_weights, np)
+    emb = fm.embed(Y, Gd, mix, include_weights, np)
+    for a, (lo, hi) in enumerate(((0, 17), (17, len(Y)))):
+        np.testing.assert_allclose(pos[a], np.maximum(emb[lo:hi], 0).sum(0), rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(neg[a], np.minimum(emb[lo:hi], 0).sum(0), rtol=1e-13, atol=1e-15)
+        assert (pos[a] >= 0).all() and (neg[a] <= 0).all()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ on threads and calls the PCA step once per chunk of descriptors); its buffers
 are bounded by the chunk sizes of the callers (a few MiB).
 """
 
+import math
 import threading
 
 import numpy as np
@@ -45,14 +46,14 @@ class Scratch:
     def __call__(self, name, shape, dtype=None):
         xp = self.xp
         dtype = xp.float64 if dtype is None else dtype
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         b = self.bufs.get(name)
         if b is None or b.size < size or b.dtype != dtype:
             b = self.bufs[name] = xp.empty(max(size, 1), dtype=dtype)
         return b[:size].reshape(shape)
 
     def zeros(self, shape):
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         b = self.bufs.get(" zeros")
         if b is None or b.size < size:
             b = self.bufs[" zeros"] = self.xp.zeros(max(size, 1), dtype=self.xp.float64)

@@ -7,16 +7,28 @@ elementwise.  ``z_ld`` is zero wherever the (truncated) posterior
 the pairs with ``gamma_k(l) > 0`` (:class:`Pairs`), chunk by chunk, and
 reduced to per-atom column sums (``*_sums``) and per-descriptor-dimension
 messages (``*_messages``).  A chunk's temporaries live in buffers reused
-across chunks (:class:`_Scratch`).
+across chunks (:class:`~bowlrp.encoders._buffers.Scratch`).
+
+The sign rules (alpha-beta) read the pairs as standardised scores ``u =
+(y - mu_k) / sigma_k`` with the weight ``w = gamma_k / sqrt(pi_k)`` of the
+pair: the mean message is ``w u`` and the variance message ``w (u^2 - 1) /
+sqrt 2`` (eq. 4.2, 4.3), and since ``w > 0`` their positive and negative
+parts are ``w`` times those of ``u`` and ``u^2 - 1``.  The weights enter
+as the entries of the sparse matrices that sum pairs per component or per
+descriptor, so no message matrix is formed; ``x+ = max(x, 0)`` and ``x- = x -
+x+`` are exact, and the messages ``x+ t+ + x- t-`` select a scale per entry
+without a difference of large terms.
 """
 
 import numpy as np
 
 from .._backend import asarray
 from ..rules import phi
+from ._buffers import Scratch
 from .fisher_math import SQRT2, is_sparse, row_chunks
 
 _PAIR_BYTES = 8 << 20  # bound of the temporaries of one chunk of (descriptor, component) pairs
+_SCORE_BYTES = 4 << 20  # the same for the scores of the sign rules (formed again in each pass)
 _CACHE_BYTES = 128 << 20  # pairs kept between the two passes of a non-linear rule
 
 # the encoder's relevance step (fisher_relevance.level_relevance) calls these; nothing here is for users
@@ -32,23 +44,26 @@ def split_block(T, K, D, include_weights, xp):
     return (T[..., :K] if include_weights else None), xp.concatenate([Tm, Ts], axis=-1)
 
 
-def _segments(seg, n_seg, xp):
-    """``X -> out`` with ``out[s] = sum of the rows X[i] with seg[i] == s`` (n_seg, X.shape[1]).
+def _segments(seg, n_seg, xp, weights=None):
+    """``X -> out`` with ``out[s] = sum of the rows weights[i] X[i] with seg[i] == s`` (n_seg, X.shape[1]).
 
     Built once per chunk and applied to several arrays: on NumPy a sparse
-    (n_seg, len(seg)) indicator matrix, elsewhere a ``bincount`` per call.
+    (n_seg, len(seg)) matrix holding the weights (ones when None), elsewhere a
+    ``bincount`` per call.
     """
     if xp is np:
         from scipy.sparse import csc_matrix  # noqa: PLC0415
 
         m = len(seg)  # column i holds its one entry in row seg[i]: built without sorting
-        S = csc_matrix((np.ones(m), np.asarray(seg, dtype=np.int64), np.arange(m + 1)), shape=(n_seg, m))
+        data = np.ones(m) if weights is None else weights
+        S = csc_matrix((data, np.asarray(seg, dtype=np.int64), np.arange(m + 1)), shape=(n_seg, m))
         return lambda X: np.asarray(S @ X)
 
     def total(X):
         w = X.shape[1]
         flat = (seg[:, None] * w + xp.arange(w)[None, :]).ravel()
-        return xp.bincount(flat, weights=X.ravel(), minlength=n_seg * w).reshape(n_seg, w)
+        vals = X if weights is None else X * weights[:, None]
+        return xp.bincount(flat, weights=vals.ravel(), minlength=n_seg * w).reshape(n_seg, w)
     return total
 
 
@@ -57,65 +72,47 @@ def _segment_sum(X, seg, n_seg, xp):
     return _segments(seg, n_seg, xp)(X)
 
 
-def _row_sum(X, indptr, rows, xp):
-    """Sums of consecutive row segments of ``X`` (segment ``i`` is ``indptr[i]:indptr[i+1]``)."""
+def _row_sum(X, indptr, rows, xp, weights=None):
+    """Sums of consecutive row segments of ``X`` (segment ``i`` is ``indptr[i]:indptr[i+1]``), rows weighted."""
     n = len(indptr) - 1
     if xp is np:
         from scipy.sparse import csr_matrix  # noqa: PLC0415
 
-        S = csr_matrix((np.ones(X.shape[0]), np.arange(X.shape[0]), indptr), shape=(n, X.shape[0]))
+        data = np.ones(X.shape[0]) if weights is None else weights
+        S = csr_matrix((data, np.arange(X.shape[0]), indptr), shape=(n, X.shape[0]))
         return np.asarray(S @ X)
-    return _segment_sum(X, rows, n, xp)
-
-
-class _Scratch:
-    """Reused buffers, one per name, grown as needed: a chunk's temporaries touch no fresh pages.
-
-    ``take(table, idx, name)`` gathers rows into such a buffer (NumPy's
-    ``take`` writes into ``out`` without a buffer of its own only in a mode
-    other than ``"raise"``; the indices are valid either way).
-    """
-
-    def __init__(self, xp):
-        self.xp, self.bufs = xp, {}
-
-    def __call__(self, name, shape, dtype=None):
-        xp = self.xp
-        dtype = xp.float64 if dtype is None else dtype
-        size = int(np.prod(shape))
-        b = self.bufs.get(name)
-        if b is None or b.size < size or b.dtype != dtype:
-            b = self.bufs[name] = xp.empty(max(size, 1), dtype=dtype)
-        return b[:size].reshape(shape)
-
-    def take(self, table, idx, name):
-        out = self(name, (len(idx),) + tuple(table.shape[1:]), table.dtype)
-        if self.xp is np:
-            return np.take(table, idx, axis=0, out=out, mode="clip")
-        return self.xp.take(table, idx, axis=0, out=out)
+    return _segment_sum(X if weights is None else X * weights[:, None], rows, n, xp)
 
 
 class Pairs:
     """The (descriptor, component) pairs of one level with ``gamma_k(l) > 0``, chunk by chunk.
 
-    Iterating yields ``(atom, lo, hi, rows, indptr, comps, M, e)`` per row
+    Iterating yields ``(atom, lo, hi, rows, indptr, comps, M, e, w)`` per row
     chunk ``lo:hi``: each pair's row (relative to ``lo``; ``indptr`` delimits
     the rows), component, ``M = [Psi_mu_k(l) | Psi_sigma_k(l)]`` (n_pairs, 2D;
-    eq. 4.2, 4.3) and the weight message ``e = Psi_pi_k(l)`` (eq. 4.1), all
-    float64.  Chunks are kept for a second pass while they fit in
-    ``_CACHE_BYTES``; the others are formed again.  With ``magnitude`` the
-    messages are replaced by their absolute values ``|M|, |e|`` (all that
-    the magnitude rule reads).
+    eq. 4.2, 4.3), the weight message ``e = Psi_pi_k(l)`` (eq. 4.1) and ``w =
+    gamma_k(l) / sqrt(pi_k)``, all float64.  Chunks are kept for a second
+    pass while they fit in ``_CACHE_BYTES``; the others are formed again.
+    With ``magnitude`` the messages are replaced by their absolute values
+    ``|M|, |e|`` (all that the magnitude rule reads).  With ``scores``, ``M``
+    is replaced by the scores ``U = (y - mu_k) / sigma_k`` (n_pairs, D), so
+    that ``M = [w U | w (U^2 - 1) / sqrt 2]``; they live in a reused buffer,
+    valid until the next chunk, and are formed again in each pass (on a
+    shared machine the fresh pages of a cache cost more than the gathers).
     """
 
-    def __init__(self, Y, G, bounds, mixture, xp, magnitude=False):
+    def __init__(self, Y, G, bounds, mixture, xp, magnitude=False, scores=False):
         self.Y, self.G, self.mixture, self.xp, self.magnitude = Y, G, mixture, xp, magnitude
+        self.scores = scores
         D, n = mixture.n_dims, G.shape[0]
         nnz = G.nnz if is_sparse(G) else int((G != 0).sum())
         per_row = max(1.0, nnz / max(n, 1))
-        self.chunks = list(row_chunks(bounds, int(per_row * 2 * D * 3) + 1, budget=_PAIR_BYTES))
-        self.kept, self.room = {}, _CACHE_BYTES
-        self.scratch = _Scratch(xp)
+        width, budget = (7 * D, _SCORE_BYTES) if scores else (6 * D, _PAIR_BYTES)
+        self.chunks = list(row_chunks(bounds, int(per_row * width) + 1, budget=budget))
+        self.kept, self.room = {}, 0 if scores else _CACHE_BYTES
+        self.scratch = Scratch(xp)
+        self.means, self.sqrt_weights = asarray(mixture.means, xp), asarray(mixture.sqrt_weights, xp)
+        self.inv_sigmas = 1.0 / asarray(mixture.sigmas, xp)
 
     def __iter__(self):
         for i, (a, lo, hi) in enumerate(self.chunks):
@@ -130,7 +127,7 @@ class Pairs:
             yield (a, lo, hi) + item
 
     def _form(self, lo, hi):
-        xp, mix, G, D = self.xp, self.mixture, self.G, self.mixture.n_dims
+        xp, G, D = self.xp, self.G, self.mixture.n_dims
         if is_sparse(G):
             indptr = G.indptr[lo : hi + 1] - G.indptr[lo]
             rows = np.repeat(np.arange(hi - lo), np.diff(indptr))
@@ -141,24 +138,26 @@ class Pairs:
             rows, comps = xp.nonzero(sub)
             g = sub[rows, comps].astype(xp.float64)
             indptr = xp.searchsorted(rows, xp.arange(hi - lo + 1))
-        sq = asarray(mix.sqrt_weights, xp)[comps]
+        sq = self.sqrt_weights[comps]
         gp = g / sq
-        # U = (y - mu_k) / sigma_k, then M = [gp U | gp (U^2 - 1) / sqrt 2]: gathers into one reused buffer
+        e = (g - sq * sq) / sq
+        # U = (y - mu_k) / sigma_k, then M = [gp U | gp (U^2 - 1) / sqrt 2]: gathers into reused buffers
         buf = self.scratch
         U = buf.take(asarray(self.Y[lo:hi], xp, dtype=xp.float64), rows, "U")
-        U -= buf.take(asarray(mix.means, xp), comps, "tmp")
-        tmp = buf.take(1.0 / asarray(mix.sigmas, xp), comps, "tmp")
-        U *= tmp
+        U -= buf.take(self.means, comps, "tmp")
+        U *= buf.take(self.inv_sigmas, comps, "tmp")
+        if self.scores:
+            return rows, indptr, comps, U, e, gp
+        tmp = buf("tmp", U.shape)
         M = xp.empty((len(rows), 2 * D), dtype=xp.float64)
         xp.multiply(U, gp[:, None], out=M[:, :D])
         xp.multiply(U, U, out=tmp)
         tmp -= 1.0
         xp.multiply(tmp, (gp / SQRT2)[:, None], out=M[:, D:])
-        e = (g - sq * sq) / sq
         if self.magnitude:
             xp.abs(M, out=M)
             e = xp.abs(e)
-        return rows, indptr, comps, M, e
+        return rows, indptr, comps, M, e, gp
 
 
 def abs_sums(pairs, n_atoms, include_weights, xp):
@@ -173,7 +172,7 @@ def abs_sums(pairs, n_atoms, include_weights, xp):
     acc = xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64)
     acc_w = xp.zeros((n_atoms, K), dtype=xp.float64)
     sq = asarray(mix.sqrt_weights, xp)
-    for a, lo, hi, rows, indptr, comps, M, e in pairs:
+    for a, lo, hi, rows, indptr, comps, M, e, _ in pairs:
         acc[a] += _segment_sum(M, comps, K, xp)
         if include_weights:
             acc_w[a] += xp.bincount(comps, weights=e - sq[comps], minlength=K) + (hi - lo) * sq
@@ -198,7 +197,7 @@ def abs_messages(pairs, T, Y, include_weights, xp):
     Tw, Tms = split_block(T, K, D, include_weights, xp)
     sq = asarray(mix.sqrt_weights, xp)
     out = xp.empty(Y.shape, dtype=xp.float64)
-    for a, lo, hi, rows, indptr, comps, M, e in pairs:
+    for a, lo, hi, rows, indptr, comps, M, e, _ in pairs:
         P = pairs.scratch.take(Tms[a], comps, "P")
         P *= M
         r = _row_sum(P, indptr, rows, xp)
@@ -213,52 +212,78 @@ def abs_messages(pairs, T, Y, include_weights, xp):
 def sign_sums(pairs, n_atoms, include_weights, xp):
     """``(sum_l Psi(l)_d^+, sum_l Psi(l)_d^-)`` per atom, two (n_atoms, B) arrays, each summed directly.
 
-    One buffer per chunk holds the positive, then the negative parts; the
-    segment sums of both use one indicator of the pairs' components.
+    ``pairs`` formed with ``scores=True``.  The positive and negative parts
+    of ``u`` and of ``u^2 - 1`` are summed with the pair weights ``w`` as the
+    entries of one sparse matrix of the pairs' components per chunk (eq.
+    4.2, 4.3: ``Psi_mu^+ = w u^+``, ``Psi_sigma^+ = w (u^2 - 1)^+ / sqrt 2``).
     """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
     acc_p = xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64)
     acc_n = xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64)
     acc_w = xp.zeros((n_atoms, 2, K), dtype=xp.float64)
-    sq = asarray(mix.sqrt_weights, xp)
-    for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        total = _segments(comps, K, xp)
-        buf = xp.maximum(M, 0.0, out=pairs.scratch("parts", M.shape))
-        acc_p[a] += total(buf)
-        xp.minimum(M, 0.0, out=buf)
-        acc_n[a] += total(buf)
+    sq = pairs.sqrt_weights
+    buf = pairs.scratch
+    for a, lo, hi, rows, indptr, comps, U, e, w in pairs:
+        total = _segments(comps, K, xp, weights=w)
+        zero = buf.zeros(U.shape)
+        part = xp.maximum(U, zero, out=buf("part", U.shape))
+        acc_p[a, :, :D] += total(part)
+        acc_n[a, :, :D] += total(xp.subtract(U, part, out=part))  # u- = u - u+, exactly
+        V = xp.multiply(U, U, out=buf("V", U.shape))
+        V -= 1.0
+        acc_p[a, :, D:] += total(xp.maximum(V, zero, out=part))
+        V -= part
+        acc_n[a, :, D:] += total(V)
         if include_weights:  # a truncated posterior's weight message is -sqrt(pi_k) < 0
             acc_w[a, 0] += xp.bincount(comps, weights=xp.maximum(e, 0.0), minlength=K)
             acc_w[a, 1] += xp.bincount(comps, weights=xp.minimum(e, 0.0) + sq[comps], minlength=K) - (hi - lo) * sq
+    acc_p[..., D:] /= SQRT2
+    acc_n[..., D:] /= SQRT2
     return (_blocks(acc_w[:, 0], acc_p, include_weights, xp),
             _blocks(acc_w[:, 1], acc_n, include_weights, xp))
 
 
-def sign_messages(pairs, Tp, Tn, Y, include_weights, xp):
+def sign_messages(pairs, Tp, Tn, Y, include_weights, xp, out=None):
     """``sum_d (Psi(l)_d^+ Tp[atom(l), d] + Psi(l)_d^- Tn[atom(l), d])`` per descriptor dimension (n, D).
 
-    ``Tp`` and ``Tn`` are the corrections of :func:`level_relevance`: in every
-    entry one of them is zero.  So a mean or variance message needs one
-    gathered scale, ``C = Tp + Tn``, and a mask: ``z C`` where the sign of
-    ``z`` is the side of the non-zero scale, else 0 -- the products of
-    ``z+ Tp + z- Tn``, without a second gather or a ``where``.
+    ``pairs`` formed with ``scores=True``.  Per pair and dimension ``u+ tp_mu
+    + u- tn_mu + v+ tp_sigma + v- tn_sigma`` with ``v = u^2 - 1`` and the
+    scales gathered for the pair's component (the variance scales divided by
+    ``sqrt 2``): in each product pair one factor is exactly zero, so the sum
+    selects the scale of the message's sign.  The pairs of a descriptor are
+    then summed with their weights ``w`` (one sparse product, eq. 4.2, 4.3,
+    D.3).  Written into ``out`` when given.
     """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
     Tpw, Tpms = split_block(Tp, K, D, include_weights, xp)
     Tnw, Tnms = split_block(Tn, K, D, include_weights, xp)
-    C, positive = Tpms + Tnms, Tpms != 0
-    sq = asarray(mix.sqrt_weights, xp)
-    out = xp.empty(Y.shape, dtype=xp.float64)
-    for a, lo, hi, rows, indptr, comps, M, e in pairs:
-        P = pairs.scratch.take(C[a], comps, "P")
-        mask = xp.greater(M, 0.0, out=pairs.scratch("mask", M.shape, xp.bool_))
-        xp.equal(mask, pairs.scratch.take(positive[a], comps, "side"), out=mask)
-        P *= mask
-        P *= M
-        r = _row_sum(P, indptr, rows, xp)
-        r = r[:, :D] + r[:, D:]
+    tables = [xp.ascontiguousarray(t) for t in (Tpms[..., :D], Tnms[..., :D], Tpms[..., D:] / SQRT2,
+                                                 Tnms[..., D:] / SQRT2)]
+    sq = pairs.sqrt_weights
+    buf = pairs.scratch
+    out = xp.empty(Y.shape, dtype=xp.float64) if out is None else out
+    for a, lo, hi, rows, indptr, comps, U, e, w in pairs:
+        zero = buf.zeros(U.shape)
+        part = xp.maximum(U, zero, out=buf("part", U.shape))
+        acc = buf.take(tables[0][a], comps, "acc")
+        acc *= part
+        xp.subtract(U, part, out=part)  # u-
+        scale = buf.take(tables[1][a], comps, "scale")
+        scale *= part
+        acc += scale
+        V = xp.multiply(U, U, out=buf("V", U.shape))
+        V -= 1.0
+        xp.maximum(V, zero, out=part)
+        V -= part
+        scale = buf.take(tables[2][a], comps, "scale")
+        scale *= part
+        acc += scale
+        scale = buf.take(tables[3][a], comps, "scale")
+        scale *= V
+        acc += scale
+        r = _row_sum(acc, indptr, rows, xp, weights=w)
         if include_weights:
             v = xp.maximum(e, 0.0) * Tpw[a][comps] + (xp.minimum(e, 0.0) + sq[comps]) * Tnw[a][comps]
             rw = xp.bincount(rows, weights=v, minlength=hi - lo) - (sq * Tnw[a]).sum()
@@ -281,7 +306,7 @@ def pair_sums(pairs, n_atoms, phis, include_weights, xp):
     K, D = mix.n_components, mix.n_dims
     acc_ms = {p: xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64) for p in phis}
     acc_w = {p: xp.zeros((n_atoms, K), dtype=xp.float64) for p in phis}
-    for a, lo, hi, rows, indptr, comps, M, e in pairs:
+    for a, lo, hi, rows, indptr, comps, M, e, _ in pairs:
         for p in phis:
             acc_ms[p][a] += _segment_sum(phi(p, M, xp), comps, K, xp)
         if include_weights:
@@ -300,7 +325,7 @@ def pair_messages(pairs, T, Y, include_weights, xp):
     K, D = mix.n_components, mix.n_dims
     split = {p: split_block(t, K, D, include_weights, xp) for p, t in T.items()}
     out = xp.zeros(Y.shape, dtype=xp.float64)
-    for a, lo, hi, rows, indptr, comps, M, e in pairs:
+    for a, lo, hi, rows, indptr, comps, M, e, _ in pairs:
         P = sum(phi(p, M, xp) * Tms[a][comps] for p, (_, Tms) in split.items())
         r = _row_sum(P[:, :D] + P[:, D:], indptr, rows, xp)
         if include_weights:

@@ -23,11 +23,10 @@ Two evaluations, both exact for the encoding that was computed:
   ``-sqrt(pi)``.  The magnitude rule needs ``|z|`` (``abs_sums``,
   ``abs_messages``).  Alpha-beta needs the positive and negative parts:
   their column sums are formed directly (no difference of large numbers), and
-  its messages ``z+ t+ + z- t-`` are split into ``z b`` with ``b`` the smaller
-  of ``t+, t-`` -- the matrix product above -- plus ``z+ (t+ - b) + z- (t- -
-  b)`` over the pairs (``sign_sums``, ``sign_messages``), so no
-  message is the difference of two large terms either.  The flat rule counts
-  messages pair by pair (``pair_sums``, ``pair_messages``).
+  its messages ``z+ t+ + z- t-`` are formed pair by pair in that form, one
+  factor of each product exactly zero (``sign_sums``, ``sign_messages``), so
+  no message is the difference of two large terms either.  The flat rule
+  counts messages pair by pair (``pair_sums``, ``pair_messages``).
 
 Descriptors are ordered by their spatial *atom* (:mod:`bowlrp.encoders.pyramid`);
 sums are formed per atom and combined per cell with the membership matrix.
@@ -192,7 +191,8 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
     phis = tuple(rule.phis)
     Rdim = xp.zeros(Y.shape, dtype=xp.float64)
     n_atoms = len(bounds) - 1
-    pairs = None if phis == ("z",) else Pairs(Y, G, bounds, mixture, xp, magnitude=phis == ("abs",))
+    signed = phis not in (("z",), ("abs",)) and set(phis) <= set(_SIGNS)
+    pairs = None if phis == ("z",) else Pairs(Y, G, bounds, mixture, xp, magnitude=phis == ("abs",), scores=signed)
     if phis == ("z",) or phis == ("abs",):
         if phis == ("z",):
             sums = (x,)
@@ -216,12 +216,7 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
         scales, reached = rule.scales(sums, pos - neg, R, xp)
         Tp = Mb.T @ (sum(_SIGNS[p][0] * sc for p, sc in zip(phis, scales)) * inv_n)
         Tn = Mb.T @ (sum(_SIGNS[p][1] * sc for p, sc in zip(phis, scales)) * inv_n)
-        base = xp.where(xp.abs(Tp) <= xp.abs(Tn), Tp, Tn)  # z * base for every message, matrix products
-        for a in range(len(bounds) - 1):
-            lo, hi = int(bounds[a]), int(bounds[a + 1])
-            if hi > lo:
-                linear_messages(Y, G, base[a], mixture, include_weights, xp, lo, hi, out=Rdim[lo:hi])
-        Rdim += sign_messages(pairs, Tp - base, Tn - base, Y, include_weights, xp)
+        sign_messages(pairs, Tp, Tn, Y, include_weights, xp, out=Rdim)
     else:  # the flat rule counts messages
         need = tuple(dict.fromkeys(phis + ("abs",)))
         atom = pair_sums(pairs, n_atoms, need, include_weights, xp)
