@@ -134,7 +134,15 @@ class DescriptorSet:
 
 
 def make_keypoints(centers, sigmas, angles):
-    """``cv2.KeyPoint`` list of size ``2 sigma``, ``octave = 0``, at ``centers`` with ``angles`` (degrees)."""
+    """``cv2.KeyPoint`` list of size ``2 sigma``, ``octave = 0``, at ``centers`` with ``angles`` (degrees).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> kp = make_keypoints(np.array([[10.0, 12.0]]), np.array([2.0]), np.array([90.0]))
+    >>> kp[0].pt, kp[0].size, kp[0].angle
+    ((10.0, 12.0), 4.0, 90.0)
+    """
     return [
         cv2.KeyPoint(float(x), float(y), 2.0 * float(s), float(a), 0.0, 0, -1)
         for (x, y), s, a in zip(centers.tolist(), sigmas.tolist(), angles.tolist())

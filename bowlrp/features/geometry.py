@@ -28,6 +28,11 @@ def box_side(sigma):
     """Side in pixels of the square a descriptor of scale ``sigma`` covers.
 
     ``4 bins x 3 sigma = 12 sigma``, rounded to whole pixels (at least 1).
+
+    Examples
+    --------
+    >>> box_side(2.0), box_side(3.0), box_side(0.01)  # 12 sigma pixels, at least one
+    (24, 36, 1)
     """
     return max(1, int(round(SPATIAL_BINS * BIN_WIDTH_SIGMAS * float(sigma))))
 
@@ -151,6 +156,17 @@ def bin_boxes(descriptor_set):
     -------
     boxes : ndarray of shape (n, 16, 4), dtype intp
         Half-open ``(row0, col0, row1, col1)`` per bin, inside the image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> img = (np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)
+    >>> ds = bowlrp.DenseSIFT(scales=(2.0,), steps=(8,)).transform([img])[0]  # 9 descriptors
+    >>> R = np.random.default_rng(1).normal(size=(len(ds), 128))  # relevance per descriptor dimension
+    >>> boxes = bin_boxes(ds)
+    >>> boxes.shape, boxes[0, :2].tolist(), ds.boxes[0].tolist()  # bins 0 and 1 split the 24 x 24 square
+    ((9, 16, 4), [[0, 0, 6, 6], [0, 6, 6, 12]], [0, 0, 24, 24])
     """
     H, W = descriptor_set.image_shape
     n = len(descriptor_set)

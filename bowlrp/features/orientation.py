@@ -346,6 +346,14 @@ def orientation_histograms(images, centers, sigma):
     hist : ndarray of shape (n, 36), or (N, n, 36) for a sequence, float64
         Bin ``b`` collects gradient angles around ``10 b`` degrees in the
         ``cv2.KeyPoint.angle`` convention (``atan2(dI/drow, dI/dcol)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.tile(np.arange(40, dtype=np.float64), (40, 1))  # brightness grows to the right
+    >>> h = orientation_histograms(img, np.array([[20, 20]]), 2.0)
+    >>> h.shape, int(h[0].argmax())  # 36 bins of 10 degrees; the gradient points along +x: bin 0
+    ((1, 36), 0)
     """
     hist, single = _center_histograms(images, centers, sigma)
     hist = hist.astype(np.float64)

@@ -154,6 +154,17 @@ def bin_pixel_relevance(descriptor_set, relevance):
     Returns
     -------
     pixel_relevance : array of shape (H, W), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> img = (np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)
+    >>> ds = bowlrp.DenseSIFT(scales=(2.0,), steps=(8,)).transform([img])[0]  # 9 descriptors
+    >>> R = np.random.default_rng(1).normal(size=(len(ds), 128))  # relevance per descriptor dimension
+    >>> m = bin_pixel_relevance(ds, R)
+    >>> m.shape, bool(np.isclose(m.sum(), R.sum()))  # conserved
+    ((40, 40), True)
     """
     xp = get_namespace(relevance)
     relevance = _per_descriptor(descriptor_set, relevance, xp, True, "bins")
@@ -245,6 +256,17 @@ def energy_pixel_relevance(descriptor_set, relevance):
     Returns
     -------
     pixel_relevance : array of shape (H, W), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> img = (np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)
+    >>> ds = bowlrp.DenseSIFT(scales=(2.0,), steps=(8,)).transform([img])[0]  # 9 descriptors
+    >>> R = np.random.default_rng(1).normal(size=(len(ds), 128))  # relevance per descriptor dimension
+    >>> m = energy_pixel_relevance(ds, R.sum(1))  # per descriptor suffices
+    >>> m.shape, bool(np.isclose(m.sum(), R.sum()))
+    ((40, 40), True)
     """
     xp = get_namespace(relevance)
     relevance = _per_descriptor(descriptor_set, relevance, xp, False, "energy")
@@ -274,6 +296,17 @@ def magnitude_pixel_relevance(descriptor_set, relevance):
     Returns
     -------
     pixel_relevance : array of shape (H, W), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> img = (np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)
+    >>> ds = bowlrp.DenseSIFT(scales=(2.0,), steps=(8,)).transform([img])[0]  # 9 descriptors
+    >>> R = np.random.default_rng(1).normal(size=(len(ds), 128))  # relevance per descriptor dimension
+    >>> m = magnitude_pixel_relevance(ds, R)
+    >>> m.shape, bool(np.isclose(m.sum(), R.sum()))
+    ((40, 40), True)
     """
     xp = get_namespace(relevance)
     relevance = _per_descriptor(descriptor_set, relevance, xp, True, "magnitude")
@@ -320,7 +353,18 @@ def bin_parts(relevance):
 
 
 def resolve_pixel_rule(rule):
-    """The name of a pixel rule of :class:`DenseSIFT`; refuse everything else with the valid names."""
+    """The name of a pixel rule of :class:`DenseSIFT`; refuse everything else with the valid names.
+
+    Examples
+    --------
+    >>> from bowlrp.rules import Flat
+    >>> resolve_pixel_rule("bins"), resolve_pixel_rule(Flat())
+    ('bins', 'flat')
+    >>> resolve_pixel_rule("blur")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown pixel rule 'blur' for DenseSIFT; valid pixel rules are ['auto', 'flat', ...]
+    """
     if isinstance(rule, Flat):
         return "flat"
     if isinstance(rule, Rule):
@@ -361,6 +405,18 @@ def pixel_relevance(descriptor_set, relevance, rule="auto"):
     Returns
     -------
     pixel_relevance : array of shape (H, W), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bowlrp
+    >>> img = (np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)
+    >>> ds = bowlrp.DenseSIFT(scales=(2.0,), steps=(8,)).transform([img])[0]  # 9 descriptors
+    >>> R = np.random.default_rng(1).normal(size=(len(ds), 128))  # relevance per descriptor dimension
+    >>> bool(np.allclose(pixel_relevance(ds, R), magnitude_pixel_relevance(ds, R)))  # "auto", per dimension
+    True
+    >>> bool(np.allclose(pixel_relevance(ds, R.sum(1)), flat_pixel_relevance(ds, R.sum(1))))  # per descriptor
+    True
     """
     rule = resolve_pixel_rule(rule)
     xp = get_namespace(relevance)
