@@ -114,6 +114,26 @@ def test_sign_sums_are_the_sums_of_the_positive_and_negative_parts(include_weigh
         assert (pos[a] >= 0).all() and (neg[a] <= 0).all()
 
 
+@pytest.mark.parametrize("include_weights", [True, False])
+def test_abs_sums_and_messages_are_the_magnitudes(include_weights, monkeypatch):
+    """The magnitude rule's sums and messages from the weighted scores are those of ``|z|`` pair by pair."""
+    rng, mix, Y, G, Gd, bounds = _sign_case(9)
+    monkeypatch.setattr(fp, "_SCORE_BYTES", 2000)
+    pairs = fp.Pairs(Y, G, bounds, mix, np, scores=True)
+    B = fm.block_size(mix.n_components, mix.n_dims, include_weights)
+    T = rng.standard_normal((2, B))
+    emb = np.abs(fm.embed(Y, Gd, mix, include_weights, np))
+    sums = fp.abs_sums(pairs, 2, include_weights, np)
+    got = fp.abs_messages(pairs, T, Y, include_weights, np)
+    K, D = mix.n_components, mix.n_dims
+    off = K if include_weights else 0
+    for a, (lo, hi) in enumerate(((0, 17), (17, len(Y)))):
+        np.testing.assert_allclose(sums[a], emb[lo:hi].sum(0), rtol=1e-13, atol=1e-15)
+        msg = emb[lo:hi] * T[a]
+        want = msg[:, off:].reshape(-1, 2, K, D).sum((1, 2)) + (msg[:, :off].sum(1) / D)[:, None]
+        np.testing.assert_allclose(got[lo:hi], want, rtol=1e-12, atol=1e-14 * np.abs(msg).sum(1).max())
+
+
 @pytest.fixture(scope="module")
 def fv_pipeline():
     from bowlrp.datasets import make_polygons

@@ -93,16 +93,15 @@ class Pairs:
     eq. 4.2, 4.3), the weight message ``e = Psi_pi_k(l)`` (eq. 4.1) and ``w =
     gamma_k(l) / sqrt(pi_k)``, all float64.  Chunks are kept for a second
     pass while they fit in ``_CACHE_BYTES``; the others are formed again.
-    With ``magnitude`` the messages are replaced by their absolute values
-    ``|M|, |e|`` (all that the magnitude rule reads).  With ``scores``, ``M``
+    With ``scores`` (the sign and magnitude rules), ``M``
     is replaced by the scores ``U = (y - mu_k) / sigma_k`` (n_pairs, D), so
     that ``M = [w U | w (U^2 - 1) / sqrt 2]``; they live in a reused buffer,
     valid until the next chunk, and are formed again in each pass (on a
     shared machine the fresh pages of a cache cost more than the gathers).
     """
 
-    def __init__(self, Y, G, bounds, mixture, xp, magnitude=False, scores=False):
-        self.Y, self.G, self.mixture, self.xp, self.magnitude = Y, G, mixture, xp, magnitude
+    def __init__(self, Y, G, bounds, mixture, xp, scores=False):
+        self.Y, self.G, self.mixture, self.xp = Y, G, mixture, xp
         self.scores = scores
         D, n = mixture.n_dims, G.shape[0]
         nnz = G.nnz if is_sparse(G) else int((G != 0).sum())
@@ -154,28 +153,33 @@ class Pairs:
         xp.multiply(U, U, out=tmp)
         tmp -= 1.0
         xp.multiply(tmp, (gp / SQRT2)[:, None], out=M[:, D:])
-        if self.magnitude:
-            xp.abs(M, out=M)
-            e = xp.abs(e)
         return rows, indptr, comps, M, e, gp
 
 
 def abs_sums(pairs, n_atoms, include_weights, xp):
     """``sum_l |Psi(l)_d|`` per atom (n_atoms, B), from the pairs with a non-zero posterior.
 
-    A truncated posterior's weight message is ``-sqrt(pi_k)``: each row adds
-    ``sqrt(pi_k)`` and each pair the difference to its own ``|e|``.  Reads
-    the magnitudes of ``pairs`` formed with ``magnitude=True``.
+    ``pairs`` formed with ``scores=True``: ``|Psi_mu| = w |u|``, ``|Psi_sigma|
+    = w |u^2 - 1| / sqrt 2`` (eq. 4.2, 4.3), summed with the weights ``w`` as
+    the entries of the sparse sum matrix.  A truncated posterior's weight
+    message is ``-sqrt(pi_k)``: each row adds ``sqrt(pi_k)`` and each pair the
+    difference to its own ``|e|``.
     """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
     acc = xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64)
     acc_w = xp.zeros((n_atoms, K), dtype=xp.float64)
-    sq = asarray(mix.sqrt_weights, xp)
-    for a, lo, hi, rows, indptr, comps, M, e, _ in pairs:
-        acc[a] += _segment_sum(M, comps, K, xp)
+    sq = pairs.sqrt_weights
+    buf = pairs.scratch
+    for a, lo, hi, rows, indptr, comps, U, e, w in pairs:
+        total = _segments(comps, K, xp, weights=w)
+        V = xp.multiply(U, U, out=buf("V", U.shape))
+        V -= 1.0
+        acc[a, :, :D] += total(xp.abs(U, out=U))
+        acc[a, :, D:] += total(xp.abs(V, out=V))
         if include_weights:
-            acc_w[a] += xp.bincount(comps, weights=e - sq[comps], minlength=K) + (hi - lo) * sq
+            acc_w[a] += xp.bincount(comps, weights=xp.abs(e) - sq[comps], minlength=K) + (hi - lo) * sq
+    acc[..., D:] /= SQRT2
     return _blocks(acc_w, acc, include_weights, xp)
 
 
@@ -190,20 +194,28 @@ def _blocks(w, ms, include_weights, xp):
 def abs_messages(pairs, T, Y, include_weights, xp):
     """``sum_d |Psi(l)_d| T[atom(l), d]`` per descriptor dimension (n, D), float64; ``T`` (n_atoms, B).
 
-    ``pairs`` formed with ``magnitude=True`` (messages as magnitudes).
+    ``pairs`` formed with ``scores=True``: per pair ``|u| t_mu + |u^2 - 1|
+    t_sigma / sqrt 2``, then the pairs of a descriptor summed with their
+    weights ``w`` (eq. 4.2, 4.3, D.3).
     """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
     Tw, Tms = split_block(T, K, D, include_weights, xp)
-    sq = asarray(mix.sqrt_weights, xp)
+    tables = [xp.ascontiguousarray(Tms[..., :D]), xp.ascontiguousarray(Tms[..., D:] / SQRT2)]
+    sq = pairs.sqrt_weights
+    buf = pairs.scratch
     out = xp.empty(Y.shape, dtype=xp.float64)
-    for a, lo, hi, rows, indptr, comps, M, e, _ in pairs:
-        P = pairs.scratch.take(Tms[a], comps, "P")
-        P *= M
-        r = _row_sum(P, indptr, rows, xp)
-        r = r[:, :D] + r[:, D:]
+    for a, lo, hi, rows, indptr, comps, U, e, w in pairs:
+        V = xp.multiply(U, U, out=buf("V", U.shape))
+        V -= 1.0
+        acc = buf.take(tables[0][a], comps, "acc")
+        acc *= xp.abs(U, out=U)
+        scale = buf.take(tables[1][a], comps, "scale")
+        scale *= xp.abs(V, out=V)
+        acc += scale
+        r = _row_sum(acc, indptr, rows, xp, weights=w)
         if include_weights:
-            rw = xp.bincount(rows, weights=(e - sq[comps]) * Tw[a][comps], minlength=hi - lo)
+            rw = xp.bincount(rows, weights=(xp.abs(e) - sq[comps]) * Tw[a][comps], minlength=hi - lo)
             r += ((rw + (sq * Tw[a]).sum()) / D)[:, None]
         out[lo:hi] = r
     return out

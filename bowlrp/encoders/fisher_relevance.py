@@ -191,8 +191,7 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
     phis = tuple(rule.phis)
     Rdim = xp.zeros(Y.shape, dtype=xp.float64)
     n_atoms = len(bounds) - 1
-    signed = phis not in (("z",), ("abs",)) and set(phis) <= set(_SIGNS)
-    pairs = None if phis == ("z",) else Pairs(Y, G, bounds, mixture, xp, magnitude=phis == ("abs",), scores=signed)
+    pairs = None if phis == ("z",) else Pairs(Y, G, bounds, mixture, xp, scores=set(phis) <= set(_SIGNS))
     if phis == ("z",) or phis == ("abs",):
         if phis == ("z",):
             sums = (x,)
