@@ -201,6 +201,11 @@ def test_model_files_from_other_versions(trained, tmp_path, capsys):
     joblib.dump(dict(meta, pipeline_pickle=b"garbage"), tmp_path / "bad.joblib")
     with pytest.raises(ModelFileError, match="cannot be loaded"):
         load_model(str(tmp_path / "bad.joblib"))
+    (tmp_path / "notes.joblib").write_text("hanged up on the way\n")  # a text file: no unpickler's guesswork
+    with pytest.raises(ModelFileError, match=r"not a joblib file .* it starts with b'hanged u'"):
+        load_model(str(tmp_path / "notes.joblib"))
+    joblib.dump(meta, tmp_path / "packed.joblib", compress=("zlib", 3))  # compressed model files still load
+    assert read_metadata(str(tmp_path / "packed.joblib"))["format"] == meta["format"]
     with pytest.raises(FileNotFoundError):
         load_model(str(tmp_path / "none.joblib"))
     with pytest.raises(IsADirectoryError):

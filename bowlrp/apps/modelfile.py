@@ -216,6 +216,10 @@ def _check_versions(meta, path):
         )
 
 
+#: How the files joblib writes begin: a pickle (protocol 2 and later), or zlib, gzip, bz2, xz, lzma, lz4.
+_JOBLIB_MAGIC = (b"\x80", b"x", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00\x00", b"\x04\x22\x4d\x18")
+
+
 def read_metadata(path):
     """The metadata dict of a model file, without unpickling its pipeline.
 
@@ -238,6 +242,13 @@ def read_metadata(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
     if os.path.isdir(path):
         raise ModelFileError(f"model file {path!r} is a folder, not a bowlrp model file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head.startswith(_JOBLIB_MAGIC):  # text, images, ...: what unpickling would say is meaningless
+        raise ModelFileError(
+            f"{path!r} is not a bowlrp model file: it is not a joblib file (a pickle, or a compressed one), "
+            f"it starts with {head!r}; write model files with 'bowlrp train'"
+        )
     try:
         obj = joblib.load(path)
     except Exception as exc:  # noqa: BLE001  (pickle raises anything on a foreign file)
