@@ -25,7 +25,7 @@ import numpy as np
 from .._backend import asarray
 from ..rules import phi
 from ._buffers import Scratch
-from .fisher_math import SQRT2, is_sparse, row_chunks
+from .fisher_math import SQRT2, block_size, is_sparse, row_chunks
 
 _PAIR_BYTES = 8 << 20  # bound of the temporaries of one chunk of (descriptor, component) pairs
 _SCORE_BYTES = 4 << 20  # the same for the scores of the sign rules (formed again in each pass)
@@ -167,20 +167,27 @@ def abs_sums(pairs, n_atoms, include_weights, xp):
     """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
-    acc = xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64)
-    acc_w = xp.zeros((n_atoms, K), dtype=xp.float64)
+    acc = xp.zeros((n_atoms, block_size(K, D, include_weights)), dtype=xp.float64)
+    off = K if include_weights else 0
     sq = pairs.sqrt_weights
     buf = pairs.scratch
     for a, lo, hi, rows, indptr, comps, U, e, w in pairs:
         total = _segments(comps, K, xp, weights=w)
         V = xp.multiply(U, U, out=buf("V", U.shape))
         V -= 1.0
-        acc[a, :, :D] += total(xp.abs(U, out=U))
-        acc[a, :, D:] += total(xp.abs(V, out=V))
+        mean, var = _atom_parts(acc, a, off, K, D)
+        mean += total(xp.abs(U, out=U))
+        var += total(xp.abs(V, out=V))
         if include_weights:
-            acc_w[a] += xp.bincount(comps, weights=xp.abs(e) - sq[comps], minlength=K) + (hi - lo) * sq
-    acc[..., D:] /= SQRT2
-    return _blocks(acc_w, acc, include_weights, xp)
+            acc[a, :K] += xp.bincount(comps, weights=xp.abs(e) - sq[comps], minlength=K) + (hi - lo) * sq
+    acc[:, off + K * D :] /= SQRT2
+    return acc
+
+
+def _atom_parts(acc, a, off, K, D):
+    """The mean and variance parts (K, D) of row ``a`` of the block-layout array ``acc``: views (a contiguous
+    slice reshaped) that sums are added into."""
+    return acc[a, off : off + K * D].reshape(K, D), acc[a, off + K * D : off + 2 * K * D].reshape(K, D)
 
 
 def _blocks(w, ms, include_weights, xp):
@@ -191,12 +198,12 @@ def _blocks(w, ms, include_weights, xp):
     return xp.concatenate(parts + [ms[..., :D].reshape(n_atoms, K * D), ms[..., D:].reshape(n_atoms, K * D)], axis=1)
 
 
-def abs_messages(pairs, T, Y, include_weights, xp):
+def abs_messages(pairs, T, Y, include_weights, xp, out=None):
     """``sum_d |Psi(l)_d| T[atom(l), d]`` per descriptor dimension (n, D), float64; ``T`` (n_atoms, B).
 
     ``pairs`` formed with ``scores=True``: per pair ``|u| t_mu + |u^2 - 1|
     t_sigma / sqrt 2``, then the pairs of a descriptor summed with their
-    weights ``w`` (eq. 4.2, 4.3, D.3).
+    weights ``w`` (eq. 4.2, 4.3, D.3).  Written into ``out`` when given.
     """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
@@ -204,7 +211,7 @@ def abs_messages(pairs, T, Y, include_weights, xp):
     tables = [xp.ascontiguousarray(Tms[..., :D]), xp.ascontiguousarray(Tms[..., D:] / SQRT2)]
     sq = pairs.sqrt_weights
     buf = pairs.scratch
-    out = xp.empty(Y.shape, dtype=xp.float64)
+    out = xp.empty(Y.shape, dtype=xp.float64) if out is None else out
     for a, lo, hi, rows, indptr, comps, U, e, w in pairs:
         V = xp.multiply(U, U, out=buf("V", U.shape))
         V -= 1.0
@@ -231,29 +238,29 @@ def sign_sums(pairs, n_atoms, include_weights, xp):
     """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
-    acc_p = xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64)
-    acc_n = xp.zeros((n_atoms, K, 2 * D), dtype=xp.float64)
-    acc_w = xp.zeros((n_atoms, 2, K), dtype=xp.float64)
+    B, off = block_size(K, D, include_weights), K if include_weights else 0
+    acc_p = xp.zeros((n_atoms, B), dtype=xp.float64)
+    acc_n = xp.zeros((n_atoms, B), dtype=xp.float64)
     sq = pairs.sqrt_weights
     buf = pairs.scratch
     for a, lo, hi, rows, indptr, comps, U, e, w in pairs:
         total = _segments(comps, K, xp, weights=w)
         zero = buf.zeros(U.shape)
         part = xp.maximum(U, zero, out=buf("part", U.shape))
-        acc_p[a, :, :D] += total(part)
-        acc_n[a, :, :D] += total(xp.subtract(U, part, out=part))  # u- = u - u+, exactly
+        (mp, vp), (mn, vn) = _atom_parts(acc_p, a, off, K, D), _atom_parts(acc_n, a, off, K, D)
+        mp += total(part)
+        mn += total(xp.subtract(U, part, out=part))  # u- = u - u+, exactly
         V = xp.multiply(U, U, out=buf("V", U.shape))
         V -= 1.0
-        acc_p[a, :, D:] += total(xp.maximum(V, zero, out=part))
+        vp += total(xp.maximum(V, zero, out=part))
         V -= part
-        acc_n[a, :, D:] += total(V)
+        vn += total(V)
         if include_weights:  # a truncated posterior's weight message is -sqrt(pi_k) < 0
-            acc_w[a, 0] += xp.bincount(comps, weights=xp.maximum(e, 0.0), minlength=K)
-            acc_w[a, 1] += xp.bincount(comps, weights=xp.minimum(e, 0.0) + sq[comps], minlength=K) - (hi - lo) * sq
-    acc_p[..., D:] /= SQRT2
-    acc_n[..., D:] /= SQRT2
-    return (_blocks(acc_w[:, 0], acc_p, include_weights, xp),
-            _blocks(acc_w[:, 1], acc_n, include_weights, xp))
+            acc_p[a, :K] += xp.bincount(comps, weights=xp.maximum(e, 0.0), minlength=K)
+            acc_n[a, :K] += xp.bincount(comps, weights=xp.minimum(e, 0.0) + sq[comps], minlength=K) - (hi - lo) * sq
+    acc_p[:, off + K * D :] /= SQRT2
+    acc_n[:, off + K * D :] /= SQRT2
+    return acc_p, acc_n
 
 
 def sign_messages(pairs, Tp, Tn, Y, include_weights, xp, out=None):

@@ -37,7 +37,7 @@ import warnings
 import numpy as np
 
 from .._backend import asarray
-from .pca import project
+from .pca import combined, project
 from ..rules import RTOL
 from .fisher_math import SQRT2, augment, fisher_vectors, magnitude_bound, moments, rounding_bound, row_chunks
 from .fisher_pairs import (Pairs, abs_messages, abs_sums, pair_messages, pair_sums, sign_messages, sign_sums,
@@ -208,14 +208,16 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
                 if hi > lo:
                     linear_messages(Y, G, T[a], mixture, include_weights, xp, lo, hi, out=Rdim[lo:hi])
         else:
-            Rdim += abs_messages(pairs, T, Y, include_weights, xp)
+            abs_messages(pairs, T, Y, include_weights, xp, out=Rdim)
     elif set(phis) <= set(_SIGNS):  # alpha-beta: positive and negative parts
-        pos, neg = (Mb @ t * inv_n for t in sign_sums(pairs, n_atoms, include_weights, xp))
-        sums = tuple(_SIGNS[p][0] * pos + _SIGNS[p][1] * neg for p in phis)
+        pos, neg = (Mb @ t for t in sign_sums(pairs, n_atoms, include_weights, xp))
+        pos *= inv_n
+        neg *= inv_n
+        sums = tuple(combined(_SIGNS[p], (pos, neg)) for p in phis)
         scales, reached = rule.scales(sums, pos - neg, R, xp)
-        Tp = Mb.T @ (sum(_SIGNS[p][0] * sc for p, sc in zip(phis, scales)) * inv_n)
-        Tn = Mb.T @ (sum(_SIGNS[p][1] * sc for p, sc in zip(phis, scales)) * inv_n)
-        sign_messages(pairs, Tp, Tn, Y, include_weights, xp, out=Rdim)
+        del sums, pos, neg
+        Tp, Tn = (combined([_SIGNS[p][i] for p in phis], scales) * inv_n for i in (0, 1))
+        sign_messages(pairs, Mb.T @ Tp, Mb.T @ Tn, Y, include_weights, xp, out=Rdim)
     else:  # the flat rule counts messages
         need = tuple(dict.fromkeys(phis + ("abs",)))
         atom = pair_sums(pairs, n_atoms, need, include_weights, xp)

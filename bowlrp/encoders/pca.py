@@ -117,7 +117,7 @@ def _generic(C, W, R, rule, xp, Y):
     return out, reached
 
 
-def _combined(coefs, arrays):
+def combined(coefs, arrays):
     """``sum_i coefs[i] * arrays[i]``; the array itself where one coefficient is 1 and the others 0."""
     picked = [x for c, x in zip(coefs, arrays) if c]
     if len(picked) == 1 and [c for c in coefs if c] == [1.0]:
@@ -158,10 +158,10 @@ def _sign_rule(C, W, R, rule, xp, Y, out=None, aW=None, buf=None):
     xp.minimum(pos, low, out=low)
     cut = xp.multiply(A, _CONDITION, out=buf("cut", (n, d_out)))
     bad = xp.less(low, cut, out=buf("bad", (n, d_out), xp.bool_)).any(1)
-    sums = tuple(_combined(_SIGNS[p], (pos, neg)) for p in names)
+    sums = tuple(combined(_SIGNS[p], (pos, neg)) for p in names)
     scales, reached = rule.scales(sums, A, R, xp)
-    sp = _combined([_SIGNS[p][0] for p in names], scales)
-    sn = _combined([_SIGNS[p][1] for p in names], scales)
+    sp = combined([_SIGNS[p][0] for p in names], scales)
+    sn = combined([_SIGNS[p][1] for p in names], scales)
     t = xp.add(sp, sn, out=buf("t", (n, d_out)))
     t *= 0.5
     a = xp.subtract(sp, sn, out=buf("a", (n, d_out)))
