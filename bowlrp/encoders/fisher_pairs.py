@@ -184,6 +184,15 @@ def abs_sums(pairs, n_atoms, include_weights, xp):
     return acc
 
 
+def _parts(T, K, D, include_weights):
+    """``(T_w (n, K) or None, T_mu (n, K, D), T_sigma (n, K, D))`` of block-layout rows ``T`` (n, B), as views
+    where the array library can (each atom's ``(K, D)`` part is contiguous either way)."""
+    off = K if include_weights else 0
+    n = T.shape[0]
+    return ((T[:, :K] if include_weights else None), T[:, off : off + K * D].reshape(n, K, D),
+            T[:, off + K * D : off + 2 * K * D].reshape(n, K, D))
+
+
 def _atom_parts(acc, a, off, K, D):
     """The mean and variance parts (K, D) of row ``a`` of the block-layout array ``acc``: views (a contiguous
     slice reshaped) that sums are added into."""
@@ -207,8 +216,8 @@ def abs_messages(pairs, T, Y, include_weights, xp, out=None):
     """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
-    Tw, Tms = split_block(T, K, D, include_weights, xp)
-    tables = [xp.ascontiguousarray(Tms[..., :D]), xp.ascontiguousarray(Tms[..., D:] / SQRT2)]
+    Tw, Tm, Ts = _parts(T, K, D, include_weights)
+    tables = [Tm, Ts / SQRT2]
     sq = pairs.sqrt_weights
     buf = pairs.scratch
     out = xp.empty(Y.shape, dtype=xp.float64) if out is None else out
@@ -276,10 +285,8 @@ def sign_messages(pairs, Tp, Tn, Y, include_weights, xp, out=None):
     """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
-    Tpw, Tpms = split_block(Tp, K, D, include_weights, xp)
-    Tnw, Tnms = split_block(Tn, K, D, include_weights, xp)
-    tables = [xp.ascontiguousarray(t) for t in (Tpms[..., :D], Tnms[..., :D], Tpms[..., D:] / SQRT2,
-                                                 Tnms[..., D:] / SQRT2)]
+    (Tpw, Tpm, Tps), (Tnw, Tnm, Tns) = _parts(Tp, K, D, include_weights), _parts(Tn, K, D, include_weights)
+    tables = [Tpm, Tnm, Tps / SQRT2, Tns / SQRT2]
     sq = pairs.sqrt_weights
     buf = pairs.scratch
     out = xp.empty(Y.shape, dtype=xp.float64) if out is None else out

@@ -178,7 +178,7 @@ def _sign_rule(C, W, R, rule, xp, Y, out=None, aW=None, buf=None):
     return res, reached
 
 
-def linear_map_relevance(C, W, R, rule, xp, Y=None):
+def linear_map_relevance(C, W, R, rule, xp, Y=None, out=None):
     """Relevance of the inputs of ``y = W c`` per descriptor (eq. 2.31): ``(n, d_out) -> (n, d_in)``.
 
     Parameters
@@ -194,6 +194,8 @@ def linear_map_relevance(C, W, R, rule, xp, Y=None):
     Y : array (n, d_out) or None
         ``C @ W.T`` in float64 when the caller has it (the column sums of the
         proportional and epsilon rules).
+    out : array (n, d_in), float64, or None
+        Where to write the result (a caller's reused buffer); a new array when None.
 
     Returns
     -------
@@ -215,7 +217,7 @@ def linear_map_relevance(C, W, R, rule, xp, Y=None):
     """
     n, d_in = C.shape
     W = asarray(W, xp, dtype=xp.float64)
-    out = xp.empty((n, d_in), dtype=xp.float64)
+    out = xp.empty((n, d_in), dtype=xp.float64) if out is None else out
     signed = set(rule.phis) <= set(_SIGNS)
     aW = xp.abs(W) if signed else None
     buf = thread_scratch(xp)
