@@ -82,7 +82,7 @@ def cached_model(path):
     ...     try:
     ...         cached_model(path)
     ...     except ModelFileError as err:
-    ...         print(str(err).replace(repr(path), "<path>").split(" (")[0])
+    ...         print(str(err).replace(repr(path), "<path>").split(":")[0])
     <path> is not a bowlrp model file
     """
     from ..apps.modelfile import load_model  # noqa: PLC0415  (apps import the collection functions)
