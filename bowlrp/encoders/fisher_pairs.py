@@ -9,11 +9,12 @@ reduced to per-atom column sums (``*_sums``) and per-descriptor-dimension
 messages (``*_messages``).  A chunk's temporaries live in buffers reused
 across chunks (:class:`~bowlrp.encoders._buffers.Scratch`).
 
-The sign rules (alpha-beta) read the pairs as standardised scores ``u =
-(y - mu_k) / sigma_k`` with the weight ``w = gamma_k / sqrt(pi_k)`` of the
-pair: the mean message is ``w u`` and the variance message ``w (u^2 - 1) /
-sqrt 2`` (eq. 4.2, 4.3), and since ``w > 0`` their positive and negative
-parts are ``w`` times those of ``u`` and ``u^2 - 1``.  The weights enter
+The sign rules (alpha-beta) and the magnitude rule read the pairs as
+standardised scores ``u = (y - mu_k) / sigma_k`` with the weight ``w =
+gamma_k / sqrt(pi_k)`` of the pair: the mean message is ``w u`` and the
+variance message ``w (u^2 - 1) / sqrt 2`` (eq. 4.2, 4.3), and since ``w > 0``
+their positive and negative parts and magnitudes are ``w`` times those of
+``u`` and ``u^2 - 1``.  The weights enter
 as the entries of the sparse matrices that sum pairs per component or per
 descriptor, so no message matrix is formed; ``x+ = max(x, 0)`` and ``x- = x -
 x+`` are exact, and the messages ``x+ t+ + x- t-`` select a scale per entry
