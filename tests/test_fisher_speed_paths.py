@@ -175,3 +175,41 @@ def test_encoder_reduce_errors(fv_pipeline):
         fv.relevance(np.ones_like(F), trace, reduce="bin_parts")
     with pytest.raises(ValueError, match=r"reduce must map \(m, 128\) rows to \(m, w\) rows"):
         fv.relevance(np.ones_like(F), trace, reduce=lambda r: r.sum(1))
+
+
+@pytest.mark.parametrize("rule", [("alphabeta", {}), ("alphabeta", {"alpha": 1, "beta": 0}), ("abs", {}), ("z", {})])
+def test_pca_sign_rules_in_chunks_on_threads_match_the_messages(rule, monkeypatch):
+    """The PCA step's sign rules, in chunks of a few rows in each thread's reused buffers and on two threads
+    at once, give ``R_{i<-j}`` of the messages ``z_ji = W_ji c_i`` written out (eq. 2.31)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bowlrp.encoders import pca
+    from bowlrp.rules import get_rule
+
+    rule = get_rule(rule[0], **rule[1])
+    rng = np.random.default_rng(11)
+    n, d_in, d_out = 60, 9, 4
+    Cs = [rng.standard_normal((n, d_in)) for _ in range(4)]
+    W = rng.standard_normal((d_out, d_in))
+    Rs = [rng.standard_normal((n, d_out)) for _ in range(4)]
+    want = []
+    for C, R in zip(Cs, Rs):  # slow: each descriptor's messages, one output at a time
+        out = np.zeros((n, d_in))
+        for t in range(n):
+            for j in range(d_out):
+                z = W[j] * C[t]
+                if rule.name == "alphabeta":
+                    zp, zn = np.maximum(z, 0), np.minimum(z, 0)
+                    out[t] += rule.alpha * zp / zp.sum() * R[t, j] if zp.sum() > 0 else 0.0
+                    out[t] += rule.beta * zn / zn.sum() * R[t, j] if zn.sum() < 0 else 0.0
+                elif rule.name == "abs":
+                    out[t] += np.abs(z) / np.abs(z).sum() * R[t, j]
+                else:
+                    out[t] += z / z.sum() * R[t, j]
+        want.append(out)
+    monkeypatch.setattr(pca, "_CHUNK_BYTES", 8 * 6 * (d_in + d_out) * 7)  # chunks of 7 rows
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        got = list(pool.map(lambda cr: pca.linear_map_relevance(cr[0], W, cr[1], rule, np, Y=cr[0] @ W.T),
+                            zip(Cs, Rs)))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12 * np.abs(w).max())
