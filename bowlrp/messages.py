@@ -12,6 +12,8 @@ the column sums.
 The names are re-exported by :mod:`bowlrp.rules`.
 """
 
+import numpy as np
+
 __all__ = ["phi", "usable", "redistribute_sparse", "PHIS", "RTOL", "FLOOR"]
 
 PHIS = ("z", "pos", "neg", "abs", "one")
@@ -62,7 +64,11 @@ def usable(den, magnitude, xp):
 
 
 def _divide(num, den, ok, xp):
-    """``num / den`` where ``ok``, else 0, without warnings."""
+    """``num / den`` where ``ok``, else 0, without warnings (on NumPy one masked pass instead of three)."""
+    if xp is np:
+        num, den, ok = np.asarray(num), np.asarray(den), np.asarray(ok)
+        out = np.zeros(np.broadcast_shapes(num.shape, den.shape, ok.shape), dtype=np.result_type(num, den, 1.0))
+        return np.divide(num, den, out=out, where=ok)
     return xp.where(ok, num / xp.where(ok, den, 1.0), 0.0)
 
 
