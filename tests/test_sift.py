@@ -190,6 +190,18 @@ def test_shared_grid_keypoints_are_built_once_and_never_changed():
         np.testing.assert_array_equal(ds.descriptors, ds2.descriptors)
 
 
+
+def test_large_grids_build_their_keypoints_per_call(monkeypatch):
+    import bowlrp.features.geometry as geometry
+
+    monkeypatch.setattr(geometry, "_CACHED_KEYPOINTS", 10)  # this grid has more keypoints: not kept
+    a, b = (geometry._grid_geometry((70, 90), (2.0, 3.0), (6, 9), 0)[5] for _ in range(2))
+    assert isinstance(a, list) and a is not b and len(a) == len(b) > 10
+    img = _textured((70, 90), seed=1)
+    np.testing.assert_array_equal(DenseSIFT(scales=(2.0, 3.0), steps=(6, 9)).transform([img])[0].descriptors,
+                                  cv2.SIFT_create().compute(img, a)[1])
+
+
 def test_matches_opencv_compute_rotated():
     img = _textured((80, 90), seed=3)
     ds = DenseSIFT(rotate=True).transform([img])[0]
