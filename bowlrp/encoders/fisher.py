@@ -465,7 +465,7 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             return lost
         d = tr["descriptors"]
         kept = lt["Y"] if lt["Y"] is not None and lt["Y"].dtype == xp.float64 else None
-        mean = asarray(p.mean_, xp, dtype=xp.float64)
+        mean = None if kept is None else asarray(p.mean_, xp, dtype=xp.float64)
         for _, lo, hi in row_chunks(np.array([0, len(rows)]), 8 * self.n_dims_in_):
             if kept is None:
                 Yc, C = project(d[rows[lo:hi]], p.mean_, p.components_, xp, xp.float64)
