@@ -61,13 +61,19 @@ def _add_boxes(diff, boxes, values, stride, xp):
     _add_points(diff, idx, xp.concatenate([v, -v, -v, v]), xp)
 
 
-def _add_points(diff, idx, weights, xp):
-    """``diff[idx] += weights`` (host flat indices, repeats summed) with one ``bincount`` over their band."""
+def _add_points(diff, idx, weights, xp, band=None):
+    """``diff[idx] += weights`` (host flat indices, repeats summed) with one ``bincount`` over their band.
+
+    ``band`` is ``(base, span)`` when the caller knows the indices' range
+    and gives ``idx - base``.
+    """
     if not idx.size:
         return
-    base = int(idx.min())
-    span = int(idx.max()) - base + 1
-    diff[base : base + span] += xp.bincount(asarray(idx - base, xp), weights=weights, minlength=span)
+    if band is None:
+        base = int(idx.min())
+        band, idx = (base, int(idx.max()) - base + 1), idx - base
+    base, span = band
+    diff[base : base + span] += xp.bincount(asarray(idx, xp), weights=weights, minlength=span)
 
 
 def _add_split_squares(diff, rows, cols, values, stride, xp):
@@ -80,14 +86,22 @@ def _add_split_squares(diff, rows, cols, values, stride, xp):
     zero-padded 4 x 4 values), 25 points per descriptor instead of 64.
     """
     m = len(rows)
+    if not m:
+        return
     V = values.reshape(m, 4, 4)
-    L = xp.zeros((m, 5, 5), dtype=xp.float64)
-    L[:, :4, :4] += V
-    L[:, :4, 1:] -= V
-    L[:, 1:, :4] -= V
-    L[:, 1:, 1:] += V
-    idx = rows.astype(np.int64)[:, :, None] * stride + cols.astype(np.int64)[:, None, :]
-    _add_points(diff, idx.reshape(-1), L.reshape(-1), xp)
+    E = xp.empty((m, 4, 5), dtype=xp.float64)  # the difference along the columns, then along the rows
+    E[:, :, 0] = V[:, :, 0]
+    xp.subtract(V[:, :, 1:], V[:, :, :3], out=E[:, :, 1:4])
+    xp.negative(V[:, :, 3], out=E[:, :, 4])
+    L = xp.empty((m, 5, 5), dtype=xp.float64)
+    L[:, 0] = E[:, 0]
+    xp.subtract(E[:, 1:], E[:, :3], out=L[:, 1:4])
+    xp.negative(E[:, 3], out=L[:, 4])
+    r0, c0 = int(rows.min()), int(cols.min())
+    r, c = rows.astype(np.int64) - r0, cols.astype(np.int64) - c0
+    idx = (r * stride)[:, :, None] + c[:, None, :]
+    span = int(r.max()) * stride + int(c.max()) + 1
+    _add_points(diff, idx.reshape(-1), L.reshape(-1), xp, band=(r0 * stride + c0, span))
 
 
 def _chunks(descriptor_set):
