@@ -430,7 +430,8 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             if tr["n"] == 0:
                 raise ValueError(f"image {i} has no descriptors: its relevance cannot be attributed")
             for s, lt in enumerate(tr["levels"]):
-                tasks.append((s, tr, lt, R[i, s * nc * B : (s + 1) * nc * B].reshape(nc, B), rule, xp))
+                part = slice(s * nc * B, (s + 1) * nc * B)
+                tasks.append((s, tr, lt, R[i, part].reshape(nc, B), raw[i, part].reshape(nc, B), rule, xp))
                 owners.append(i)
         reduce = reduce if self.dimension_relevance else None
         width = (1 if not self.dimension_relevance else self.n_dims_in_ if reduce is None
@@ -447,9 +448,10 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             result.append(Rd if self.dimension_relevance else Rd[:, 0])
         return result
 
-    def _level_relevance(self, s, tr, lt, Rl, rule, xp, Rd, reduce=None):
+    def _level_relevance(self, s, tr, lt, Rl, raw, rule, xp, Rd, reduce=None):
         """Write the relevance of level ``s`` of one image into its rows of ``Rd``; return what is lost
-        (eq. 4.9-4.10, D.3, 2.31)."""
+        (eq. 4.9-4.10, D.3, 2.31).  ``raw`` is the level's part of the forward pass's unnormalised
+        vectors: the column sums when the moments they were formed from are kept (float64)."""
         if len(lt["sel"]) == 0:
             return float(Rl.sum())
         mix, p = self.mixtures_[s], self.pcas_[s]
@@ -457,7 +459,8 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         G, bounds = lt["G"], lt["bounds"]
         Y = lt["Y"] if lt["Y"] is not None else ProjectedRows(tr["descriptors"], rows, p, xp)
         S = lt["S"] if lt["S"] is not None else atom_moments(Y, G, bounds, mix, xp)
-        x, Sc, counts = cell_statistics(S, tr["membership"], np.diff(bounds), mix, self.include_weights, xp)
+        x, Sc, counts = cell_statistics(S, tr["membership"], np.diff(bounds), mix, self.include_weights, xp,
+                                        x=raw if lt["S"] is not None else None)
         Rdim, lost = level_relevance(Y, G, bounds, tr["membership"], counts, x, Sc, Rl, rule, mix,
                                      self.include_weights, xp)
         if p is None:
