@@ -469,11 +469,13 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         d = tr["descriptors"]
         kept = lt["Y"] if lt["Y"] is not None and lt["Y"].dtype == xp.float64 else None
         mean = None if kept is None else asarray(p.mean_, xp, dtype=xp.float64)
+        C_buf = None
         for _, lo, hi in row_chunks(np.array([0, len(rows)]), 8 * self.n_dims_in_):
             if kept is None:
                 Yc, C = project(d[rows[lo:hi]], p.mean_, p.components_, xp, xp.float64)
             else:  # the forward pass's projection: only the centring is formed again
-                Yc, C = kept[lo:hi], asarray(d[rows[lo:hi]], xp, dtype=xp.float64) - mean
+                C_buf = xp.empty((hi - lo, self.n_dims_in_), dtype=xp.float64) if C_buf is None else C_buf
+                Yc, C = kept[lo:hi], xp.subtract(d[rows[lo:hi]], mean, out=C_buf[: hi - lo], dtype=xp.float64)
             r = linear_map_relevance(C, p.components_, Rdim[lo:hi], rule, xp, Y=Yc)
             Rd[rows[lo:hi]] = self._kept(r, reduce)
         return lost

@@ -13,7 +13,7 @@ Two evaluations, both exact for the encoding that was computed:
 * rules whose only transform is ``z`` (proportional, epsilon): the column
   sums are ``x`` itself, and ``sum_d z_ld t_d`` per descriptor dimension
   expands into one matrix product of the posteriors,
-  ``y * (G' B_1) + y^2 * (G' B_2) + G' B_3`` (``linear_messages``);
+  ``y * (G' B_1) + y^2 * (G' B_2) + G' B_3`` (``linear_tables``, ``linear_messages``);
 * the other rules need ``phi(z_ld)`` elementwise.  But ``z_ld`` is zero
   wherever ``gamma_k(l)`` is, and the posteriors are truncated
   (:func:`bowlrp.encoders.fisher_math.posteriors`), so the mean and variance
@@ -40,8 +40,7 @@ from .._backend import asarray
 from .pca import combined, project
 from ..rules import RTOL
 from .fisher_math import SQRT2, augment, fisher_vectors, magnitude_bound, moments, rounding_bound, row_chunks
-from .fisher_pairs import (Pairs, abs_messages, abs_sums, pair_messages, pair_sums, sign_messages, sign_sums,
-                           split_block)
+from .fisher_pairs import Pairs, abs_messages, abs_sums, pair_messages, pair_sums, sign_messages, sign_sums
 
 # the message and sum functions are the encoder's relevance step (FisherVectorEncoder.relevance
 # calls them); what a user meets is the warning
@@ -122,48 +121,69 @@ def cell_statistics(S_atoms, membership, atom_sizes, mixture, include_weights, x
     return x, S, counts
 
 
-def linear_messages(Y, G, T, mixture, include_weights, xp, lo=0, hi=None, out=None):
-    """``sum_d z_ld T_d`` per descriptor dimension of rows ``lo:hi`` (n, D), matrix products only (eq. D.3).
+def linear_tables(T, mixture, include_weights, xp):
+    """``(B, const)``: the right factors of :func:`linear_messages` for the per-atom scales ``T`` (n_atoms, B).
 
-    ``T`` (B,) is the per-message scale of one atom (the rule's scale times
-    ``1 / |L_cell|``, summed over the atom's cells).  With ``u = (y - mu) /
-    sigma`` and ``G' = gamma / sqrt(pi)``: the mean part is ``G' (T_mu u)`` and
-    the variance part ``G' (T_sigma (u^2 - 1) / sqrt 2)``, which expand in
-    powers of ``y - c`` (about the mixture's centre) into ``y * (G' B_1) + y^2
-    * (G' B_2) + G' B_3``; the weight messages ``(gamma - pi) / sqrt(pi)``,
-    spread evenly over the ``D`` dimensions, add ``G' (T_w / D)`` to every
-    column of ``B_3`` and the constant ``-sum_k sqrt(pi_k) T_w,k / D``.  ``G``
-    dense or sparse (:func:`bowlrp.encoders.fisher_math.compress`); ``Y`` an
-    array or anything that gives rows by slicing; the result goes into ``out``
-    when given, formed there in place (``((y - c) P_2 + P_1) (y - c) + P_3``).
+    ``T`` is the per-message scale of each atom (the rule's scale times ``1 /
+    |L_cell|``, summed over the atom's cells).  With ``u = (y - mu) / sigma``
+    and ``G' = gamma / sqrt(pi)``, the mean part of ``sum_d z_ld T_d`` is ``G'
+    (T_mu u)`` and the variance part ``G' (T_sigma (u^2 - 1) / sqrt 2)`` (eq.
+    4.2, 4.3); in powers of ``y - c`` (about the mixture's centre) they are
+    ``(y - c) (G' B_1) + (y - c)^2 (G' B_2) + G' B_3``.  The weight messages
+    ``(gamma - pi) / sqrt(pi)`` (eq. 4.1), spread evenly over the ``D``
+    dimensions, add ``T_w / D`` to every column of ``B_3`` and the constant
+    ``-sum_k sqrt(pi_k) T_w,k / D``.  Returns ``B = [B_1 | B_2 | B_3] /
+    sqrt(pi)`` (n_atoms, K, 3D) and the constants (n_atoms,).
     """
-    hi = Y.shape[0] if hi is None else hi
     K, D = mixture.n_components, mixture.n_dims
     mu, sig, var = (asarray(a, xp) for a in (mixture.centred_means, mixture.sigmas, mixture.variances))
-    sq = asarray(mixture.sqrt_weights, xp)
-    c = asarray(mixture.centre, xp)
-    Tw, Tms = split_block(T, K, D, include_weights, xp)
-    Tm, Ts = Tms[:, :D], Tms[:, D:] / SQRT2
-    B3 = Ts * (mu * mu / var - 1.0) - Tm * mu / sig
-    if include_weights:
-        B3 = B3 + (Tw / D)[:, None]
-        const = -(sq * Tw).sum() / D
-    B = xp.concatenate([Tm / sig - 2 * Ts * mu / var, Ts / var, B3], axis=1)
-    B /= sq[:, None]
+    sq = asarray(mixture.sqrt_weights, xp)[:, None]
+    off, n = (K if include_weights else 0), T.shape[0]
+    Tm = T[:, off : off + K * D].reshape(n, K, D)
+    Ts = T[:, off + K * D :].reshape(n, K, D)
+    a_s = 1.0 / (SQRT2 * var * sq)  # the variance scales' factor
+    B = xp.empty((n, K, 3 * D), dtype=xp.float64)
+    B1, B2, B3 = B[..., :D], B[..., D : 2 * D], B[..., 2 * D :]
+    xp.multiply(Tm, 1.0 / (sig * sq), out=B1)
+    xp.multiply(Ts, -2.0 * mu * a_s, out=B2)
+    B1 += B2
+    xp.multiply(Ts, (mu * mu - var) * a_s, out=B3)
+    xp.multiply(Tm, -mu / (sig * sq), out=B2)
+    B3 += B2
+    xp.multiply(Ts, a_s, out=B2)
+    if not include_weights:
+        return B, xp.zeros(n, dtype=xp.float64)
+    Tw = T[:, :K]
+    B3 += (Tw / (D * sq[:, 0]))[:, :, None]
+    return B, -(Tw * sq[:, 0]).sum(1) / D
+
+
+def linear_messages(Y, G, B, const, centre, xp, lo=0, hi=None, out=None):
+    """``sum_d z_ld T_d`` per descriptor dimension of rows ``lo:hi`` (n, D), matrix products only (eq. D.3).
+
+    ``B`` (K, 3D) and ``const`` are one atom's :func:`linear_tables` and
+    ``centre`` the mixture's centre ``c``: with ``P = G B`` the messages are
+    ``((y - c) P_2 + P_1) (y - c) + P_3 + const``, formed in place in chunks
+    that stay in a core's cache.  ``G`` dense or sparse
+    (:func:`bowlrp.encoders.fisher_math.compress`); ``Y`` an array or
+    anything that gives rows by slicing; the result goes into ``out`` when
+    given.
+    """
+    hi = Y.shape[0] if hi is None else hi
+    D = B.shape[1] // 3
     out = xp.empty((hi - lo, D), dtype=xp.float64) if out is None else out
-    step = max(1, int(_CACHE_CHUNK_BYTES // (8 * 4 * D)))  # P, y - c and the result stay in a core's cache
-    Yc_buf = xp.empty((min(step, hi - lo), D), dtype=xp.float64)
+    step = max(1, int(_CACHE_CHUNK_BYTES // (8 * 4 * D)))
+    Yc_buf = xp.empty((min(step, max(hi - lo, 1)), D), dtype=xp.float64)
     for a in range(lo, hi, step):
         b = min(hi, a + step)
         P = G[a:b].astype(np.float64, copy=False) @ B
         P = np.asarray(P) if xp is np else P
-        Yc = xp.subtract(Y[a:b], c, out=Yc_buf[: b - a], dtype=xp.float64)
+        Yc = xp.subtract(Y[a:b], centre, out=Yc_buf[: b - a], dtype=xp.float64)
         r = xp.multiply(Yc, P[:, D : 2 * D], out=out[a - lo : b - lo])
         r += P[:, :D]
         r *= Yc
         r += P[:, 2 * D :]
-        if include_weights:
-            r += const
+        r += const
     return out
 
 
@@ -219,10 +239,12 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
         (sc,), reached = rule.scales(sums, magnitude, R, xp)
         T = Mb.T @ (sc * inv_n)
         if phis == ("z",):
+            tables, const = linear_tables(T, mixture, include_weights, xp)
+            c = asarray(mixture.centre, xp)
             for a in range(len(bounds) - 1):
                 lo, hi = int(bounds[a]), int(bounds[a + 1])
                 if hi > lo:
-                    linear_messages(Y, G, T[a], mixture, include_weights, xp, lo, hi, out=Rdim[lo:hi])
+                    linear_messages(Y, G, tables[a], const[a], c, xp, lo, hi, out=Rdim[lo:hi])
         else:
             abs_messages(pairs, T, Y, include_weights, xp, out=Rdim)
     elif set(phis) <= set(_SIGNS):  # alpha-beta: positive and negative parts
@@ -243,10 +265,11 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
         Rdim += pair_messages(pairs, T, Y, include_weights, xp)
     # zero-mapping case (eq. 2.79): what no usable message carries goes evenly over the cell
     U = xp.where(reached, 0.0, R)
-    Uw, Ums = split_block(U, K, D, include_weights, xp)
-    per_dim = Ums[..., :D].sum(1) + Ums[..., D:].sum(1)  # (n_cells, D)
+    off, n_cells = (K if include_weights else 0), U.shape[0]
+    per_dim = U[:, off : off + K * D].reshape(n_cells, K, D).sum(1)  # (n_cells, D): mean, then variance parts
+    per_dim += U[:, off + K * D :].reshape(n_cells, K, D).sum(1)
     if include_weights:
-        per_dim = per_dim + Uw.sum(1)[:, None] / D
+        per_dim += U[:, :K].sum(1)[:, None] / D
     per_atom = Mb.T @ (per_dim * inv_n)
     for a in range(n_atoms):  # added atom by atom: no (n, D) temporary
         lo, hi = int(bounds[a]), int(bounds[a + 1])
