@@ -386,23 +386,30 @@ def magnitude_bound(x, S0, counts, mixture, include_weights, xp):
     Cauchy-Schwarz bounds the mean part by ``sqrt(S0_k Q_k) / (sqrt(pi_k) N)``,
     ``|u^2 - 1| <= u^2 + 1`` the variance part by ``(Q_k + S0_k) / (sqrt(2
     pi_k) N)`` and ``|gamma - pi| <= gamma + pi`` the weight part by ``(S0_k +
-    N pi_k) / (sqrt(pi_k) N)``.  The rules compare their denominators with it
-    (:data:`bowlrp.rules.RTOL`).
+    N pi_k) / (sqrt(pi_k) N)``; zero for a cell without descriptors.  The
+    rules compare their denominators with it (:data:`bowlrp.rules.RTOL`).
+    Formed in place in the result, factors per (cell, component) folded
+    into one pass each.
     """
     K, D = mixture.n_components, mixture.n_dims
     w = asarray(mixture.weights, xp)
     sq = asarray(mixture.sqrt_weights, xp)
     N = asarray(counts, xp, dtype=xp.float64)
-    Ns = xp.where(N > 0, N, 1.0)
-    off = K if include_weights else 0
-    xs = x[:, off + K * D :].reshape(-1, K, D)
-    Q = xp.maximum(SQRT2 * sq[None, :, None] * Ns[:, None, None] * xs + S0[:, :, None], 0.0)
-    scale = sq[None, :, None] * Ns[:, None, None]
-    mag_m = xp.sqrt(S0[:, :, None] * Q) / scale
-    mag_s = (Q + S0[:, :, None]) / (SQRT2 * scale)
-    parts = [(S0 + Ns[:, None] * w) / (sq * Ns[:, None])] if include_weights else []
-    mag = xp.concatenate(parts + [mag_m.reshape(len(N), -1), mag_s.reshape(len(N), -1)], axis=1)
-    return xp.where((N > 0)[:, None], mag, 0.0)
+    n, off = len(N), (K if include_weights else 0)
+    Ns = xp.where(N > 0, N, 1.0)[:, None]
+    inv = xp.where(N > 0, 1.0, 0.0)[:, None] / (sq[None] * Ns)  # 1 / (sqrt(pi_k) N), 0 for an empty cell
+    out = xp.empty(x.shape, dtype=xp.float64)
+    om, os_ = out[:, off : off + K * D].reshape(n, K, D), out[:, off + K * D :].reshape(n, K, D)
+    xp.multiply(x[:, off + K * D :].reshape(n, K, D), (SQRT2 * sq[None] * Ns)[:, :, None], out=os_)
+    os_ += S0[:, :, None]
+    xp.maximum(os_, 0.0, out=os_)  # Q
+    xp.sqrt(os_, out=om)
+    om *= (xp.sqrt(S0) * inv)[:, :, None]
+    os_ += S0[:, :, None]
+    os_ *= (inv / SQRT2)[:, :, None]
+    if include_weights:
+        xp.multiply(S0 + Ns * w[None], inv, out=out[:, :K])
+    return out
 
 
 def rounding_bound(S, counts, mixture, include_weights, xp, factor=8.0):
@@ -412,23 +419,37 @@ def rounding_bound(S, counts, mixture, include_weights, xp, factor=8.0):
     about the centre), which cancels when the descriptors lie far from the
     centre compared with the component's width.  With ``sum gamma |y - c| <=
     sqrt(S0 S2)`` the terms are bounded by ``(S2 + 2 |mu| sqrt(S0 S2) + mu^2
-    S0) / sigma^2 + S0``; the error is at most ``factor`` machine epsilons of
-    them.  :func:`bowlrp.encoders.fisher_relevance.level_relevance` counts a
-    column sum that is not many times larger than this as zero.
+    S0) / sigma^2 + S0 = (sqrt(S2) + |mu| sqrt(S0))^2 / sigma^2 + S0``, and
+    the mean part's by ``sqrt(S0) (sqrt(S2) + |mu| sqrt(S0)) / sigma``; the
+    error is at most ``factor`` machine epsilons of them.
+    :func:`bowlrp.encoders.fisher_relevance.level_relevance` counts a column
+    sum that is not many times larger than this as zero.
     """
     K, D = mixture.n_components, mixture.n_dims
     mu = xp.abs(asarray(mixture.centred_means, xp))
     sig, var = asarray(mixture.sigmas, xp), asarray(mixture.variances, xp)
     w, sq = asarray(mixture.weights, xp), asarray(mixture.sqrt_weights, xp)
     N = asarray(counts, xp, dtype=xp.float64)
-    Ns = xp.where(N > 0, N, 1.0)[:, None, None]
-    S2, S0 = xp.maximum(S[..., D : 2 * D], 0.0), xp.maximum(S[..., 2 * D :], 0.0)
-    S1a = xp.sqrt(S0 * S2)
-    em = (S1a + mu * S0) / (sig * sq[:, None] * Ns)
-    es = ((S2 + 2 * mu * S1a + mu * mu * S0) / var + S0) / (SQRT2 * sq[:, None] * Ns)
-    parts = [(S0[..., 0] + N[:, None] * w) / (sq * Ns[:, :, 0])] if include_weights else []
-    parts += [em.reshape(len(N), K * D), es.reshape(len(N), K * D)]
-    return (factor * np.finfo(np.float64).eps) * xp.concatenate(parts, axis=1)
+    n, off = len(N), (K if include_weights else 0)
+    Ns = xp.where(N > 0, N, 1.0)[:, None]
+    eps = factor * np.finfo(np.float64).eps
+    r0 = xp.sqrt(xp.maximum(S[..., 2 * D], 0.0))  # sqrt(S0) (n, K)
+    inv = eps / (sq[None] * Ns)
+    out = xp.empty((n, off + 2 * K * D), dtype=xp.float64)
+    em, es = out[:, off : off + K * D].reshape(n, K, D), out[:, off + K * D :].reshape(n, K, D)
+    xp.maximum(S[..., D : 2 * D], 0.0, out=es)
+    xp.sqrt(es, out=es)
+    xp.multiply(mu[None], r0[:, :, None], out=em)
+    es += em  # t = sqrt(S2) + |mu| sqrt(S0)
+    xp.multiply(es, (1.0 / sig)[None], out=em)
+    em *= (r0 * inv)[:, :, None]
+    es *= es
+    es *= (1.0 / var)[None]
+    es += (r0 * r0)[:, :, None]
+    es *= (inv / SQRT2)[:, :, None]
+    if include_weights:
+        xp.multiply(r0 * r0 + N[:, None] * w[None], inv, out=out[:, :K])
+    return out
 
 
 def row_chunks(bounds, width, itemsize=8, budget=16 << 20):

@@ -231,8 +231,9 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
     if phis == ("z",) or phis == ("abs",):
         if phis == ("z",):
             sums = (x,)
-            magnitude = xp.maximum(magnitude_bound(x, S0, counts, mixture, include_weights, xp),
-                                   rounding_bound(S, counts, mixture, include_weights, xp) / (RTOL * ACCURACY))
+            magnitude = magnitude_bound(x, S0, counts, mixture, include_weights, xp)
+            xp.maximum(magnitude, rounding_bound(S, counts, mixture, include_weights, xp,
+                                                 factor=8.0 / (RTOL * ACCURACY)), out=magnitude)
         else:
             sums = ((Mb @ abs_sums(pairs, n_atoms, include_weights, xp)) * inv_n,)
             magnitude = sums[0]
