@@ -19,13 +19,17 @@ as the entries of the sparse matrices that sum pairs per component or per
 descriptor, so no message matrix is formed; ``x+ = max(x, 0)`` and ``x- = x -
 x+`` are exact, and the messages ``x+ t+ + x- t-`` select a scale per entry
 without a difference of large terms.
+
+On NumPy a chunk costs a few dozen calls whatever its size, so the
+per-pair weights, the weight messages and the sums of their parts (eq. 4.1)
+are formed for the whole level at once.
 """
 
 import numpy as np
 
 from .._backend import asarray
 from ..rules import phi
-from ._buffers import Scratch
+from ._buffers import thread_scratch
 from .fisher_math import SQRT2, block_size, is_sparse, row_chunks
 
 _PAIR_BYTES = 8 << 20  # bound of the temporaries of one chunk of (descriptor, component) pairs
@@ -45,6 +49,16 @@ def split_block(T, K, D, include_weights, xp):
     return (T[..., :K] if include_weights else None), xp.concatenate([Tm, Ts], axis=-1)
 
 
+_ARANGE = [np.arange(1 << 16, dtype=np.int32)]
+
+
+def _arange32(m):
+    """``0 .. m-1`` as int32 (a view of one kept array): SciPy checks and converts int64 index arrays."""
+    if len(_ARANGE[0]) < m:
+        _ARANGE[0] = np.arange(max(m, 2 * len(_ARANGE[0])), dtype=np.int32)
+    return _ARANGE[0][:m]
+
+
 def _segments(seg, n_seg, xp, weights=None):
     """``X -> out`` with ``out[s] = sum of the rows weights[i] X[i] with seg[i] == s`` (n_seg, X.shape[1]).
 
@@ -57,7 +71,7 @@ def _segments(seg, n_seg, xp, weights=None):
 
         m = len(seg)  # column i holds its one entry in row seg[i]: built without sorting
         data = np.ones(m) if weights is None else weights
-        S = csc_matrix((data, np.asarray(seg, dtype=np.int64), np.arange(m + 1)), shape=(n_seg, m))
+        S = csc_matrix((data, seg, _arange32(m + 1)), shape=(n_seg, m))
         return lambda X: np.asarray(S @ X)
 
     def total(X):
@@ -80,7 +94,7 @@ def _row_sum(X, indptr, rows, xp, weights=None):
         from scipy.sparse import csr_matrix  # noqa: PLC0415
 
         data = np.ones(X.shape[0]) if weights is None else weights
-        S = csr_matrix((data, np.arange(X.shape[0]), indptr), shape=(n, X.shape[0]))
+        S = csr_matrix((data, _arange32(X.shape[0]), indptr), shape=(n, X.shape[0]))
         return np.asarray(S @ X)
     return _segment_sum(X if weights is None else X * weights[:, None], rows, n, xp)
 
@@ -96,23 +110,41 @@ class Pairs:
     pass while they fit in ``_CACHE_BYTES``; the others are formed again.
     With ``scores`` (the sign and magnitude rules), ``M``
     is replaced by the scores ``U = (y - mu_k) / sigma_k`` (n_pairs, D), so
-    that ``M = [w U | w (U^2 - 1) / sqrt 2]``; they live in a reused buffer,
+    that ``M = [w U | w (U^2 - 1) / sqrt 2]``; they live in a reused buffer
+    of the calling thread (:func:`~bowlrp.encoders._buffers.thread_scratch`),
     valid until the next chunk, and are formed again in each pass (on a
     shared machine the fresh pages of a cache cost more than the gathers).
+
+    The level's pairs, in row order, are also kept whole: ``rows``,
+    ``comps``, ``e`` and ``w`` (``level``) and each pair's atom (``atoms``),
+    from which :meth:`atom_sums` and :meth:`row_sums` sum per-pair values
+    per (atom, component) and per descriptor in one call for the level.
     """
 
     def __init__(self, Y, G, bounds, mixture, xp, scores=False):
         self.Y, self.G, self.mixture, self.xp = Y, G, mixture, xp
         self.scores = scores
         D, n = mixture.n_dims, G.shape[0]
-        nnz = G.nnz if is_sparse(G) else int((G != 0).sum())
+        self.sqrt_weights = asarray(mixture.sqrt_weights, xp)
+        if is_sparse(G):  # the level's pairs in row order, as the CSR matrix stores them
+            self.ptr = G.indptr
+            rows, comps = np.repeat(np.arange(n), np.diff(G.indptr)), G.indices
+            g = np.asarray(G.data, dtype=np.float64)
+        else:
+            self.ptr = None
+            rows, comps = xp.nonzero(G)
+            g = G[rows, comps].astype(xp.float64)
+        self.level = (rows, comps) + _weights(g, self.sqrt_weights[comps])
+        nnz = len(g)
         per_row = max(1.0, nnz / max(n, 1))
         width, budget = (7 * D, _SCORE_BYTES) if scores else (6 * D, _PAIR_BYTES)
         self.chunks = list(row_chunks(bounds, int(per_row * width) + 1, budget=budget))
         self.kept, self.room = {}, 0 if scores else _CACHE_BYTES
-        self.scratch = Scratch(xp)
-        self.means, self.sqrt_weights = asarray(mixture.means, xp), asarray(mixture.sqrt_weights, xp)
-        self.inv_sigmas = 1.0 / asarray(mixture.sigmas, xp)
+        self.scratch = thread_scratch(xp)
+        self.sizes = np.diff(np.asarray(bounds)).astype(np.float64)  # rows per atom
+        self.row_atoms = asarray(np.repeat(np.arange(len(self.sizes)), np.diff(np.asarray(bounds))), xp)
+        self.atoms = self.row_atoms[rows]
+        self.means, self.inv_sigmas = asarray(mixture.means, xp), 1.0 / asarray(mixture.sigmas, xp)
 
     def __iter__(self):
         for i, (a, lo, hi) in enumerate(self.chunks):
@@ -126,21 +158,29 @@ class Pairs:
                 self.room -= size
             yield (a, lo, hi) + item
 
+    def atom_sums(self, values, n_atoms):
+        """``out[a, k] = sum of values[p]`` over the level's pairs ``p`` of atom ``a`` and component ``k``."""
+        xp, K = self.xp, self.mixture.n_components
+        _, comps = self.level[:2]
+        key = self.atoms * K + comps
+        return xp.bincount(key, weights=values, minlength=n_atoms * K).reshape(n_atoms, K)
+
+    def row_sums(self, values):
+        """``out[l] = sum of values[p]`` over the pairs ``p`` of descriptor ``l`` (n,), in pair order."""
+        return self.xp.bincount(self.level[0], weights=values, minlength=self.G.shape[0])
+
     def _form(self, lo, hi):
         xp, G, D = self.xp, self.G, self.mixture.n_dims
-        if is_sparse(G):
-            indptr = G.indptr[lo : hi + 1] - G.indptr[lo]
-            rows = np.repeat(np.arange(hi - lo), np.diff(indptr))
-            comps = G.indices[G.indptr[lo] : G.indptr[hi]]
-            g = G.data[G.indptr[lo] : G.indptr[hi]].astype(np.float64)
+        if self.ptr is not None:  # slices of the level's pairs
+            p0, p1 = int(self.ptr[lo]), int(self.ptr[hi])
+            indptr = self.ptr[lo : hi + 1] - self.ptr[lo]
+            rows, comps, gp, e = (v[p0:p1] for v in self.level)
+            rows = rows - lo
         else:
             sub = G[lo:hi]
             rows, comps = xp.nonzero(sub)
-            g = sub[rows, comps].astype(xp.float64)
             indptr = xp.searchsorted(rows, xp.arange(hi - lo + 1))
-        sq = self.sqrt_weights[comps]
-        gp = g / sq
-        e = (g - sq * sq) / sq
+            gp, e = _weights(sub[rows, comps].astype(xp.float64), self.sqrt_weights[comps])
         # U = (y - mu_k) / sigma_k, then M = [gp U | gp (U^2 - 1) / sqrt 2]: gathers into reused buffers
         buf = self.scratch
         U = buf.take(asarray(self.Y[lo:hi], xp, dtype=xp.float64), rows, "U")
@@ -157,6 +197,12 @@ class Pairs:
         return rows, indptr, comps, M, e, gp
 
 
+def _weights(g, sq):
+    """``(w, e)`` of pairs with posteriors ``g`` and ``sqrt(pi_k)`` ``sq``: ``w = g / sqrt(pi_k)`` and the
+    weight message ``e = (g - pi_k) / sqrt(pi_k)`` (eq. 4.1)."""
+    return g / sq, (g - sq * sq) / sq
+
+
 def abs_sums(pairs, n_atoms, include_weights, xp):
     """``sum_l |Psi(l)_d|`` per atom (n_atoms, B), from the pairs with a non-zero posterior.
 
@@ -170,7 +216,6 @@ def abs_sums(pairs, n_atoms, include_weights, xp):
     K, D = mix.n_components, mix.n_dims
     acc = xp.zeros((n_atoms, block_size(K, D, include_weights)), dtype=xp.float64)
     off = K if include_weights else 0
-    sq = pairs.sqrt_weights
     buf = pairs.scratch
     for a, lo, hi, rows, indptr, comps, U, e, w in pairs:
         total = _segments(comps, K, xp, weights=w)
@@ -179,8 +224,9 @@ def abs_sums(pairs, n_atoms, include_weights, xp):
         mean, var = _atom_parts(acc, a, off, K, D)
         mean += total(xp.abs(U, out=U))
         var += total(xp.abs(V, out=V))
-        if include_weights:
-            acc[a, :K] += xp.bincount(comps, weights=xp.abs(e) - sq[comps], minlength=K) + (hi - lo) * sq
+    if include_weights:
+        sq, (_, comps, _, e) = pairs.sqrt_weights, pairs.level
+        acc[:, :K] += pairs.atom_sums(xp.abs(e) - sq[comps], n_atoms) + asarray(pairs.sizes, xp)[:, None] * sq
     acc[:, off + K * D :] /= SQRT2
     return acc
 
@@ -219,9 +265,12 @@ def abs_messages(pairs, T, Y, include_weights, xp, out=None):
     K, D = mix.n_components, mix.n_dims
     Tw, Tm, Ts = _parts(T, K, D, include_weights)
     tables = [Tm, Ts / SQRT2]
-    sq = pairs.sqrt_weights
     buf = pairs.scratch
     out = xp.empty(Y.shape, dtype=xp.float64) if out is None else out
+    if include_weights:
+        sq, (_, comps, _, e) = pairs.sqrt_weights, pairs.level
+        rw = pairs.row_sums((xp.abs(e) - sq[comps]) * Tw[pairs.atoms, comps])
+        rw = (rw + (sq * Tw).sum(1)[pairs.row_atoms]) / D
     for a, lo, hi, rows, indptr, comps, U, e, w in pairs:
         V = xp.multiply(U, U, out=buf("V", U.shape))
         V -= 1.0
@@ -232,8 +281,7 @@ def abs_messages(pairs, T, Y, include_weights, xp, out=None):
         acc += scale
         r = _row_sum(acc, indptr, rows, xp, weights=w)
         if include_weights:
-            rw = xp.bincount(rows, weights=(xp.abs(e) - sq[comps]) * Tw[a][comps], minlength=hi - lo)
-            r += ((rw + (sq * Tw[a]).sum()) / D)[:, None]
+            r += rw[lo:hi, None]
         out[lo:hi] = r
     return out
 
@@ -244,14 +292,14 @@ def sign_sums(pairs, n_atoms, include_weights, xp):
     ``pairs`` formed with ``scores=True``.  The positive and negative parts
     of ``u`` and of ``u^2 - 1`` are summed with the pair weights ``w`` as the
     entries of one sparse matrix of the pairs' components per chunk (eq.
-    4.2, 4.3: ``Psi_mu^+ = w u^+``, ``Psi_sigma^+ = w (u^2 - 1)^+ / sqrt 2``).
+    4.2, 4.3: ``Psi_mu^+ = w u^+``, ``Psi_sigma^+ = w (u^2 - 1)^+ / sqrt 2``),
+    the four parts side by side in one product.
     """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
     B, off = block_size(K, D, include_weights), K if include_weights else 0
     acc_p = xp.zeros((n_atoms, B), dtype=xp.float64)
     acc_n = xp.zeros((n_atoms, B), dtype=xp.float64)
-    sq = pairs.sqrt_weights
     buf = pairs.scratch
     for a, lo, hi, rows, indptr, comps, U, e, w in pairs:
         total = _segments(comps, K, xp, weights=w)
@@ -265,9 +313,11 @@ def sign_sums(pairs, n_atoms, include_weights, xp):
         vp += total(xp.maximum(V, zero, out=part))
         V -= part
         vn += total(V)
-        if include_weights:  # a truncated posterior's weight message is -sqrt(pi_k) < 0
-            acc_p[a, :K] += xp.bincount(comps, weights=xp.maximum(e, 0.0), minlength=K)
-            acc_n[a, :K] += xp.bincount(comps, weights=xp.minimum(e, 0.0) + sq[comps], minlength=K) - (hi - lo) * sq
+    if include_weights:  # a truncated posterior's weight message is -sqrt(pi_k) < 0
+        sq, (_, comps, _, e) = pairs.sqrt_weights, pairs.level
+        acc_p[:, :K] += pairs.atom_sums(xp.maximum(e, 0.0), n_atoms)
+        acc_n[:, :K] += (pairs.atom_sums(xp.minimum(e, 0.0) + sq[comps], n_atoms)
+                         - asarray(pairs.sizes, xp)[:, None] * sq)
     acc_p[:, off + K * D :] /= SQRT2
     acc_n[:, off + K * D :] /= SQRT2
     return acc_p, acc_n
@@ -288,9 +338,13 @@ def sign_messages(pairs, Tp, Tn, Y, include_weights, xp, out=None):
     K, D = mix.n_components, mix.n_dims
     (Tpw, Tpm, Tps), (Tnw, Tnm, Tns) = _parts(Tp, K, D, include_weights), _parts(Tn, K, D, include_weights)
     tables = [Tpm, Tnm, Tps / SQRT2, Tns / SQRT2]
-    sq = pairs.sqrt_weights
     buf = pairs.scratch
     out = xp.empty(Y.shape, dtype=xp.float64) if out is None else out
+    if include_weights:
+        sq, (_, comps, _, e) = pairs.sqrt_weights, pairs.level
+        at = pairs.atoms
+        v = xp.maximum(e, 0.0) * Tpw[at, comps] + (xp.minimum(e, 0.0) + sq[comps]) * Tnw[at, comps]
+        rw = (pairs.row_sums(v) - (sq * Tnw).sum(1)[pairs.row_atoms]) / D
     for a, lo, hi, rows, indptr, comps, U, e, w in pairs:
         zero = buf.zeros(U.shape)
         part = xp.maximum(U, zero, out=buf("part", U.shape))
@@ -312,9 +366,7 @@ def sign_messages(pairs, Tp, Tn, Y, include_weights, xp, out=None):
         acc += scale
         r = _row_sum(acc, indptr, rows, xp, weights=w)
         if include_weights:
-            v = xp.maximum(e, 0.0) * Tpw[a][comps] + (xp.minimum(e, 0.0) + sq[comps]) * Tnw[a][comps]
-            rw = xp.bincount(rows, weights=v, minlength=hi - lo) - (sq * Tnw[a]).sum()
-            r += (rw / D)[:, None]
+            r += rw[lo:hi, None]
         out[lo:hi] = r
     return out
 
