@@ -125,7 +125,33 @@ def combined(coefs, arrays):
     return sum(c * x for c, x in zip(coefs, arrays))
 
 
-def _sign_rule(C, W, R, rule, xp, Y, out=None, aW=None, buf=None):
+def _halves(coefs, arrays, out, xp):
+    """``(x, f)`` with ``sum_i coefs[i] arrays[i] = 2 f x``: ``x`` a sum or difference of the arrays (written
+    into ``out``, or one of them) where the non-zero coefficients have one magnitude ``2 f``, else their
+    combination and ``f = 1/2``; ``(None, 0)`` when every coefficient is 0."""
+    terms = [(c, x) for c, x in zip(coefs, arrays) if c]
+    if not terms:
+        return None, 0.0
+    mags = {abs(c) for c, _ in terms}
+    if len(mags) > 1:
+        return sum(c * x for c, x in terms), 0.5
+    (c0, x0), f = terms[0], mags.pop() / 2
+    if len(terms) == 1:
+        return (x0 if c0 > 0 else xp.negative(x0, out=out)), f
+    x = xp.add(x0, terms[1][1], out=out) if c0 * terms[1][0] > 0 else xp.subtract(x0, terms[1][1], out=out)
+    if c0 < 0:
+        xp.negative(x, out=x)
+    for c, y in terms[2:]:
+        (xp.add if c * c0 > 0 else xp.subtract)(x, y, out=x)
+    return x, f
+
+
+def _scaled(f, M, half):
+    """``f M`` with ``half = M / 2`` at hand."""
+    return half if f == 0.5 else M if f == 1.0 else f * M
+
+
+def _sign_rule(C, W, R, rule, xp, Y, out=None, aW=None, buf=None, halves=None):
     """Rules made of ``z``, ``z+``, ``z-``, ``|z|``: two or three matrix products per chunk (eq. 2.31).
 
     ``z+ = (z + |z|) / 2`` and ``z- = (z - |z|) / 2`` give the column sums from
@@ -135,7 +161,10 @@ def _sign_rule(C, W, R, rule, xp, Y, out=None, aW=None, buf=None):
     descriptors go through the direct products of :func:`_generic`.  The
     elementwise steps write into the reused buffers ``buf``
     (:class:`~bowlrp.encoders._buffers.Scratch`) and ``out`` (the result);
-    ``aW`` is ``|W|`` when the caller has it.
+    ``aW`` is ``|W|`` when the caller has it, ``halves`` ``(W / 2, |W| / 2)``.
+    The factors ``1/2`` of ``t`` and ``a`` go into those halved maps (exact: a
+    power of two), and a product whose factor is 0 for every transform (``t``
+    of the magnitude rule) is not formed.
     """
     names = list(rule.phis)
     Y = C @ W.T if Y is None else Y
@@ -145,6 +174,7 @@ def _sign_rule(C, W, R, rule, xp, Y, out=None, aW=None, buf=None):
         return xp.multiply(C, sc @ W, out=out), reached
     buf = Scratch(xp) if buf is None else buf
     aW = xp.abs(W) if aW is None else aW
+    halves = (0.5 * W, 0.5 * aW) if halves is None else halves
     n, d_in = C.shape
     d_out = W.shape[0]
     aC = xp.abs(C, out=buf("aC", (n, d_in)))
@@ -160,18 +190,21 @@ def _sign_rule(C, W, R, rule, xp, Y, out=None, aW=None, buf=None):
     bad = xp.less(low, cut, out=buf("bad", (n, d_out), xp.bool_)).any(1)
     sums = tuple(combined(_SIGNS[p], (pos, neg)) for p in names)
     scales, reached = rule.scales(sums, A, R, xp)
-    sp = combined([_SIGNS[p][0] for p in names], scales)
-    sn = combined([_SIGNS[p][1] for p in names], scales)
-    t = xp.add(sp, sn, out=buf("t", (n, d_out)))
-    t *= 0.5
-    a = xp.subtract(sp, sn, out=buf("a", (n, d_out)))
-    a *= 0.5
-    del sp, sn, scales, sums
-    res = xp.matmul(t, W, out=buf("msg", (n, d_in)))
-    res = xp.multiply(C, res, out=out if out is not None else xp.empty((n, d_in), dtype=xp.float64))
-    part = xp.matmul(a, aW, out=buf("msg", (n, d_in)))
-    part *= aC
-    res += part
+    del sums
+    # t = sum_phi (sign+ + sign-) s_phi / 2 and a = sum_phi (sign+ - sign-) s_phi / 2
+    t, ft = _halves([_SIGNS[p][0] + _SIGNS[p][1] for p in names], scales, buf("t", (n, d_out)), xp)
+    a, fa = _halves([_SIGNS[p][0] - _SIGNS[p][1] for p in names], scales, buf("a", (n, d_out)), xp)
+    del scales
+    res = out if out is not None else xp.empty((n, d_in), dtype=xp.float64)
+    if t is None:
+        res[...] = 0.0
+    else:
+        xp.matmul(t, _scaled(ft, W, halves[0]), out=res)
+        res *= C
+    if a is not None:
+        part = xp.matmul(a, _scaled(fa, aW, halves[1]), out=buf("msg", (n, d_in)))
+        part *= aC
+        res += part
     if bool(bad.any()):
         idx = xp.nonzero(bad)[0]
         res[idx], reached[idx] = _generic(C[idx], W, R[idx], rule, xp, Y[idx])
@@ -220,12 +253,13 @@ def linear_map_relevance(C, W, R, rule, xp, Y=None, out=None):
     out = xp.empty((n, d_in), dtype=xp.float64) if out is None else out
     signed = set(rule.phis) <= set(_SIGNS)
     aW = xp.abs(W) if signed else None
+    halves = (0.5 * W, 0.5 * aW) if signed else None
     buf = thread_scratch(xp)
     for a, b in _chunk_rows(n, 6 * (d_in + W.shape[0])):
-        Cc = C[a:b].astype(xp.float64)
-        Yc = None if Y is None else Y[a:b].astype(xp.float64)
+        Cc = C[a:b].astype(xp.float64, copy=False)
+        Yc = None if Y is None else Y[a:b].astype(xp.float64, copy=False)
         if signed:
-            _, reached = _sign_rule(Cc, W, R[a:b], rule, xp, Yc, out=out[a:b], aW=aW, buf=buf)
+            _, reached = _sign_rule(Cc, W, R[a:b], rule, xp, Yc, out=out[a:b], aW=aW, buf=buf, halves=halves)
         else:
             out[a:b], reached = _generic(Cc, W, R[a:b], rule, xp, Yc)
         if not bool(reached.all()):
