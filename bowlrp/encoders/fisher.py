@@ -335,9 +335,8 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         Sc = (Mb @ S.reshape(S.shape[0], -1)).reshape((Mb.shape[0],) + S.shape[1:])
         counts = np.asarray(membership) @ np.diff(bounds).astype(np.float64)
         fm.fisher_vectors(Sc, counts, self.mixtures_[s], self.include_weights, xp, out=out)
-        if not keep:
-            return None
-        return {"sel": sel, "order": order, "bounds": bounds, "Y": Y, "G": G, "S": S if dt == xp.float64 else None}
+        return None if not keep else {"sel": sel, "order": order, "bounds": bounds, "Y": Y, "G": G,
+                                      "S": S if dt == xp.float64 else None}
 
     def _encode(self, X, keep):
         descs, levels = self._check_input(X)
@@ -430,8 +429,8 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             if tr["n"] == 0:
                 raise ValueError(f"image {i} has no descriptors: its relevance cannot be attributed")
             for s, lt in enumerate(tr["levels"]):
-                part = slice(s * nc * B, (s + 1) * nc * B)
-                tasks.append((s, tr, lt, R[i, part].reshape(nc, B), raw[i, part].reshape(nc, B), rule, xp))
+                tasks.append((s, tr, lt) + tuple(a[i, s * nc * B : (s + 1) * nc * B].reshape(nc, B) for a in (R, raw))
+                             + (rule, xp))
                 owners.append(i)
         reduce = reduce if self.dimension_relevance else None
         width = (1 if not self.dimension_relevance else self.n_dims_in_ if reduce is None
@@ -449,9 +448,8 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         return result
 
     def _level_relevance(self, s, tr, lt, Rl, raw, rule, xp, Rd, reduce=None):
-        """Write the relevance of level ``s`` of one image into its rows of ``Rd``; return what is lost
-        (eq. 4.9-4.10, D.3, 2.31).  ``raw`` is the level's part of the forward pass's unnormalised
-        vectors: the column sums when the moments they were formed from are kept (float64)."""
+        """Write level ``s``'s relevance into its rows of ``Rd``; return what is lost (eq. 4.9-4.10, D.3, 2.31).
+        ``raw``: the level's forward unnormalised vectors, the column sums where its float64 moments are kept."""
         if len(lt["sel"]) == 0:
             return float(Rl.sum())
         mix, p = self.mixtures_[s], self.pcas_[s]
@@ -466,10 +464,8 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
         if p is None:
             Rd[rows] = self._kept(Rdim, reduce)
             return lost
-        d = tr["descriptors"]
-        kept = lt["Y"] if lt["Y"] is not None and lt["Y"].dtype == xp.float64 else None
-        mean = None if kept is None else asarray(p.mean_, xp, dtype=xp.float64)
-        C_buf = None
+        d, kept = tr["descriptors"], (lt["Y"] if lt["Y"] is not None and lt["Y"].dtype == xp.float64 else None)
+        mean, C_buf = (None, None) if kept is None else (asarray(p.mean_, xp, dtype=xp.float64), None)
         for _, lo, hi in row_chunks(np.array([0, len(rows)]), 8 * self.n_dims_in_):
             if kept is None:
                 Yc, C = project(d[rows[lo:hi]], p.mean_, p.components_, xp, xp.float64)
