@@ -46,7 +46,6 @@ from .fisher_pairs import Pairs, abs_messages, abs_sums, pair_messages, pair_sum
 # calls them); what a user meets is the warning
 __all__ = ["ConservationWarning"]
 
-_CHUNK_BYTES = 16 << 20  # bound of the temporaries of one chunk of descriptors
 #: Bound of a chunk whose elementwise passes should stay in cache (measured: 800 rows of D=80 take 2/3 of the
 #: time of 3,000 in the proportional rule's messages).
 _CACHE_CHUNK_BYTES = 2 << 20
