@@ -429,8 +429,8 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             if tr["n"] == 0:
                 raise ValueError(f"image {i} has no descriptors: its relevance cannot be attributed")
             for s, lt in enumerate(tr["levels"]):
-                tasks.append((s, tr, lt) + tuple(a[i, s * nc * B : (s + 1) * nc * B].reshape(nc, B) for a in (R, raw))
-                             + (rule, xp))
+                part = slice(s * nc * B, (s + 1) * nc * B)
+                tasks.append((s, tr, lt, R[i, part].reshape(nc, B), raw[i, part].reshape(nc, B), rule, xp))
                 owners.append(i)
         reduce = reduce if self.dimension_relevance else None
         width = (1 if not self.dimension_relevance else self.n_dims_in_ if reduce is None
@@ -465,13 +465,12 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             Rd[rows] = self._kept(Rdim, reduce)
             return lost
         d, kept = tr["descriptors"], (lt["Y"] if lt["Y"] is not None and lt["Y"].dtype == xp.float64 else None)
-        mean, C_buf = (None, None) if kept is None else (asarray(p.mean_, xp, dtype=xp.float64), None)
+        mean = None if kept is None else asarray(p.mean_, xp, dtype=xp.float64)
         for _, lo, hi in row_chunks(np.array([0, len(rows)]), 8 * self.n_dims_in_):
             if kept is None:
                 Yc, C = project(d[rows[lo:hi]], p.mean_, p.components_, xp, xp.float64)
             else:  # the forward pass's projection: only the centring is formed again
-                C_buf = xp.empty((hi - lo, self.n_dims_in_), dtype=xp.float64) if C_buf is None else C_buf
-                Yc, C = kept[lo:hi], xp.subtract(d[rows[lo:hi]], mean, out=C_buf[: hi - lo], dtype=xp.float64)
+                Yc, C = kept[lo:hi], xp.subtract(d[rows[lo:hi]], mean, dtype=xp.float64)
             r = linear_map_relevance(C, p.components_, Rdim[lo:hi], rule, xp, Y=Yc)
             Rd[rows[lo:hi]] = self._kept(r, reduce)
         return lost

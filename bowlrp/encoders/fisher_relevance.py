@@ -132,7 +132,8 @@ def linear_tables(T, mixture, include_weights, xp):
     ``(gamma - pi) / sqrt(pi)`` (eq. 4.1), spread evenly over the ``D``
     dimensions, add ``T_w / D`` to every column of ``B_3`` and the constant
     ``-sum_k sqrt(pi_k) T_w,k / D``.  Returns ``B = [B_1 | B_2 | B_3] /
-    sqrt(pi)`` (n_atoms, K, 3D) and the constants (n_atoms,).
+    sqrt(pi)`` (n_atoms, K, 3D) and the constants (n_atoms,), None without
+    weight messages.
     """
     K, D = mixture.n_components, mixture.n_dims
     mu, sig, var = (asarray(a, xp) for a in (mixture.centred_means, mixture.sigmas, mixture.variances))
@@ -151,7 +152,7 @@ def linear_tables(T, mixture, include_weights, xp):
     B3 += B2
     xp.multiply(Ts, a_s, out=B2)
     if not include_weights:
-        return B, xp.zeros(n, dtype=xp.float64)
+        return B, None
     Tw = T[:, :K]
     B3 += (Tw / (D * sq[:, 0]))[:, :, None]
     return B, -(Tw * sq[:, 0]).sum(1) / D
@@ -160,7 +161,7 @@ def linear_tables(T, mixture, include_weights, xp):
 def linear_messages(Y, G, B, const, centre, xp, lo=0, hi=None, out=None):
     """``sum_d z_ld T_d`` per descriptor dimension of rows ``lo:hi`` (n, D), matrix products only (eq. D.3).
 
-    ``B`` (K, 3D) and ``const`` are one atom's :func:`linear_tables` and
+    ``B`` (K, 3D) and ``const`` (or None) are one atom's :func:`linear_tables` and
     ``centre`` the mixture's centre ``c``: with ``P = G B`` the messages are
     ``((y - c) P_2 + P_1) (y - c) + P_3 + const``, formed in place in chunks
     that stay in a core's cache.  ``G`` dense or sparse
@@ -182,7 +183,8 @@ def linear_messages(Y, G, B, const, centre, xp, lo=0, hi=None, out=None):
         r += P[:, :D]
         r *= Yc
         r += P[:, 2 * D :]
-        r += const
+        if const is not None:
+            r += const
     return out
 
 
@@ -244,7 +246,8 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
             for a in range(len(bounds) - 1):
                 lo, hi = int(bounds[a]), int(bounds[a + 1])
                 if hi > lo:
-                    linear_messages(Y, G, tables[a], const[a], c, xp, lo, hi, out=Rdim[lo:hi])
+                    linear_messages(Y, G, tables[a], None if const is None else const[a], c, xp, lo, hi,
+                                    out=Rdim[lo:hi])
         else:
             abs_messages(pairs, T, Y, include_weights, xp, out=Rdim)
     elif set(phis) <= set(_SIGNS):  # alpha-beta: positive and negative parts
