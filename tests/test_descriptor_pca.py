@@ -190,3 +190,29 @@ def test_sklearn_pca_is_what_is_fitted():
     pca = DescriptorPCA(n_components=3, random_state=0).fit(X)
     ref = PCA(n_components=3).fit(X[0])
     np.testing.assert_allclose(np.abs(pca.pcas_[0].components_), np.abs(ref.components_), atol=1e-8)
+
+
+@pytest.mark.parametrize("rule", ["z", "epsilon", "alphabeta", "abs", "flat"])
+def test_reduce_per_chunk_and_unreached_outputs(rule):
+    """``reduce`` applied chunk by chunk equals reducing the whole result; a descriptor at the mean (every
+    message 0) and an output whose messages cancel spread their relevance evenly over the inputs."""
+    from bowlrp.encoders import pca as pca_mod
+    from bowlrp.features.pixel_rules import bin_parts
+
+    rng = np.random.default_rng(4)
+    W = np.linalg.qr(rng.normal(size=(32, 5)))[0].T
+    C = rng.normal(size=(3000, 32))  # several chunks
+    C[7] = 0.0
+    C[11] = W[0]  # orthogonal to the other rows of W: y_1 .. y_4 cancel to rounding
+    R = rng.normal(size=(3000, 5))
+    rule = get_rule(rule)
+    full = pca_mod.linear_map_relevance(C, W, R, rule, np, Y=C @ W.T)
+    got = pca_mod.linear_map_relevance(C, W, R, rule, np, Y=C @ W.T, reduce=bin_parts)
+    np.testing.assert_allclose(got, bin_parts(full), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(full[7], np.full(32, R[7].sum() / 32), rtol=1e-12)
+    if rule.exact and rule.name != "flat":
+        np.testing.assert_allclose(full.sum(1), R.sum(1), rtol=1e-9, atol=1e-12)
+    if rule.name == "z":  # y_1 .. y_4 of row 11 are not usable: their relevance goes evenly, y_0's proportionally
+        ref = W[0] * W[0] / (W[0] @ W[0]) * R[11, 0] + R[11, 1:].sum() / 32
+        np.testing.assert_allclose(full[11], ref, rtol=1e-9)
+    assert pca_mod.linear_map_relevance(C[:0], W, R[:0], rule, np, reduce=bin_parts).shape == (0, 32)

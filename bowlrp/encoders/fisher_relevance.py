@@ -120,7 +120,7 @@ def cell_statistics(S_atoms, membership, atom_sizes, mixture, include_weights, x
     return x, S, counts
 
 
-def linear_tables(T, mixture, include_weights, xp):
+def linear_tables(T, mixture, include_weights, xp, out=None):
     """``(B, const)``: the right factors of :func:`linear_messages` for the per-atom scales ``T`` (n_atoms, B).
 
     ``T`` is the per-message scale of each atom (the rule's scale times ``1 /
@@ -132,8 +132,8 @@ def linear_tables(T, mixture, include_weights, xp):
     ``(gamma - pi) / sqrt(pi)`` (eq. 4.1), spread evenly over the ``D``
     dimensions, add ``T_w / D`` to every column of ``B_3`` and the constant
     ``-sum_k sqrt(pi_k) T_w,k / D``.  Returns ``B = [B_1 | B_2 | B_3] /
-    sqrt(pi)`` (n_atoms, K, 3D) and the constants (n_atoms,), None without
-    weight messages.
+    sqrt(pi)`` (n_atoms, K, 3D; written into ``out`` when given) and the
+    constants (n_atoms,), None without weight messages.
     """
     K, D = mixture.n_components, mixture.n_dims
     mu, sig, var = (asarray(a, xp) for a in (mixture.centred_means, mixture.sigmas, mixture.variances))
@@ -142,7 +142,7 @@ def linear_tables(T, mixture, include_weights, xp):
     Tm = T[:, off : off + K * D].reshape(n, K, D)
     Ts = T[:, off + K * D :].reshape(n, K, D)
     a_s = 1.0 / (SQRT2 * var * sq)  # the variance scales' factor
-    B = xp.empty((n, K, 3 * D), dtype=xp.float64)
+    B = xp.empty((n, K, 3 * D), dtype=xp.float64) if out is None else out
     B1, B2, B3 = B[..., :D], B[..., D : 2 * D], B[..., 2 * D :]
     xp.multiply(Tm, 1.0 / (sig * sq), out=B1)
     xp.multiply(Ts, -2.0 * mu * a_s, out=B2)
@@ -161,8 +161,9 @@ def linear_tables(T, mixture, include_weights, xp):
 def linear_messages(Y, G, B, const, centre, xp, lo=0, hi=None, out=None):
     """``sum_d z_ld T_d`` per descriptor dimension of rows ``lo:hi`` (n, D), matrix products only (eq. D.3).
 
-    ``B`` (K, 3D) and ``const`` (or None) are one atom's :func:`linear_tables` and
-    ``centre`` the mixture's centre ``c``: with ``P = G B`` the messages are
+    ``B`` (K, 3D) is one atom's :func:`linear_tables`, ``const`` (a number,
+    a row (D,) added to every row, or None) its constant and ``centre`` the
+    mixture's centre ``c``: with ``P = G B`` the messages are
     ``((y - c) P_2 + P_1) (y - c) + P_3 + const``, formed in place in chunks
     that stay in a core's cache.  ``G`` dense or sparse
     (:func:`bowlrp.encoders.fisher_math.compress`); ``Y`` an array or
@@ -240,14 +241,17 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
             magnitude = sums[0]
         (sc,), reached = rule.scales(sums, magnitude, R, xp)
         T = Mb.T @ (sc * inv_n)
-        if phis == ("z",):
-            tables, const = linear_tables(T, mixture, include_weights, xp)
-            c = asarray(mixture.centre, xp)
-            for a in range(len(bounds) - 1):
+        if phis == ("z",):  # the zero-mapping rows (below) go into each atom's constant
+            spread, lost = _unreached(reached, R, Mb, N, inv_n, K, D, include_weights, xp)
+            c, table = asarray(mixture.centre, xp), xp.empty((1, K, 3 * D), dtype=xp.float64)
+            for a in range(len(bounds) - 1):  # one atom's table at a time: it stays in cache
                 lo, hi = int(bounds[a]), int(bounds[a + 1])
                 if hi > lo:
-                    linear_messages(Y, G, tables[a], None if const is None else const[a], c, xp, lo, hi,
-                                    out=Rdim[lo:hi])
+                    _, const = linear_tables(T[a : a + 1], mixture, include_weights, xp, out=table)
+                    if const is not None:
+                        spread[a] += const[0]
+                    linear_messages(Y, G, table[0], spread[a], c, xp, lo, hi, out=Rdim[lo:hi])
+            return Rdim, lost
         else:
             abs_messages(pairs, T, Y, include_weights, xp, out=Rdim)
     elif set(phis) <= set(_SIGNS):  # alpha-beta: positive and negative parts
@@ -266,19 +270,23 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
         scales, reached = rule.scales(tuple(cell[p] for p in phis), cell["abs"], R, xp)
         T = {p: Mb.T @ (sc * (inv_n if _HOMOGENEOUS[p] else 1.0)) for p, sc in zip(phis, scales)}
         Rdim += pair_messages(pairs, T, Y, include_weights, xp)
-    # zero-mapping case (eq. 2.79): what no usable message carries goes evenly over the cell
+    per_atom, lost = _unreached(reached, R, Mb, N, inv_n, K, D, include_weights, xp)
+    for a in range(n_atoms):  # added atom by atom: no (n, D) temporary
+        lo, hi = int(bounds[a]), int(bounds[a + 1])
+        Rdim[lo:hi] += per_atom[a]
+    return Rdim, lost
+
+
+def _unreached(reached, R, Mb, N, inv_n, K, D, include_weights, xp):
+    """The zero-mapping case (eq. 2.79): ``(per_atom, lost)``, what each row of an atom gets (n_atoms, D) of
+    the relevance no usable message carries, spread evenly over its cell, and what empty cells hold."""
     U = xp.where(reached, 0.0, R)
     off, n_cells = (K if include_weights else 0), U.shape[0]
     per_dim = U[:, off : off + K * D].reshape(n_cells, K, D).sum(1)  # (n_cells, D): mean, then variance parts
     per_dim += U[:, off + K * D :].reshape(n_cells, K, D).sum(1)
     if include_weights:
         per_dim += U[:, :K].sum(1)[:, None] / D
-    per_atom = Mb.T @ (per_dim * inv_n)
-    for a in range(n_atoms):  # added atom by atom: no (n, D) temporary
-        lo, hi = int(bounds[a]), int(bounds[a + 1])
-        Rdim[lo:hi] += per_atom[a]
-    lost = float((per_dim.sum(1) * (N == 0)).sum())
-    return Rdim, lost
+    return Mb.T @ (per_dim * inv_n), float((per_dim.sum(1) * (N == 0)).sum())
 
 
 class ProjectedRows:

@@ -30,7 +30,7 @@ from .._backend import asarray, get_namespace, to_numpy
 from .._validation import check_int
 from ._buffers import Scratch, thread_scratch
 from ..base import ExplainableTransformerMixin
-from ..rules import mapping_rule, phi
+from ..rules import FLOOR, RTOL, Proportional, mapping_rule, phi
 from .descriptor_sets import ProjectedDescriptorSet, check_descriptor_sets
 
 __all__ = ["DescriptorPCA", "project", "linear_map_relevance", "level_sample"]
@@ -168,11 +168,9 @@ def _sign_rule(C, W, R, rule, xp, Y, out=None, aW=None, buf=None, halves=None):
     """
     names = list(rule.phis)
     Y = C @ W.T if Y is None else Y
-    if names == ["z"]:  # Cauchy-Schwarz: sum_i |c_i W_ji| <= ||c|| ||W_j||
-        mag = xp.sqrt((C * C).sum(1))[:, None] * xp.sqrt((W * W).sum(1))[None, :]
-        (sc,), reached = rule.scales((Y,), mag, R, xp)
-        return xp.multiply(C, sc @ W, out=out), reached
     buf = Scratch(xp) if buf is None else buf
+    if names == ["z"]:  # Cauchy-Schwarz: sum_i |c_i W_ji| <= ||c|| ||W_j||
+        return _z_rule(C, W, R, rule, xp, Y, out, buf)
     aW = xp.abs(W) if aW is None else aW
     halves = (0.5 * W, 0.5 * aW) if halves is None else halves
     n, d_in = C.shape
@@ -211,7 +209,38 @@ def _sign_rule(C, W, R, rule, xp, Y, out=None, aW=None, buf=None, halves=None):
     return res, reached
 
 
-def linear_map_relevance(C, W, R, rule, xp, Y=None, out=None):
+def _z_rule(C, W, R, rule, xp, Y, out, buf):
+    """The rules of the message itself (proportional, epsilon): one matrix product per chunk (eq. 2.31).
+
+    The messages' magnitude is bounded by Cauchy-Schwarz, ``sum_i |c_i W_ji|
+    <= ||c|| ||W_j||``.  For the proportional rule the denominator's test
+    (:func:`bowlrp.rules.usable`) and the division are written into the
+    reused buffers ``buf`` (``RTOL`` folded into ``||W_j||``; the absolute
+    floor compared only where some bound is below it).
+    """
+    n, d_out = Y.shape
+    cn = xp.sqrt(xp.einsum("ij,ij->i", C, C))
+    wn = xp.sqrt(xp.einsum("ij,ij->i", W, W))
+    if type(rule) is not Proportional:
+        (sc,), reached = rule.scales((Y,), cn[:, None] * wn[None, :], R, xp)
+    else:
+        bound = xp.multiply(cn[:, None], RTOL * wn[None, :], out=buf("bound", (n, d_out)))
+        if not bool(bound.min() > FLOOR):
+            xp.maximum(bound, FLOOR, out=bound)
+        reached = xp.greater(xp.abs(Y, out=buf("absY", (n, d_out))), bound, out=buf("reached", (n, d_out), xp.bool_))
+        sc = buf("scale", (n, d_out))
+        if xp is np:
+            sc.fill(0.0)
+            np.divide(R, Y, out=sc, where=reached)
+        else:
+            xp.divide(R, xp.where(reached, Y, 1.0), out=sc)
+            sc *= reached
+    res = xp.matmul(sc, W, out=out)
+    res *= C
+    return res, reached
+
+
+def linear_map_relevance(C, W, R, rule, xp, Y=None, out=None, reduce=None):
     """Relevance of the inputs of ``y = W c`` per descriptor (eq. 2.31): ``(n, d_out) -> (n, d_in)``.
 
     Parameters
@@ -229,6 +258,10 @@ def linear_map_relevance(C, W, R, rule, xp, Y=None, out=None):
         proportional and epsilon rules).
     out : array (n, d_in), float64, or None
         Where to write the result (a caller's reused buffer); a new array when None.
+    reduce : callable or None
+        A map ``(m, d_in) -> (m, w)`` (such as
+        :func:`bowlrp.features.pixel_rules.bin_parts`) applied to each chunk
+        of rows while it is in cache; ``out`` and the result are then ``(n, w)``.
 
     Returns
     -------
@@ -250,7 +283,10 @@ def linear_map_relevance(C, W, R, rule, xp, Y=None, out=None):
     """
     n, d_in = C.shape
     W = asarray(W, xp, dtype=xp.float64)
-    out = xp.empty((n, d_in), dtype=xp.float64) if out is None else out
+    if out is None and reduce is None:
+        out = xp.empty((n, d_in), dtype=xp.float64)
+    elif out is None and n == 0:
+        return reduce(xp.zeros((1, d_in), dtype=xp.float64))[:0]
     signed = set(rule.phis) <= set(_SIGNS)
     aW = xp.abs(W) if signed else None
     halves = (0.5 * W, 0.5 * aW) if signed else None
@@ -258,12 +294,17 @@ def linear_map_relevance(C, W, R, rule, xp, Y=None, out=None):
     for a, b in _chunk_rows(n, 6 * (d_in + W.shape[0])):
         Cc = C[a:b].astype(xp.float64, copy=False)
         Yc = None if Y is None else Y[a:b].astype(xp.float64, copy=False)
+        res = out[a:b] if reduce is None else buf("result", (b - a, d_in))
         if signed:
-            _, reached = _sign_rule(Cc, W, R[a:b], rule, xp, Yc, out=out[a:b], aW=aW, buf=buf, halves=halves)
+            _, reached = _sign_rule(Cc, W, R[a:b], rule, xp, Yc, out=res, aW=aW, buf=buf, halves=halves)
         else:
-            out[a:b], reached = _generic(Cc, W, R[a:b], rule, xp, Yc)
+            res[...], reached = _generic(Cc, W, R[a:b], rule, xp, Yc)
         if not bool(reached.all()):
-            out[a:b] += (xp.where(reached, 0.0, R[a:b]).sum(1) / d_in)[:, None]
+            res += (xp.where(reached, 0.0, R[a:b]).sum(1) / d_in)[:, None]
+        if reduce is not None:
+            part = reduce(res)
+            out = xp.empty((n, part.shape[1]), dtype=xp.float64) if out is None else out
+            out[a:b] = part
     return out
 
 
