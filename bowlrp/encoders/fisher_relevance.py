@@ -252,8 +252,7 @@ def level_relevance(Y, G, bounds, membership, counts, x, S, R, rule, mixture, in
                         spread[a] += const[0]
                     linear_messages(Y, G, table[0], spread[a], c, xp, lo, hi, out=Rdim[lo:hi])
             return Rdim, lost
-        else:
-            abs_messages(pairs, T, Y, include_weights, xp, out=Rdim)
+        abs_messages(pairs, T, Y, include_weights, xp, out=Rdim)
     elif set(phis) <= set(_SIGNS):  # alpha-beta: positive and negative parts
         pos, neg = (Mb @ t for t in sign_sums(pairs, n_atoms, include_weights, xp))
         pos *= inv_n
