@@ -30,7 +30,7 @@ from .._backend import asarray, get_namespace, to_numpy
 from .._validation import check_int
 from ._buffers import Scratch, thread_scratch
 from ..base import ExplainableTransformerMixin
-from ..rules import FLOOR, RTOL, Proportional, mapping_rule, phi
+from ..rules import FLOOR, RTOL, AlphaBeta, Proportional, mapping_rule, phi
 from .descriptor_sets import ProjectedDescriptorSet, check_descriptor_sets
 
 __all__ = ["DescriptorPCA", "project", "linear_map_relevance", "level_sample"]
@@ -186,9 +186,10 @@ def _sign_rule(C, W, R, rule, xp, Y, out=None, aW=None, buf=None, halves=None):
     xp.minimum(pos, low, out=low)
     cut = xp.multiply(A, _CONDITION, out=buf("cut", (n, d_out)))
     bad = xp.less(low, cut, out=buf("bad", (n, d_out), xp.bool_)).any(1)
-    sums = tuple(combined(_SIGNS[p], (pos, neg)) for p in names)
-    scales, reached = rule.scales(sums, A, R, xp)
-    del sums
+    if type(rule).scales is AlphaBeta.scales:
+        scales, reached = _alpha_beta_scales(rule, pos, neg, A, R, xp, buf)
+    else:
+        scales, reached = rule.scales(tuple(combined(_SIGNS[p], (pos, neg)) for p in names), A, R, xp)
     # t = sum_phi (sign+ + sign-) s_phi / 2 and a = sum_phi (sign+ - sign-) s_phi / 2
     t, ft = _halves([_SIGNS[p][0] + _SIGNS[p][1] for p in names], scales, buf("t", (n, d_out)), xp)
     a, fa = _halves([_SIGNS[p][0] - _SIGNS[p][1] for p in names], scales, buf("a", (n, d_out)), xp)
@@ -207,6 +208,31 @@ def _sign_rule(C, W, R, rule, xp, Y, out=None, aW=None, buf=None, halves=None):
         idx = xp.nonzero(bad)[0]
         res[idx], reached[idx] = _generic(C[idx], W, R[idx], rule, xp, Y[idx])
     return res, reached
+
+
+def _alpha_beta_scales(rule, pos, neg, A, R, xp, buf):
+    """:meth:`bowlrp.rules.AlphaBeta.scales` of ``(z+, z-)`` sums ``pos``, ``neg`` written into the buffers
+    ``buf``: the same values, without a fresh array per step."""
+    shape = A.shape
+    tiny = xp.multiply(A, RTOL, out=buf("tiny", shape))
+    if not bool(tiny.min() > FLOOR):
+        xp.maximum(tiny, FLOOR, out=tiny)
+    ok, num, scales = buf("ok", shape, xp.bool_), buf("num", shape), []
+    for coef, part, name in ((rule.alpha, pos, "s+"), (rule.beta, neg, "s-")):
+        if name == "s+":
+            xp.greater(part, tiny, out=ok)  # z+_j > tiny
+        else:
+            xp.less(part, xp.negative(tiny, out=tiny), out=ok)  # z-_j < -tiny
+        sc = buf(name, shape)
+        xp.multiply(R, coef, out=num)
+        if xp is np:
+            sc.fill(0.0)
+            np.divide(num, part, out=sc, where=ok)
+        else:
+            xp.divide(num, xp.where(ok, part, 1.0), out=sc)
+            sc *= ok
+        scales.append(sc)
+    return tuple(scales), xp.greater(A, 0.0, out=buf("reached", shape, xp.bool_))
 
 
 def _z_rule(C, W, R, rule, xp, Y, out, buf):
