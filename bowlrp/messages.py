@@ -63,13 +63,24 @@ def usable(den, magnitude, xp):
     return xp.abs(den) > xp.maximum(RTOL * magnitude, FLOOR)
 
 
-def _divide(num, den, ok, xp):
-    """``num / den`` where ``ok``, else 0, without warnings (on NumPy one masked pass instead of three)."""
+def _divide(num, den, ok, xp, out=None):
+    """``num / den`` where ``ok``, else 0, without warnings (on NumPy one masked pass instead of three).
+
+    ``out``: a float64 array of the broadcast shape to write into (a caller's reused buffer).
+    """
     if xp is np:
         num, den, ok = np.asarray(num), np.asarray(den), np.asarray(ok)
-        out = np.zeros(np.broadcast_shapes(num.shape, den.shape, ok.shape), dtype=np.result_type(num, den, 1.0))
+        if out is None:
+            shape = np.broadcast_shapes(num.shape, den.shape, ok.shape)
+            out = np.zeros(shape, dtype=np.result_type(num, den, 1.0))
+        else:
+            out.fill(0.0)
         return np.divide(num, den, out=out, where=ok)
-    return xp.where(ok, num / xp.where(ok, den, 1.0), 0.0)
+    if out is None:
+        return xp.where(ok, num / xp.where(ok, den, 1.0), 0.0)
+    xp.divide(num, xp.where(ok, den, 1.0), out=out)
+    out *= ok
+    return out
 
 
 def _sign(z, xp):

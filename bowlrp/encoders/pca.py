@@ -30,6 +30,7 @@ from .._backend import asarray, get_namespace, to_numpy
 from .._validation import check_int
 from ._buffers import Scratch, thread_scratch
 from ..base import ExplainableTransformerMixin
+from ..messages import _divide
 from ..rules import FLOOR, RTOL, AlphaBeta, Proportional, mapping_rule, phi
 from .descriptor_sets import ProjectedDescriptorSet, check_descriptor_sets
 
@@ -223,15 +224,7 @@ def _alpha_beta_scales(rule, pos, neg, A, R, xp, buf):
             xp.greater(part, tiny, out=ok)  # z+_j > tiny
         else:
             xp.less(part, xp.negative(tiny, out=tiny), out=ok)  # z-_j < -tiny
-        sc = buf(name, shape)
-        xp.multiply(R, coef, out=num)
-        if xp is np:
-            sc.fill(0.0)
-            np.divide(num, part, out=sc, where=ok)
-        else:
-            xp.divide(num, xp.where(ok, part, 1.0), out=sc)
-            sc *= ok
-        scales.append(sc)
+        scales.append(_divide(xp.multiply(R, coef, out=num), part, ok, xp, out=buf(name, shape)))
     return tuple(scales), xp.greater(A, 0.0, out=buf("reached", shape, xp.bool_))
 
 
@@ -254,13 +247,7 @@ def _z_rule(C, W, R, rule, xp, Y, out, buf):
         if not bool(bound.min() > FLOOR):
             xp.maximum(bound, FLOOR, out=bound)
         reached = xp.greater(xp.abs(Y, out=buf("absY", (n, d_out))), bound, out=buf("reached", (n, d_out), xp.bool_))
-        sc = buf("scale", (n, d_out))
-        if xp is np:
-            sc.fill(0.0)
-            np.divide(R, Y, out=sc, where=reached)
-        else:
-            xp.divide(R, xp.where(reached, Y, 1.0), out=sc)
-            sc *= reached
+        sc = _divide(R, Y, reached, xp, out=buf("scale", (n, d_out)))
     res = xp.matmul(sc, W, out=out)
     res *= C
     return res, reached
