@@ -466,13 +466,13 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             return lost
         d, kept = tr["descriptors"], (lt["Y"] if lt["Y"] is not None and lt["Y"].dtype == xp.float64 else None)
         mean = None if kept is None else asarray(p.mean_, xp, dtype=xp.float64)
-        keep = None if self.dimension_relevance and reduce is None else (lambda r: self._kept(r, reduce))
+        rows_kept = None if self.dimension_relevance and reduce is None else (lambda r: self._kept(r, reduce))
         for _, lo, hi in row_chunks(np.array([0, len(rows)]), self.n_dims_in_, budget=1 << 20):  # in cache
             if kept is None:
                 Yc, C = project(d[rows[lo:hi]], p.mean_, p.components_, xp, xp.float64)
             else:  # the forward pass's projection: only the centring is formed again
                 Yc, C = kept[lo:hi], xp.subtract(d[rows[lo:hi]], mean, dtype=xp.float64)
-            Rd[rows[lo:hi]] = linear_map_relevance(C, p.components_, Rdim[lo:hi], rule, xp, Y=Yc, reduce=keep)
+            Rd[rows[lo:hi]] = linear_map_relevance(C, p.components_, Rdim[lo:hi], rule, xp, Y=Yc, reduce=rows_kept)
         return lost
 
     def _kept(self, r, reduce):

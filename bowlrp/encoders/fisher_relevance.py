@@ -161,9 +161,9 @@ def linear_tables(T, mixture, include_weights, xp, out=None):
 def linear_messages(Y, G, B, const, centre, xp, lo=0, hi=None, out=None):
     """``sum_d z_ld T_d`` per descriptor dimension of rows ``lo:hi`` (n, D), matrix products only (eq. D.3).
 
-    ``B`` (K, 3D) is one atom's :func:`linear_tables`, ``const`` (a number,
-    a row (D,) added to every row, or None) its constant and ``centre`` the
-    mixture's centre ``c``: with ``P = G B`` the messages are
+    ``B`` (K, 3D) is one atom's :func:`linear_tables`, ``const`` (a number
+    or a row (D,)) what is added to every row and ``centre`` the mixture's
+    centre ``c``: with ``P = G B`` the messages are
     ``((y - c) P_2 + P_1) (y - c) + P_3 + const``, formed in place in chunks
     that stay in a core's cache.  ``G`` dense or sparse
     (:func:`bowlrp.encoders.fisher_math.compress`); ``Y`` an array or
@@ -184,8 +184,7 @@ def linear_messages(Y, G, B, const, centre, xp, lo=0, hi=None, out=None):
         r += P[:, :D]
         r *= Yc
         r += P[:, 2 * D :]
-        if const is not None:
-            r += const
+        r += const
     return out
 
 

@@ -218,14 +218,12 @@ def _alpha_beta_scales(rule, pos, neg, A, R, xp, buf):
     tiny = xp.multiply(A, RTOL, out=buf("tiny", shape))
     if not bool(tiny.min() > FLOOR):
         xp.maximum(tiny, FLOOR, out=tiny)
-    ok, num, scales = buf("ok", shape, xp.bool_), buf("num", shape), []
-    for coef, part, name in ((rule.alpha, pos, "s+"), (rule.beta, neg, "s-")):
-        if name == "s+":
-            xp.greater(part, tiny, out=ok)  # z+_j > tiny
-        else:
-            xp.less(part, xp.negative(tiny, out=tiny), out=ok)  # z-_j < -tiny
-        scales.append(_divide(xp.multiply(R, coef, out=num), part, ok, xp, out=buf(name, shape)))
-    return tuple(scales), xp.greater(A, 0.0, out=buf("reached", shape, xp.bool_))
+    ok, num = buf("ok", shape, xp.bool_), buf("num", shape)
+    xp.greater(pos, tiny, out=ok)  # z+_j > tiny
+    s_pos = _divide(xp.multiply(R, rule.alpha, out=num), pos, ok, xp, out=buf("s+", shape))
+    xp.less(neg, xp.negative(tiny, out=tiny), out=ok)  # z-_j < -tiny
+    s_neg = _divide(xp.multiply(R, rule.beta, out=num), neg, ok, xp, out=buf("s-", shape))
+    return (s_pos, s_neg), xp.greater(A, 0.0, out=buf("reached", shape, xp.bool_))
 
 
 def _z_rule(C, W, R, rule, xp, Y, out, buf):
