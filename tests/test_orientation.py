@@ -27,17 +27,13 @@ def _blas_threads():
     return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
 
 
-def test_bin_maps_fold_the_copy_of_bin_0_and_smooth_circularly():
-    """The channel maps are the fold of channel 36 into bin 0, then the circulant [1, 4, 6, 4, 1] / 16."""
-    h = np.random.default_rng(0).random((5, ori._CHANNELS)).astype(np.float32)
-    folded = h[:, : ori.ORI_BINS].astype(np.float64)
-    folded[:, 0] += h[:, ori.ORI_BINS]
+def test_smoothing_is_the_circular_binomial_filter():
+    """``_smooth`` is the product with the circulant matrix of [1, 4, 6, 4, 1] / 16, bin by bin."""
+    h = np.random.default_rng(0).random((5, ori.ORI_BINS))
     kernel = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
-    ref = np.array([[sum(kernel[t] * row[(b + t - 2) % 36] for t in range(5)) for b in range(36)] for row in folded])
-    np.testing.assert_allclose(h @ ori._FOLD, folded, rtol=1e-7)
-    np.testing.assert_allclose(h @ ori._FOLD_SMOOTH, ref, rtol=1e-6)
-    assert ori._FOLD.dtype == ori._FOLD_SMOOTH.dtype == np.float32
-    assert not ori._FOLD_SMOOTH.flags.writeable
+    ref = np.array([[sum(kernel[t] * row[(b + t - 2) % 36] for t in range(5)) for b in range(36)] for row in h])
+    np.testing.assert_allclose(ori._smooth(h), ref, rtol=1e-14)
+    assert ori._smooth(np.zeros((0, ori.ORI_BINS))).shape == (0, ori.ORI_BINS)
 
 
 def _run_in_threads(steps):

@@ -86,32 +86,20 @@ def _one_blas_thread():
 
 
 #: The circular smoothing kernel of the orientation histogram (OpenCV).
-_SMOOTHING = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+_SMOOTHING = np.array([[1.0, 4.0, 6.0, 4.0, 1.0]]) / 16.0
 
 
-def _bin_map(smooth):
-    """The (37, 36) map from the channels of :data:`_CHANNELS` to histogram bins, float32 (read-only).
+def _smooth(hist):
+    """Circular smoothing of 36-bin histograms ``(n, 36)`` with ``[1, 4, 6, 4, 1] / 16`` (as OpenCV).
 
-    The copy of bin 0 (channel 36) is folded back into bin 0; with
-    ``smooth`` the folded histogram is also smoothed circularly with
-    ``[1, 4, 6, 4, 1] / 16``, as OpenCV does in float32: smoothed bin ``b``
-    is ``sum_t k_t h[(b + t - 2) mod 36]``.
+    The histograms are padded circularly by two bins and filtered with
+    OpenCV (which has no circular border for filters); no multi-threaded
+    BLAS call runs beside OpenCV's threads.
     """
-    M = np.zeros((_CHANNELS, ORI_BINS))
-    bins = np.arange(ORI_BINS)
-    if smooth:
-        for t, k in enumerate(_SMOOTHING):
-            M[(bins + t - 2) % ORI_BINS, bins] += k
-    else:
-        M[bins, bins] = 1.0
-    M[ORI_BINS] = M[0]
-    M = M.astype(np.float32)
-    M.flags.writeable = False
-    return M
-
-
-#: Channels to bins: folded (:func:`orientation_histograms`), and folded and smoothed (the dominant peak).
-_FOLD, _FOLD_SMOOTH = _bin_map(False), _bin_map(True)
+    if len(hist) == 0:
+        return hist.copy()
+    padded = np.concatenate([hist[:, -2:], hist, hist[:, :2]], axis=1)
+    return cv2.filter2D(padded, -1, _SMOOTHING, borderType=cv2.BORDER_CONSTANT)[:, 2:-2]
 
 
 def _window(sigma):
@@ -256,16 +244,14 @@ def _bin_split(blurred):
     return b0, v0, v1
 
 
-def _histograms(images, rows, cols, sigma, bin_map):
+def _histograms(images, rows, cols, sigma):
     """Window-weighted orientation histograms at every grid point ``(rows[i], cols[j])``, (N, n_r, n_c, 36).
 
     The blur and the bin split run on the whole batch; the channel images,
     the products and their buffers are per image (and per band of rows, for
     a large image) and sized to stay in the processor's cache.  The
     products of one image have the same shapes whatever else is in the
-    batch, so its result does not depend on the batch.  ``bin_map`` turns
-    the 37 channels into the 36 bins (:func:`_bin_map`: folded, or folded
-    and smoothed).
+    batch, so its result does not depend on the batch.
     """
     H, W = images[0].shape
     C = _CHANNELS
@@ -294,8 +280,8 @@ def _histograms(images, rows, cols, sigma, bin_map):
                     hist = np.empty((b, len(cols), C), np.float32)
                     for i0, i1, lo_c, hi_c, G in col_plan:
                         hist[:, i0:i1] = np.matmul(G, tmp[:, lo_c:hi_c])
-                    # channels to bins (fold, smoothing): (b n_c, 37) @ (37, 36)
-                    np.matmul(hist.reshape(-1, C), bin_map, out=out[a + n, m0:m1].reshape(-1, ORI_BINS))
+                    hist[..., 0] += hist[..., ORI_BINS]
+                    out[a + n, m0:m1] = hist[..., :ORI_BINS]
     return out
 
 
@@ -369,14 +355,13 @@ def orientation_histograms(images, centers, sigma):
     >>> h.shape, int(h[0].argmax())  # 36 bins of 10 degrees; the gradient points along +x: bin 0
     ((1, 36), 0)
     """
-    hist, single = _center_histograms(images, centers, sigma, _FOLD)
+    hist, single = _center_histograms(images, centers, sigma)
     hist = hist.astype(np.float64)
     return hist[0] if single else hist
 
 
-def _center_histograms(images, centers, sigma, bin_map):
-    """:func:`orientation_histograms` (``bin_map`` applied) as float32 ``(N, n, 36)``, and whether one image
-    was given."""
+def _center_histograms(images, centers, sigma):
+    """:func:`orientation_histograms` as float32 ``(N, n, 36)``, and whether one image was given."""
     images, single = _as_batch(images)
     centers = np.asarray(centers).reshape(-1, 2)
     x = np.rint(centers[:, 0]).astype(np.intp)
@@ -386,7 +371,7 @@ def _center_histograms(images, centers, sigma, bin_map):
     rows, row_inv = np.unique(y, return_inverse=True)
     cols, col_inv = np.unique(x, return_inverse=True)
     with _one_blas_thread():
-        grid = _histograms(images, rows, cols, sigma, bin_map)
+        grid = _histograms(images, rows, cols, sigma)
     return _at_centers(grid, row_inv.ravel(), col_inv.ravel()), single
 
 
@@ -394,9 +379,7 @@ def dominant_orientations(images, centers, sigma):
     """Dominant gradient orientation at integer ``centers`` (Lowe 2004, Sec. 5).
 
     The 36-bin histograms of :func:`orientation_histograms` are smoothed
-    circularly with ``[1, 4, 6, 4, 1] / 16`` in float32 (as OpenCV; one
-    product with the map of :func:`_bin_map`, in the same pass that folds
-    the channels into bins) and the highest
+    circularly with ``[1, 4, 6, 4, 1] / 16`` (as OpenCV) and the highest
     peak is refined by parabolic interpolation through it and its two
     neighbours.  OpenCV's detector adds a keypoint for every further peak
     above 80 % of the highest; a dense grid keeps one orientation per
@@ -420,11 +403,11 @@ def dominant_orientations(images, centers, sigma):
     >>> np.round(dominant_orientations([ramp.T, ramp[:, ::-1]], [[30, 30]], 2.0), 3).tolist()
     [[90.0], [180.0]]
     """
-    hist, single = _center_histograms(images, centers, sigma, _FOLD_SMOOTH)  # smoothed in float32, as OpenCV
+    hist, single = _center_histograms(images, centers, sigma)
     shape = hist.shape[1:-1] if single else hist.shape[:-1]
-    hist = hist.reshape(-1, ORI_BINS)
+    hist = _smooth(hist.reshape(-1, ORI_BINS).astype(np.float64))  # circular [1, 4, 6, 4, 1] / 16, as OpenCV
     j = np.argmax(hist, axis=1)
-    near = np.take_along_axis(hist, (j[:, None] + np.array([-1, 0, 1])) % ORI_BINS, axis=1).astype(np.float64)
+    near = np.take_along_axis(hist, (j[:, None] + np.array([-1, 0, 1])) % ORI_BINS, axis=1)
     left, c, right = near[:, 0], near[:, 1], near[:, 2]
     denom = left - 2.0 * c + right
     with np.errstate(divide="ignore", invalid="ignore"):
