@@ -46,7 +46,12 @@ _BLAS_DEPTH = threading.local()
 
 @contextlib.contextmanager
 def _one_blas_thread():
-    """Context that runs NumPy's BLAS on one thread (the products here are small and many).
+    """Context that runs NumPy's BLAS on one thread, for small products that threads do not speed up.
+
+    Used by the orientation step (small products, many), the pixel maps and
+    the kernel models' products with few rows.  A threaded OpenBLAS call
+    also leaves its worker spinning for about 0.1 s after it returns, which
+    takes a core from whatever runs next.
 
     OpenBLAS's thread count is one setting for the whole process, and
     threadpoolctl lets only the thread that changed it change it back.  So

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._backend import asarray
 from .geometry import _edges, bin_boxes, rotated
+from .orientation import _one_blas_thread
 
 # the machinery of the pixel rules (bowlrp.features.pixel_rules); nothing here is for users
 __all__ = []
@@ -143,29 +144,36 @@ def bin_map(descriptor_set, per_bin, xp):
         raise ValueError("every box must hold at least one pixel for the flat rule to conserve relevance")
     stride = W + 1
     diff = xp.zeros((H + 1) * stride, dtype=xp.float64)
-    for lo, hi in _chunks(descriptor_set):
-        part = _Part(descriptor_set, lo, hi)
-        split = rotated(part.angles).size == 0  # host geometry: the bins split each square
-        if split:
-            rows, cols = _edges(part)[:2]
-            bin_areas = (np.diff(rows, axis=1)[:, :, None] * np.diff(cols, axis=1)[:, None, :]).reshape(-1, 16)
-        else:
-            boxes = bin_boxes(part)
-            bin_areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-        bins, flat = per_bin(lo, hi)
-        if (bin_areas > 0).all():
-            v = bins / asarray(bin_areas, xp, dtype=xp.float64)
-        else:
-            ok = asarray(bin_areas > 0, xp)
-            v = xp.where(ok, bins / asarray(np.maximum(bin_areas, 1), xp, dtype=xp.float64), 0.0)
-            flat = flat + xp.where(ok, 0.0, bins).sum(1)
-        if split:
-            _add_split_squares(diff, rows, cols, v, stride, xp)
-        else:
-            _add_boxes(diff, boxes.reshape(-1, 4), v, stride, xp)
-        _add_boxes(diff, descriptor_set.boxes[lo:hi], flat / asarray(areas[lo:hi], xp, dtype=xp.float64),
-                   stride, xp)
+    with _one_blas_thread():  # small products: threads gain nothing and leave OpenBLAS's worker spinning
+        for lo, hi in _chunks(descriptor_set):
+            _add_chunk(diff, descriptor_set, lo, hi, per_bin, stride, xp)
     diff = diff.reshape(H + 1, stride)
     xp.cumsum(diff, axis=0, out=diff)
     xp.cumsum(diff, axis=1, out=diff)
     return diff[:H, :W]
+
+
+def _add_chunk(diff, descriptor_set, lo, hi, per_bin, stride, xp):
+    """Add the boxes of descriptors ``lo:hi`` to the difference array ``diff`` (see :func:`bin_map`)."""
+    areas = descriptor_set.areas
+    part = _Part(descriptor_set, lo, hi)
+    split = rotated(part.angles).size == 0  # host geometry: the bins split each square
+    if split:
+        rows, cols = _edges(part)[:2]
+        bin_areas = (np.diff(rows, axis=1)[:, :, None] * np.diff(cols, axis=1)[:, None, :]).reshape(-1, 16)
+    else:
+        boxes = bin_boxes(part)
+        bin_areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    bins, flat = per_bin(lo, hi)
+    if (bin_areas > 0).all():
+        v = bins / asarray(bin_areas, xp, dtype=xp.float64)
+    else:
+        ok = asarray(bin_areas > 0, xp)
+        v = xp.where(ok, bins / asarray(np.maximum(bin_areas, 1), xp, dtype=xp.float64), 0.0)
+        flat = flat + xp.where(ok, 0.0, bins).sum(1)
+    if split:
+        _add_split_squares(diff, rows, cols, v, stride, xp)
+    else:
+        _add_boxes(diff, boxes.reshape(-1, 4), v, stride, xp)
+    _add_boxes(diff, descriptor_set.boxes[lo:hi], flat / asarray(areas[lo:hi], xp, dtype=xp.float64),
+               stride, xp)

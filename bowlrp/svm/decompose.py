@@ -18,11 +18,13 @@ Bias options for either (``bias=``): ``"keep"`` (its own term, eq. 2.72),
 (spread along ``w``, eq. 2.74; see :func:`spread_bias`).
 """
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from .._backend import asarray, get_namespace
+from ..features.orientation import _one_blas_thread
 from ..explanation import Explanation
 from .segments import SegmentScores
 
@@ -31,6 +33,20 @@ __all__ = ["KernelExpansion", "explain_expansion", "find_roots", "spread_bias", 
 BIAS_MODES = ("keep", "uniform", "weights")
 _PER_ROUND = 2  # segments per input searched in each round after the first (all) one
 DECOMPOSITIONS = ("auto", "exact", "taylor")
+#: Products with at most this many rows against the support vectors run on one BLAS thread.  They are
+#: matrix-vector products, bound by memory: with 1-16 rows of 165,000 features against 4 support
+#: vectors, two OpenBLAS threads were at most 1.2x faster (2 cores), 1.6x only from 64 rows.  A
+#: threaded call also leaves OpenBLAS's worker spinning for about 0.1 s (2^28 cycles), which took a
+#: core from the threads of the next stage: 60-110 ms of CPU in each Fisher-vector relevance step
+#: that followed an explanation's products.
+_FEW_ROWS = 16
+
+
+def _products_blas(n_rows, xp):
+    """Context for products of ``n_rows`` rows against the support vectors: NumPy's BLAS on one thread for
+    few rows (:data:`_FEW_ROWS`; the limit of whichever thread holds it, see
+    :func:`bowlrp.features.orientation._one_blas_thread`), else nothing changed."""
+    return _one_blas_thread() if xp is np and n_rows <= _FEW_ROWS else contextlib.nullcontext()
 
 
 @dataclass
@@ -64,12 +80,14 @@ class KernelExpansion:
     def outputs(self, X, xp):
         """All decision functions at ``X``, shape (n, n_outputs)."""
         SV, coef, b = self.arrays(xp)
-        return self.kernel.gram(X, SV, xp) @ coef.T + b
+        with _products_blas(X.shape[0], xp):
+            return self.kernel.gram(X, SV, xp) @ coef.T + b
 
     def weight_vector(self, xp):
         """``w_r = sum_i c_ri beta s_i`` per output (linear kernels only), shape (n_outputs, D)."""
         SV, coef, _ = self.arrays(xp)
-        return (coef @ SV) * self.kernel.dimension_weights(xp)
+        with _products_blas(coef.shape[0], xp):
+            return (coef @ SV) * self.kernel.dimension_weights(xp)
 
 
 def spread_bias(R, Rb, mode, w_rows, xp):
@@ -350,7 +368,8 @@ def explain_expansion(expansion, X, rows, signs, labels, bias="keep", decomposit
     w_rows = expansion.weight_vector(xp)[rows_x] * signs_x[:, None] if bias == "weights" else None
     root = found = None
     if not taylor:
-        R = kern.dimension_terms(X, SV, coef, xp)
+        with _products_blas(X.shape[0], xp):
+            R = kern.dimension_terms(X, SV, coef, xp)
         Rb = b_all[rows_x] * signs_x
     else:
         if references is None or len(references) == 0:
@@ -360,7 +379,8 @@ def explain_expansion(expansion, X, rows, signs, labels, bias="keep", decomposit
         along = SegmentScores(expansion, X, refs, rows_x, signs_x, xp)
         root, Rb, found = find_roots(None, X, refs, ref_scores, score, tol=tol, max_iter=max_iter,
                                      n_candidates=n_candidates, segment_score=along)
-        R = (X - root) * kern.gradient(root, SV, coef, xp)
+        with _products_blas(X.shape[0], xp):
+            R = (X - root) * kern.gradient(root, SV, coef, xp)
     R, Rb = spread_bias(R, Rb, bias, w_rows, xp)
     residual = score - R.sum(1) - Rb
     return Explanation(pixels=None, descriptors=None, features=R, bias=Rb, score=score, target=labels,
