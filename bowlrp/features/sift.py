@@ -402,4 +402,5 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
                 f"relevance has {len(relevance)} entries but the trace has {len(trace)} images; "
                 "pass one relevance array per image"
             )
-        return [pixel_relevance(ds, r, rule) for ds, r in zip(trace, relevance)]
+        with _one_blas_thread():  # held once for all images: each map's own limit then costs nothing
+            return [pixel_relevance(ds, r, rule) for ds, r in zip(trace, relevance)]
