@@ -146,16 +146,16 @@ def bin_map(descriptor_set, per_bin, xp):
     diff = xp.zeros((H + 1) * stride, dtype=xp.float64)
     with _one_blas_thread():  # small products: threads gain nothing and leave OpenBLAS's worker spinning
         for lo, hi in _chunks(descriptor_set):
-            _add_chunk(diff, descriptor_set, lo, hi, per_bin, stride, xp)
+            _add_chunk(diff, descriptor_set, areas, lo, hi, per_bin, stride, xp)
     diff = diff.reshape(H + 1, stride)
     xp.cumsum(diff, axis=0, out=diff)
     xp.cumsum(diff, axis=1, out=diff)
     return diff[:H, :W]
 
 
-def _add_chunk(diff, descriptor_set, lo, hi, per_bin, stride, xp):
-    """Add the boxes of descriptors ``lo:hi`` to the difference array ``diff`` (see :func:`bin_map`)."""
-    areas = descriptor_set.areas
+def _add_chunk(diff, descriptor_set, areas, lo, hi, per_bin, stride, xp):
+    """Add the boxes of descriptors ``lo:hi`` (whose box ``areas`` the set holds) to the difference array
+    ``diff`` (see :func:`bin_map`)."""
     part = _Part(descriptor_set, lo, hi)
     split = rotated(part.angles).size == 0  # host geometry: the bins split each square
     if split:
