@@ -37,7 +37,7 @@ DECOMPOSITIONS = ("auto", "exact", "taylor")
 #: matrix-vector products, bound by memory: with 1-16 rows of 165,000 features against 4 support
 #: vectors, two OpenBLAS threads were at most 1.2x faster (2 cores), 1.6x only from 64 rows.  A
 #: threaded call also leaves OpenBLAS's worker spinning for about 0.1 s (2^28 cycles), which took a
-#: core from the threads of the next stage: 60-110 ms of CPU in each Fisher-vector relevance step
+#: core from the threads of the next stage: 40-110 ms of CPU in each Fisher-vector relevance step
 #: that followed an explanation's products.
 _FEW_ROWS = 16
 
