@@ -48,20 +48,19 @@ def test_chunked_pixel_rules_match_reference(two_level_set, rule, chunk, monkeyp
 def test_pixel_maps_run_their_small_products_on_one_blas_thread(two_level_set, monkeypatch):
     """The per-chunk products of the pixel maps (the edge lattice of the split squares) run on one BLAS
     thread, and the setting is restored afterwards."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_limits
 
-    def blas():
-        return max(d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas")
+    from test_orientation import _blas_threads
 
     seen = []
     orig = pixel_maps._add_split_squares
-    monkeypatch.setattr(pixel_maps, "_add_split_squares", lambda *a: seen.append(blas()) or orig(*a))
+    monkeypatch.setattr(pixel_maps, "_add_split_squares", lambda *a: seen.append(max(_blas_threads())) or orig(*a))
     upright = DenseSIFT(scales=(1.6, 2.4), steps=(5, 7)).transform([_textured((70, 83), seed=4)])[0]
     R = np.random.default_rng(7).standard_normal((len(upright), 128))
     with threadpool_limits(2, user_api="blas"):
-        before = blas()
+        before = max(_blas_threads())
         got = pixel_relevance(upright, R, "magnitude")
-        assert blas() == before
+        assert max(_blas_threads()) == before
     assert seen and set(seen) == {1}
     np.testing.assert_allclose(got.sum(), R.sum(), rtol=1e-12)
 
