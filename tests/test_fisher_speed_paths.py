@@ -50,17 +50,17 @@ def test_pixel_maps_run_their_small_products_on_one_blas_thread(two_level_set, m
     thread, and the setting is restored afterwards."""
     from threadpoolctl import threadpool_limits
 
-    from test_orientation import _blas_threads
+    from test_blas import blas_thread_counts
 
     seen = []
     orig = pixel_maps._add_split_squares
-    monkeypatch.setattr(pixel_maps, "_add_split_squares", lambda *a: seen.append(max(_blas_threads())) or orig(*a))
+    monkeypatch.setattr(pixel_maps, "_add_split_squares", lambda *a: seen.append(max(blas_thread_counts())) or orig(*a))
     upright = DenseSIFT(scales=(1.6, 2.4), steps=(5, 7)).transform([_textured((70, 83), seed=4)])[0]
     R = np.random.default_rng(7).standard_normal((len(upright), 128))
     with threadpool_limits(2, user_api="blas"):
-        before = max(_blas_threads())
+        before = max(blas_thread_counts())
         got = pixel_relevance(upright, R, "magnitude")
-        assert max(_blas_threads()) == before
+        assert max(blas_thread_counts()) == before
     assert seen and set(seen) == {1}
     np.testing.assert_allclose(got.sum(), R.sum(), rtol=1e-12)
 

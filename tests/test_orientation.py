@@ -1,30 +1,24 @@
-"""Tests of the orientation step's machinery: threads, the BLAS limit, the cached layout and buffers.
+"""Tests of the orientation step's machinery: threads, the cached layout and buffers.
 
 The orientation rule itself (Lowe 2004, Sec. 5) is checked against a slow
 pixel-by-pixel reference in tests/test_sift.py.
 """
 
-import threading
-
 import cv2
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
 
 import bowlrp.features.orientation as ori
 from bowlrp.features import DenseSIFT, grid_centers
 from bowlrp.features.orientation import dominant_orientations, orientation_histograms
 from bowlrp.features.orientation import _level_orientations
+from test_blas import blas_thread_counts
 
 
 def _textured(shape, seed=0, blur=1.5):
     rng = np.random.default_rng(seed)
     img = (rng.random(shape) * 255).astype(np.uint8)
     return cv2.GaussianBlur(img, (0, 0), blur)
-
-
-def _blas_threads():
-    return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
 
 
 def test_smoothing_is_the_circular_binomial_filter():
@@ -34,78 +28,6 @@ def test_smoothing_is_the_circular_binomial_filter():
     ref = np.array([[sum(kernel[t] * row[(b + t - 2) % 36] for t in range(5)) for b in range(36)] for row in h])
     np.testing.assert_allclose(ori._smooth(h), ref, rtol=1e-14)
     assert ori._smooth(np.zeros((0, ori.ORI_BINS))).shape == (0, ori.ORI_BINS)
-
-
-def _run_in_threads(steps):
-    """Run ``steps``, a list of ``(thread name, action)``, one after the other, each in its own live thread.
-
-    Actions: ``"enter"`` and ``"exit"`` of ``_one_blas_thread`` (nested
-    entries of one thread allowed), ``"check"`` records the BLAS thread
-    counts.  All threads stay alive until the end, so that threadpoolctl's
-    rule (only the thread that set OpenBLAS's limit may change it while it
-    lives) applies.
-    """
-    names = sorted({name for name, _ in steps})
-    todo = {n: [] for n in names}
-    seen = []
-    go = {n: threading.Event() for n in names}
-    done = threading.Event()
-    stop = threading.Event()
-
-    def worker(name):
-        stack = []
-        while not stop.is_set():
-            if not go[name].wait(0.01):
-                continue
-            go[name].clear()
-            action = todo[name].pop(0)
-            if action == "enter":
-                ctx = ori._one_blas_thread()
-                ctx.__enter__()
-                stack.append(ctx)
-            elif action == "exit":
-                stack.pop().__exit__(None, None, None)
-            else:
-                seen.append(_blas_threads())
-            done.set()
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in names]
-    for t in threads:
-        t.start()
-    try:
-        for name, action in steps:
-            todo[name].append(action)
-            done.clear()
-            go[name].set()
-            assert done.wait(10), f"thread {name} did not {action}"
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(10)
-    return seen
-
-
-@pytest.mark.parametrize(
-    "steps",
-    [
-        # the holder leaves first: the other thread ends unlimited, and nobody leaves BLAS limited
-        [("a", "enter"), ("b", "enter"), ("a", "check"), ("a", "exit"), ("b", "exit")],
-        [("a", "enter"), ("b", "enter"), ("b", "exit"), ("a", "check"), ("a", "exit")],
-        # nested contexts of one thread: the inner exit keeps the limit
-        [("a", "enter"), ("a", "enter"), ("a", "exit"), ("a", "check"), ("a", "exit")],
-        # a thread entering after the holder left takes the limit over
-        [("a", "enter"), ("a", "exit"), ("b", "enter"), ("b", "check"), ("b", "exit"), ("a", "enter"),
-         ("a", "exit")],
-    ],
-    ids=["holder-leaves-first", "holder-leaves-last", "nested", "handed-over"],
-)
-def test_blas_limit_is_restored_whatever_the_order(steps):
-    """BLAS runs on one thread while the holder of the limit is inside, and as before once all have left."""
-    before = _blas_threads()
-    seen = _run_in_threads(steps)
-    assert all(counts == [1] * len(before) for counts in seen)
-    assert _blas_threads() == before
-    assert ori._BLAS["owner"] is None
 
 
 def test_level_orientations_do_not_depend_on_threads():
@@ -175,7 +97,7 @@ def test_layout_is_shared_and_read_only():
 
 def test_dense_sift_threads_leave_blas_as_it_was():
     """Joblib threads and the threads of the levels leave NumPy's BLAS with its thread count."""
-    before = _blas_threads()
+    before = blas_thread_counts()
     imgs = [_textured((70, 80), seed=s) for s in range(5)]
     n = cv2.getNumThreads()
     try:
@@ -184,6 +106,6 @@ def test_dense_sift_threads_leave_blas_as_it_was():
         b = DenseSIFT(rotate=True).transform(imgs)
     finally:
         cv2.setNumThreads(n)
-    assert _blas_threads() == before
+    assert blas_thread_counts() == before
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x.angles, y.angles)

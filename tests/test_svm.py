@@ -544,7 +544,7 @@ def test_few_rows_run_their_products_on_one_blas_thread(n, monkeypatch):
     keep the configured threads; either way the setting is restored."""
     from threadpoolctl import threadpool_limits
 
-    from test_orientation import _blas_threads
+    from test_blas import blas_thread_counts
 
     rng = np.random.default_rng(0)
     f = KernelExpansion(make_kernel("linear", (6,)), rng.standard_normal((3, 6)), rng.standard_normal((1, 3)),
@@ -552,11 +552,11 @@ def test_few_rows_run_their_products_on_one_blas_thread(n, monkeypatch):
     seen = []
     for name in ("gram", "dimension_terms"):
         orig = getattr(f.kernel, name)
-        monkeypatch.setattr(f.kernel, name, lambda *a, orig=orig: seen.append(max(_blas_threads())) or orig(*a))
+        monkeypatch.setattr(f.kernel, name, lambda *a, orig=orig: seen.append(max(blas_thread_counts())) or orig(*a))
     X = rng.standard_normal((n, 6))
     with threadpool_limits(2, user_api="blas"):
-        before = max(_blas_threads())
+        before = max(blas_thread_counts())
         exp = explain_expansion(f, X, rows=np.zeros(n, int), signs=np.ones(n), labels=np.ones(n))
-        assert max(_blas_threads()) == before
+        assert max(blas_thread_counts()) == before
     np.testing.assert_allclose(exp.features.sum(1) + exp.bias, exp.score, rtol=1e-12)
     assert seen == [1, 1] if n <= 16 else seen == [before, before]

@@ -4,28 +4,12 @@ import time
 
 import numpy as np
 
+from .._blas import current, limit
+
 __all__ = ["blas_threads", "measured_threads", "task_threads", "map_tasks"]
 
 _MEASURED = {}  # (dtype, rows, inner, cols) -> (threads, when)
 _MAX_AGE = 300.0  # seconds before a choice is measured again (load changes)
-
-
-_CONTROLLER = []  # one ThreadpoolController per process: building one scans the loaded libraries (~3 ms)
-
-
-def _limits(n):
-    if not _CONTROLLER:
-        from threadpoolctl import ThreadpoolController  # noqa: PLC0415
-
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=n, user_api="blas")
-
-
-def _current():
-    from threadpoolctl import threadpool_info  # noqa: PLC0415
-
-    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
-    return max(counts) if counts else 1
 
 
 def measured_threads(dtype, inner, cols, rows=2048, repeat=3):
@@ -41,7 +25,7 @@ def measured_threads(dtype, inner, cols, rows=2048, repeat=3):
     now = time.monotonic()
     if hit is not None and now - hit[1] < _MAX_AGE:
         return hit[0]
-    n_max = _current()
+    n_max = current()
     if n_max <= 1:
         _MEASURED[key] = (1, now)
         return 1
@@ -50,7 +34,7 @@ def measured_threads(dtype, inner, cols, rows=2048, repeat=3):
     b = rng.standard_normal((inner, cols)).astype(dtype)
     best = {}
     for n in (1, n_max, 1, n_max):
-        with _limits(n):
+        with limit(n):
             t0 = time.perf_counter()
             for _ in range(repeat):
                 a @ b
@@ -80,7 +64,7 @@ class blas_threads:
 
     def __enter__(self):
         if self.limit is not None:
-            self._ctx = _limits(self.limit)
+            self._ctx = limit(self.limit)
         return self
 
     def __exit__(self, *exc):

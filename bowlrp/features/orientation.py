@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
+from .._blas import one_thread
+
 __all__ = ["ORI_BINS", "ORI_RADIUS_STDS", "ORI_WINDOW_SIGMAS", "dominant_orientations", "orientation_histograms"]
 
 #: Number of bins of the orientation histogram (Lowe 2004, Sec. 5).
@@ -38,56 +40,6 @@ _BATCH = 16
 _CHANNELS = ORI_BINS + 1
 #: Columns one window matrix of the columns pass spans at most (unless one window is wider).
 _COLUMN_SPAN = 128
-
-
-_BLAS = {"lock": threading.Lock(), "owner": None, "controller": None}
-_BLAS_DEPTH = threading.local()
-
-
-@contextlib.contextmanager
-def _one_blas_thread():
-    """Context that runs NumPy's BLAS on one thread, for small products that threads do not speed up.
-
-    Used by the orientation step (small products, many), the pixel maps and
-    the kernel models' products with few rows.  A threaded OpenBLAS call
-    also leaves its worker spinning for about 0.1 s after it returns, which
-    takes a core from whatever runs next.
-
-    OpenBLAS's thread count is one setting for the whole process, and
-    threadpoolctl lets only the thread that changed it change it back.  So
-    the first thread to enter while no thread holds the limit sets it and
-    restores it when it leaves its outermost context (with the original
-    count it read); a thread entering while another holds it changes
-    nothing, and its products run on one thread until the holder leaves.
-    Nested contexts of one thread and threads in any order thus never leave
-    BLAS on one thread: the levels of :class:`~bowlrp.features.sift.DenseSIFT`
-    on its worker threads run inside the limit of the thread that started
-    them.
-    """
-    depth = getattr(_BLAS_DEPTH, "n", 0)
-    owner = False
-    if depth == 0:
-        with _BLAS["lock"]:
-            if _BLAS["owner"] is None:
-                _BLAS["owner"] = threading.current_thread()
-                owner = True
-    _BLAS_DEPTH.n = depth + 1
-    try:
-        if not owner:
-            yield
-            return
-        try:
-            if _BLAS["controller"] is None:
-                from threadpoolctl import ThreadpoolController  # noqa: PLC0415  (scikit-learn's dependency)
-
-                _BLAS["controller"] = ThreadpoolController()
-            with _BLAS["controller"].limit(limits=1, user_api="blas"):
-                yield
-        finally:
-            with _BLAS["lock"]:
-                _BLAS["owner"] = None
-    finally:
-        _BLAS_DEPTH.n = depth
 
 
 #: The circular smoothing kernel of the orientation histogram (OpenCV).
@@ -375,7 +327,7 @@ def _center_histograms(images, centers, sigma):
         return np.zeros((len(images), 0, ORI_BINS), np.float32), single
     rows, row_inv = np.unique(y, return_inverse=True)
     cols, col_inv = np.unique(x, return_inverse=True)
-    with _one_blas_thread():
+    with one_thread():
         grid = _histograms(images, rows, cols, sigma)
     return _at_centers(grid, row_inv.ravel(), col_inv.ravel()), single
 
@@ -443,7 +395,7 @@ def _level_orientations(grays, centers, levels, scales, n_threads):
         k, a, b = task
         return dominant_orientations(grays[a:b], centers[levels == k], scales[k]).reshape(b - a, -1)
 
-    with _one_blas_thread():  # set once for all batches (and threads) of the call
+    with one_thread():  # set once for all batches (and threads) of the call
         if n_threads > 1 and len(tasks) > 1:
             with ThreadPoolExecutor(max_workers=min(n_threads, len(tasks)) - 1) as pool:
                 futures = [pool.submit(run, t) for t in tasks[1:]]

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._backend import asarray
 from .geometry import _edges, bin_boxes, rotated
-from .orientation import _one_blas_thread
+from .._blas import one_thread
 
 # the machinery of the pixel rules (bowlrp.features.pixel_rules); nothing here is for users
 __all__ = []
@@ -144,7 +144,7 @@ def bin_map(descriptor_set, per_bin, xp):
         raise ValueError("every box must hold at least one pixel for the flat rule to conserve relevance")
     stride = W + 1
     diff = xp.zeros((H + 1) * stride, dtype=xp.float64)
-    with _one_blas_thread():  # small products: threads gain nothing and leave OpenBLAS's worker spinning
+    with one_thread():  # small products: threads gain nothing and leave OpenBLAS's worker spinning
         for lo, hi in _chunks(descriptor_set):
             _add_chunk(diff, descriptor_set, areas, lo, hi, per_bin, stride, xp)
     diff = diff.reshape(H + 1, stride)

@@ -28,6 +28,7 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from .._blas import one_thread
 from .._validation import check_images, images_to_uint8_gray
 from ..base import ExplainableTransformerMixin
 from .descriptors import DescriptorSet, make_keypoints
@@ -35,7 +36,7 @@ from .geometry import _boxes  # noqa: F401  (former private name, imported by ca
 from .geometry import BIN_WIDTH_SIGMAS, SPATIAL_BINS, bin_boxes, box_side, descriptor_boxes, grid_centers
 from .geometry import _grid_geometry
 from .orientation import ORI_BINS, ORI_RADIUS_STDS, ORI_WINDOW_SIGMAS, dominant_orientations, orientation_histograms
-from .orientation import _level_orientations, _one_blas_thread
+from .orientation import _level_orientations
 from .pixel_rules import (
     AUTO_RULES,
     PIXEL_RULES,
@@ -334,7 +335,7 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
             return _describe_images(images, scales, steps, rotate, 0, n_threads=max(1, cv2.getNumThreads()))
         n_chunks = min(len(images), 4 * n_jobs)
         bounds = np.linspace(0, len(images), n_chunks + 1).astype(int)
-        with _one_blas_thread():  # held by this thread for all workers' orientation steps
+        with one_thread():  # held by this thread for all workers' orientation steps
             results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
                 delayed(_describe_images)(images[a:b], scales, steps, rotate, a)
                 for a, b in zip(bounds[:-1], bounds[1:])
@@ -402,5 +403,5 @@ class DenseSIFT(ExplainableTransformerMixin, TransformerMixin, BaseEstimator):
                 f"relevance has {len(relevance)} entries but the trace has {len(trace)} images; "
                 "pass one relevance array per image"
             )
-        with _one_blas_thread():  # held once for all images: each map's own limit then costs nothing
+        with one_thread():  # held once for all images: each map's own limit then costs nothing
             return [pixel_relevance(ds, r, rule) for ds, r in zip(trace, relevance)]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._backend import asarray, get_namespace
-from ..features.orientation import _one_blas_thread
+from .._blas import one_thread
 from ..explanation import Explanation
 from .segments import SegmentScores
 
@@ -45,8 +45,8 @@ _FEW_ROWS = 16
 def _products_blas(n_rows, xp):
     """Context for products of ``n_rows`` rows against the support vectors: NumPy's BLAS on one thread for
     few rows (:data:`_FEW_ROWS`; the limit of whichever thread holds it, see
-    :func:`bowlrp.features.orientation._one_blas_thread`), else nothing changed."""
-    return _one_blas_thread() if xp is np and n_rows <= _FEW_ROWS else contextlib.nullcontext()
+    :func:`bowlrp._blas.one_thread`), else nothing changed."""
+    return one_thread() if xp is np and n_rows <= _FEW_ROWS else contextlib.nullcontext()
 
 
 @dataclass
