@@ -470,6 +470,17 @@ def test_conservation_failure_is_reported(sets):
         fv.relevance(F, tr, Leaky())
 
 
+@pytest.mark.parametrize("shape,step", [((0,), 4), ((7,), 3), ((5, 6), 4), ((3, 4), 100), ((2, 9), 1)])
+def test_sum_of_magnitudes_in_chunks_is_the_plain_sum(shape, step):
+    """The conservation check's ``sum |R|``, formed chunk by chunk through one buffer, is ``abs(R).sum()``
+    (also for a strided view and a size that is no multiple of the chunk)."""
+    from bowlrp.encoders.fisher_relevance import _sum_abs
+
+    a = np.random.default_rng(0).standard_normal(shape)
+    for view in (a, a.T, a[::2]):
+        np.testing.assert_allclose(_sum_abs(view, np, step=step), np.abs(view).sum(), rtol=1e-14, atol=0)
+
+
 @pytest.mark.parametrize("threshold", [0.0, 1e-6])
 def test_alphabeta_finite_when_posteriors_underflow(threshold):
     """K=16 on clustered data: many posteriors are exactly 0 or near the subnormal range; alpha-beta stays

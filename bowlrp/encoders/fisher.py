@@ -442,7 +442,8 @@ class FisherVectorEncoder(ExplainableTransformerMixin, TransformerMixin, BaseEst
             lost = map_tasks(self._level_relevance, tasks, n_threads)  # each writes its rows of out[i]
         result = []
         for i, Rd in enumerate(out):
-            Rd += sum(l for l, o in zip(lost, owners) if o == i) / Rd.size
+            if spread := sum(l for l, o in zip(lost, owners) if o == i):  # empty cells' (usually none)
+                Rd += spread / Rd.size
             check_conservation(rule, f"image {i}", Rd, R[i], xp)
             result.append(Rd if self.dimension_relevance else Rd[:, 0])
         return result
