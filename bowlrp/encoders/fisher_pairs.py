@@ -293,7 +293,9 @@ def sign_sums(pairs, n_atoms, include_weights, xp):
     of ``u`` and of ``u^2 - 1`` are summed with the pair weights ``w`` as the
     entries of one sparse matrix of the pairs' components per chunk (eq.
     4.2, 4.3: ``Psi_mu^+ = w u^+``, ``Psi_sigma^+ = w (u^2 - 1)^+ / sqrt 2``),
-    the four parts side by side in one product.
+    built once and applied to each of the four parts in turn (the parts side
+    by side as one ``(pairs, 4D)`` operand saved 25 µs of product per chunk of
+    about 900 pairs, and each strided write into it cost 17 µs more).
     """
     mix = pairs.mixture
     K, D = mix.n_components, mix.n_dims
