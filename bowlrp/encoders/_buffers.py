@@ -6,8 +6,11 @@ that costs more than the arithmetic on it (measured: a 1 MB temporary ~1 ms).
 :class:`Scratch` hands out views of buffers kept by name and grown as
 needed, so a loop over chunks touches its pages once.  :func:`thread_scratch`
 keeps one per thread between calls (the encoder's relevance step runs levels
-on threads and calls the PCA step once per chunk of descriptors); its buffers
-are bounded by the chunk sizes of the callers (a few MiB).
+on threads and calls the PCA step once per chunk of descriptors); the level
+threads are kept for the process (:mod:`bowlrp._pool`), so their buffers are
+reused from one explanation to the next.  The buffers are bounded by the
+chunk sizes of the callers (at most about 16 MiB per thread, the sign
+rules' scores).
 """
 
 import math

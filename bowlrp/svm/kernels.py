@@ -20,12 +20,11 @@ GIL).
 """
 
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .._backend import to_numpy
+from .._pool import run_all
 
 __all__ = ["Kernel", "KERNELS", "make_kernel", "kernel_names", "n_threads"]
 
@@ -52,10 +51,6 @@ def _harmonic(x, y, xp):
 
 
 # --- threads for the chunked loops on NumPy arrays ------------------------------------------
-_POOL = {}
-_POOL_LOCK = threading.Lock()
-
-
 def n_threads():
     """Threads for the NumPy chunk loops of the exponential kernels: the CPUs this process may run on,
     at most ``OMP_NUM_THREADS`` where that is set (as for scikit-learn's own threaded loops).
@@ -87,15 +82,9 @@ def _over_rows(n_rows, step, work, xp):
     if threads <= 1:
         work(0, n_rows)
         return
-    key = (os.getpid(), threads)  # a forked child gets its own pool: the parent's threads are not there
-    with _POOL_LOCK:
-        if key not in _POOL:
-            _POOL[key] = ThreadPoolExecutor(threads, thread_name_prefix="bowlrp-kernel")
-        pool = _POOL[key]
     pieces = min(chunks, 4 * threads)
     cuts = [n_rows * t // pieces for t in range(pieces + 1)]
-    for f in [pool.submit(work, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]:
-        f.result()
+    run_all(work, list(zip(cuts[:-1], cuts[1:])), threads, "kernel")
 
 
 # --- per-dimension base terms t(x, y) of the sum-decomposable kernels -------------------
