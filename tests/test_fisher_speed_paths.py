@@ -234,3 +234,23 @@ def test_pca_sign_rules_in_chunks_on_threads_match_the_messages(rule, monkeypatc
                             zip(Cs, Rs)))
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12 * np.abs(w).max())
+
+
+@pytest.mark.parametrize("rule", ["z", "alphabeta"])
+def test_explanations_from_several_threads_share_the_level_threads(fv_pipeline, rule, monkeypatch):
+    """Four callers explaining at once queue their levels on the process's two kept level threads, whose work
+    arrays serve one task at a time: each gets the maps it gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import bowlrp.encoders.fisher as fisher
+
+    pipe, X = fv_pipeline
+    alone = [pipe.explain(X[i : i + 1], rule=rule) for i in range(2)]
+    monkeypatch.setattr(fisher, "task_threads", lambda *a: 2)  # levels on the shared pool, whatever was measured
+    with ThreadPoolExecutor(max_workers=4) as callers:
+        together = list(callers.map(lambda i: pipe.explain(X[i % 2 : i % 2 + 1], rule=rule), range(8)))
+    for i, exp in enumerate(together):
+        ref = alone[i % 2]
+        np.testing.assert_allclose(exp.pixels[0], ref.pixels[0], rtol=1e-12, atol=1e-15 * np.abs(ref.pixels[0]).max())
+        np.testing.assert_allclose(exp.descriptors[0], ref.descriptors[0], rtol=1e-12,
+                                   atol=1e-15 * np.abs(ref.descriptors[0]).max())
