@@ -90,6 +90,8 @@ def check_conservation(rule, where, R_in, R_out, xp):
             f"(sum |R| = {scale:.6g}); the model may be degenerate (fitted on constant images?)",
             ConservationWarning, stacklevel=4,
         )
+
+
 def _sum_abs(a, xp, step=1 << 16):
     """``sum |a|`` as a float; on NumPy in chunks of ``step`` values through one small buffer.
 

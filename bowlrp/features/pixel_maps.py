@@ -9,8 +9,8 @@ evenly over boxes (a descriptor's square, or its 4 x 4 spatial bins).  A
 import numpy as np
 
 from .._backend import asarray
-from .geometry import _edges, bin_boxes, rotated
 from .._blas import one_thread
+from .geometry import _edges, bin_boxes, rotated
 
 # the machinery of the pixel rules (bowlrp.features.pixel_rules); nothing here is for users
 __all__ = []
