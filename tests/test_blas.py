@@ -86,7 +86,6 @@ def test_blas_limit_is_restored_whatever_the_order(steps):
     assert _blas._HOLDER["owner"] is None
 
 
-
 def test_limit_sets_the_count_and_restores_it_and_current_reads_it():
     """``limit(1)`` puts NumPy's BLAS on one thread for its products and back after; ``current`` sees both."""
     before = blas_thread_counts()
